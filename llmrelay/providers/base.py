@@ -1,0 +1,116 @@
+"""The adapter interface and the resolved call it translates.
+
+An adapter is pure: it builds the upstream request, parses the upstream reply, and turns
+upstream stream frames into Responses events. HTTP, retries and storage live in the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .. import errors
+from ..streaming.events import StreamEvent
+from ..streaming.sse import Frame
+from ..transport import HttpRequest
+from .registry import Deployment
+
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Call:
+    """One create request, resolved against the store and the router."""
+
+    id: str  # the response id llmrelay returns
+    params: Json  # the Responses request, llmrelay's own options removed
+    deployment: Deployment
+    input_items: list[Json]  # this turn's input, normalised, for the store
+    created_at: int
+    new_id: Callable[[str], str]
+    owner: str | None = None
+    context: list[Json] = field(default_factory=list)  # replayed history, oldest first
+    upstream_previous_id: str | None = None  # continue natively on the upstream's own state
+    timeout: float | None = None
+    retries: int = 0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    extra_body: Json = field(default_factory=dict)
+    extra_query: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.params.get("stream"))
+
+
+class StreamTranslator(Protocol):
+    """Upstream frames in, Responses events out. `response` is set once a terminal event passed."""
+
+    response: Json | None
+    upstream_id: str | None
+
+    def feed(self, frame: Frame) -> list[StreamEvent]: ...
+
+    def finish(self) -> list[StreamEvent]:
+        """The upstream closed: events that end the stream properly if it had not ended."""
+        ...
+
+    def fail(self, message: str) -> list[StreamEvent]:
+        """The connection broke mid-stream."""
+        ...
+
+
+class Adapter(Protocol):
+    def build_request(self, call: Call) -> HttpRequest: ...
+
+    def parse_response(self, body: bytes, call: Call) -> tuple[Json, str | None]:
+        """(the Response object, the upstream's own id if it keeps state)."""
+        ...
+
+    def stream_translator(self, call: Call) -> StreamTranslator: ...
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError: ...
+
+
+def response_skeleton(call: Call) -> Json:
+    """The Response object a translated call starts from, echoing the request as OpenAI does."""
+    p = call.params
+    return {
+        "id": call.id,
+        "object": "response",
+        "created_at": call.created_at,
+        "status": "in_progress",
+        "background": bool(p.get("background", False)),
+        "error": None,
+        "incomplete_details": None,
+        "instructions": p.get("instructions"),
+        "max_output_tokens": p.get("max_output_tokens"),
+        "max_tool_calls": p.get("max_tool_calls"),
+        "model": call.deployment.model,
+        "output": [],
+        "parallel_tool_calls": p.get("parallel_tool_calls", True),
+        "previous_response_id": p.get("previous_response_id"),
+        "reasoning": p.get("reasoning") or {"effort": None, "summary": None},
+        "service_tier": p.get("service_tier") or "default",
+        "store": p.get("store", True),
+        "temperature": p.get("temperature", 1.0),
+        "text": p.get("text") or {"format": {"type": "text"}},
+        "tool_choice": p.get("tool_choice", "auto"),
+        "tools": p.get("tools") or [],
+        "top_logprobs": p.get("top_logprobs", 0),
+        "top_p": p.get("top_p", 1.0),
+        "truncation": p.get("truncation") or "disabled",
+        "usage": None,
+        "user": p.get("user"),
+        "metadata": p.get("metadata") or {},
+    }
+
+
+def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, reasoning: int = 0) -> Json:
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+    }

@@ -1,0 +1,37 @@
+"""`mock_response=` and the `mock/` provider: a full Response (or stream) with no network.
+
+Driven through the same ResponseBuilder as every translated provider, so a mocked stream
+has exactly the grammar, ids and final object of a real one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..streaming.builder import ResponseBuilder
+from ..streaming.events import StreamEvent
+from .base import Call, response_skeleton, usage
+
+
+def mock_events(call: Call, text: str) -> tuple[list[StreamEvent], dict]:
+    """Every event of a response whose answer is `text`, and the final Response object."""
+    builder = ResponseBuilder(response_skeleton(call), call.new_id)
+    events = builder.start()
+    for piece in re.findall(r"\S+\s*|\s+", text) or [""]:
+        events += builder.text(piece)
+    prompt_words = sum(len(_text(item).split()) for item in call.input_items)
+    events += builder.finish(usage=usage(max(prompt_words, 1), len(text.split())))
+    return events, builder.response
+
+
+def echo_text(call: Call) -> str:
+    """The `mock/` provider's deterministic answer when no mock_response is given."""
+    for item in reversed(call.input_items):
+        if item.get("type") == "message" and item.get("role") == "user":
+            return f"You said: {_text(item)}"
+    return "Hello from the mock model."
+
+
+def _text(item: dict) -> str:
+    parts = item.get("content") or []
+    return " ".join(p.get("text", "") for p in parts if isinstance(p, dict))

@@ -1,0 +1,123 @@
+"""Native adapter: upstreams that speak `/v1/responses` (OpenAI, Azure, xAI, OpenRouter, vLLM, Ollama).
+
+The request reaches the upstream as the client wrote it; only `model`, `previous_response_id`
+(our id -> the upstream's, or replayed history) and `extra_body` change. Streams pass through
+at the byte level: only lifecycle events are parsed, to swap the upstream's response id for
+ours and to capture the final response for the store. Deltas are forwarded untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+import orjson
+
+from .. import errors, items
+from ..streaming.events import LIFECYCLE, TERMINAL, StreamEvent
+from ..streaming.sse import Frame
+from ..transport import HttpRequest, openai_error
+from .base import Call, Json
+from .registry import Deployment
+
+
+class OpenAIResponses:
+    """Adapter for native Responses upstreams."""
+
+    def build_request(self, call: Call) -> HttpRequest:
+        body = dict(call.params)
+        body["model"] = call.deployment.model
+        body.pop("previous_response_id", None)
+        if call.upstream_previous_id:
+            body["previous_response_id"] = call.upstream_previous_id
+        elif call.context:
+            body["input"] = call.context + items.as_items(body.get("input") or [])
+        body.update(call.extra_body)
+        headers = {"content-type": "application/json", **call.deployment.auth_headers()}
+        if call.stream:
+            headers["accept"] = "text/event-stream"
+        headers.update(call.extra_headers)
+        return HttpRequest(
+            "POST", _with_query(call.deployment.url("/responses"), call.extra_query), headers, orjson.dumps(body)
+        )
+
+    def parse_response(self, body: bytes, call: Call) -> tuple[Json, str | None]:
+        response = orjson.loads(body)
+        if not isinstance(response, dict) or "id" not in response:
+            raise errors.status_error(502, "The upstream answered with something that is not a Response object.")
+        return response, _adopt(response, call)
+
+    def stream_translator(self, call: Call) -> NativeStream:
+        return NativeStream(call)
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+        return openai_error(status, body, headers)
+
+    # -- operations on the upstream's own stored state ----------------------------------------
+
+    def retrieve_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
+        return HttpRequest("GET", dep.url(f"/responses/{upstream_id}"), dep.auth_headers())
+
+    def cancel_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
+        return HttpRequest("POST", dep.url(f"/responses/{upstream_id}/cancel"), dep.auth_headers())
+
+    def delete_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
+        return HttpRequest("DELETE", dep.url(f"/responses/{upstream_id}"), dep.auth_headers())
+
+
+def _adopt(response: Json, call: Call) -> str | None:
+    """Give an upstream Response our id (and the client's previous id); return the upstream id."""
+    upstream_id = response.get("id")
+    response["id"] = call.id
+    response["previous_response_id"] = call.params.get("previous_response_id")
+    return upstream_id
+
+
+def _with_query(url: str, query: Mapping[str, str]) -> str:
+    if not query:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(query)
+
+
+class NativeStream:
+    """Byte-level passthrough of a native stream, rewriting only lifecycle events."""
+
+    __slots__ = ("_call", "_count", "_last", "response", "upstream_id")
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._count = 0
+        self._last: Json | None = None
+        self.response: Json | None = None
+        self.upstream_id: str | None = None
+
+    def feed(self, frame: Frame) -> list[StreamEvent]:
+        self._count += 1
+        kind = frame.event
+        if kind is None or kind in LIFECYCLE or kind == "error":
+            data = orjson.loads(frame.data)
+            kind = data.get("type") or kind or "message"
+            if kind in LIFECYCLE and isinstance(data.get("response"), dict):
+                self._last = data["response"]
+                self.upstream_id = _adopt(self._last, self._call) or self.upstream_id
+                if kind in TERMINAL:
+                    self.response = self._last
+            elif kind == "error":
+                self.response = self._failed(str(data.get("message") or "The upstream stream failed."))
+            return [StreamEvent(kind, data)]
+        return [StreamEvent(kind, raw=frame.data)]
+
+    def finish(self) -> list[StreamEvent]:
+        if self.response is not None:
+            return []
+        return self.fail("The upstream closed the stream before the response finished.")
+
+    def fail(self, message: str) -> list[StreamEvent]:
+        self.response = self._failed(message)
+        event = {"type": "response.failed", "sequence_number": self._count, "response": self.response}
+        return [StreamEvent("response.failed", event)]
+
+    def _failed(self, message: str) -> Json:
+        response = self._last or {"id": self._call.id, "object": "response", "output": []}
+        response.update(status="failed", error={"code": "server_error", "message": message})
+        return response

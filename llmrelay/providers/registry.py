@@ -1,0 +1,169 @@
+"""Providers as data: one row per provider, and the deployments built from them.
+
+Adding an OpenAI-compatible provider is one `ProviderSpec` row in `PROVIDERS`, not a module.
+A `Deployment` is one concrete upstream (provider + model + base URL + key): the unit the
+router picks, the store remembers, and `previous_response_id` is pinned to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .. import errors
+
+Api = Literal["responses", "chat", "anthropic", "gemini", "mock"]
+Auth = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    api: Api
+    api_base: str | None  # None: the user must give one (api_base= or the env var)
+    key_env: tuple[str, ...] = ()
+    base_env: tuple[str, ...] = ()
+    auth: Auth = "bearer"
+    key_required: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_P = ProviderSpec
+PROVIDERS: dict[str, ProviderSpec] = {
+    p.name: p
+    for p in (
+        _P("openai", "responses", "https://api.openai.com/v1", ("OPENAI_API_KEY",), ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+        _P("azure", "responses", None, ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"), ("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"), auth="api-key"),
+        _P("xai", "responses", "https://api.x.ai/v1", ("XAI_API_KEY",), ("XAI_API_BASE",)),
+        _P("openrouter", "responses", "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), ("OPENROUTER_API_BASE",)),
+        _P("hosted_vllm", "responses", None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",), key_required=False),
+        _P("ollama", "responses", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
+        _P("mock", "mock", "mock://", key_required=False, auth="none"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One upstream endpoint serving one model. `id` is stable across processes."""
+
+    provider: ProviderSpec
+    model: str  # the upstream's own model name, without the provider prefix
+    api_base: str
+    api_key: str | None = None
+    api_version: str | None = None
+    model_name: str = ""  # the public name clients ask for
+    timeout: float | None = None
+    max_retries: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    id: str = ""
+
+    def auth_headers(self) -> dict[str, str]:
+        h = dict(self.provider.headers)
+        if self.api_key and self.provider.auth == "bearer":
+            h["authorization"] = f"Bearer {self.api_key}"
+        elif self.api_key and self.provider.auth != "none":
+            h[self.provider.auth] = self.api_key
+        h.update(self.headers)
+        return h
+
+    def url(self, path: str) -> str:
+        """Absolute URL of `path` (e.g. "/responses", "/responses/{id}/cancel") on this deployment."""
+        if self.provider.name == "azure":
+            return _azure_url(self.api_base, self.api_version, path)
+        return self.api_base + path
+
+
+def _azure_url(base: str, version: str | None, path: str) -> str:
+    # Three Azure shapes: a deployment URL (".../openai/deployments/<name>"), the dated
+    # API (".../openai/responses?api-version=2025-04-01-preview") and the v1 API
+    # (".../openai/v1/responses"), which needs no api-version at all.
+    if "/openai/deployments/" in base:
+        return f"{base}{path}?api-version={version or 'preview'}"
+    root = base.split("/openai", 1)[0]
+    if version in (None, "v1", "latest"):
+        return f"{root}/openai/v1{path}"
+    if version == "preview":
+        return f"{root}/openai/v1{path}?api-version=preview"
+    return f"{root}/openai{path}?api-version={version}"
+
+
+def split_model(model: str) -> tuple[ProviderSpec, str]:
+    """ "openai/o1-pro" -> (openai, "o1-pro"). A bare name ("gpt-4o") means OpenAI."""
+    prefix, sep, rest = model.partition("/")
+    if not sep:
+        return PROVIDERS["openai"], model
+    spec = PROVIDERS.get(prefix)
+    if spec is None or not rest:
+        known = ", ".join(sorted(PROVIDERS))
+        raise errors.bad_request(
+            f"Unknown provider {prefix!r} in model {model!r}. Known providers: {known}. "
+            "Write the model as '<provider>/<model>', e.g. 'openai/gpt-4o'.",
+            param="model",
+            code="unknown_provider",
+        )
+    return spec, rest
+
+
+def _env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if value := os.environ.get(name):
+            return value
+    return None
+
+
+def make_deployment(
+    model: str,
+    *,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    model_name: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    deployment_id: str | None = None,
+) -> Deployment:
+    """Resolve a "<provider>/<model>" string plus overrides into a Deployment."""
+    spec, upstream_model = split_model(model)
+    base = api_base or _env(spec.base_env) or spec.api_base
+    if not base:
+        env = " or ".join(spec.base_env) or "api_base"
+        raise errors.bad_request(
+            f"Provider {spec.name!r} needs an api_base: pass api_base= or set {env}.",
+            param="api_base",
+        )
+    key = api_key or _env(spec.key_env)
+    if spec.name == "azure":
+        api_version = api_version or os.environ.get("AZURE_API_VERSION")
+    base = base.rstrip("/")
+    # Keys and bases are part of the identity: a response stored upstream lives in one
+    # account, so only the same account may continue it natively.
+    ident = "\0".join((spec.name, upstream_model, base, key or "", api_version or ""))
+    return Deployment(
+        provider=spec,
+        model=upstream_model,
+        api_base=base,
+        api_key=key,
+        api_version=api_version,
+        model_name=model_name or model,
+        timeout=timeout,
+        max_retries=max_retries,
+        headers=tuple((headers or {}).items()),
+        extra=extra or {},
+        id=deployment_id or "dep_" + hashlib.sha256(ident.encode()).hexdigest()[:24],
+    )
+
+
+def require_key(dep: Deployment) -> None:
+    if dep.provider.key_required and not dep.api_key:
+        env = " or ".join(dep.provider.key_env)
+        raise errors.status_error(
+            401,
+            f"No API key for provider {dep.provider.name!r}: pass api_key= or set {env}.",
+            code="missing_api_key",
+        )

@@ -1,0 +1,357 @@
+"""Relay: the one async core under the SDK and the proxy.
+
+create: validate -> resolve `previous_response_id` from the store -> pick a deployment ->
+adapter builds the upstream request -> HTTP -> adapter parses (or translates the stream) ->
+the store keeps the record -> the response (or the terminal event) goes out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import errors, items, validate
+from .ids import new_id
+from .providers.base import Adapter, Call
+from .providers.mock import echo_text, mock_events
+from .providers.openai import OpenAIResponses
+from .providers.registry import Deployment, make_deployment, require_key
+from .router import Router
+from .store import ResponseStore, StoredResponse, open_store
+from .store.base import page_items
+from .streaming.events import StreamEvent
+from .streaming.sse import SSEDecoder
+from .transport import Http, HttpRequest, upstream_failure
+
+Json = dict[str, Any]
+ACTIVE = frozenset({"queued", "in_progress"})
+MAX_CHAIN = 10_000
+
+
+class Relay:
+    """The core. `router=None` resolves each model string directly ("openai/gpt-4o"),
+    as the SDK does; with a router, only its model names are served, as the proxy does."""
+
+    def __init__(
+        self,
+        *,
+        store: ResponseStore | str | None = None,
+        router: Router | None = None,
+        num_retries: int = 0,
+        timeout: float | None = None,
+    ) -> None:
+        self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
+        self.router = router
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.http = Http()
+        self._native = OpenAIResponses()
+        # Deployments seen by this process, by id: background GET/cancel need the upstream's
+        # URL and key again, and the store keeps neither.
+        self._deployments: dict[str, Deployment] = {}
+        if router is not None:
+            for group in router.groups.values():
+                self._deployments.update((d.id, d) for d in group)
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def create(self, params: Json, *, owner: str | None = None) -> Json:
+        """A non-streamed create; returns the Response object as a dict."""
+        call, mock = await self._prepare(params, owner)
+        if mock is not None:
+            response, upstream_id = mock_events(call, mock)[1], None
+        else:
+            response, upstream_id = await self._send(call)
+        await self._save(call, response, upstream_id)
+        return response
+
+    async def stream(self, params: Json, *, owner: str | None = None) -> AsyncIterator[StreamEvent]:
+        """A streamed create. Everything that can fail before the first event (bad input,
+        unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
+        plain HTTP error; failures after that arrive as a `response.failed` event."""
+        call, mock = await self._prepare(params, owner)
+        if mock is not None:
+            return self._mock_stream(call, mock)
+        adapter = self.adapter(call.deployment)
+        resp = await self._open(call, adapter, stream=True)
+        return self._relay_stream(call, adapter, resp)
+
+    def adapter(self, dep: Deployment) -> Adapter:
+        if dep.provider.api == "responses":
+            return self._native
+        raise errors.bad_request(
+            f"Provider {dep.provider.name!r} ({dep.provider.api} API) is not supported by this build.",
+            param="model",
+        )
+
+    async def _prepare(self, params: Json, owner: str | None) -> tuple[Call, str | None]:
+        params = dict(params)
+        opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
+        validate.check_create(params)
+        previous = None
+        if prev_id := params.get("previous_response_id"):
+            previous = await self.store.get(prev_id, owner)
+            if previous is None:
+                raise errors.not_found(
+                    f"Previous response with id '{prev_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+        dep = self._deployment(params["model"], opts, prefer=previous.deployment if previous else None)
+        mock = opts.get("mock_response")
+        if mock is None and dep.provider.api != "mock":
+            require_key(dep)
+        call = Call(
+            id=new_id("resp"),
+            params=params,
+            deployment=dep,
+            input_items=items.normalize(params.get("input") or [], new_id),
+            created_at=int(time.time()),
+            new_id=new_id,
+            owner=owner,
+            timeout=_seconds(opts.get("timeout")) or dep.timeout or self.timeout,
+            retries=_first_int(opts.get("num_retries"), opts.get("max_retries"), dep.max_retries, self.num_retries),
+            extra_headers=dict(opts.get("extra_headers") or {}),
+            extra_body=dict(opts.get("extra_body") or {}),
+            extra_query=dict(opts.get("extra_query") or {}),
+        )
+        if previous is not None:
+            if previous.deployment == dep.id and previous.upstream_id:
+                call.upstream_previous_id = previous.upstream_id
+            else:
+                call.context = await self._history(previous, owner)
+        if mock is None and dep.provider.api == "mock":
+            mock = echo_text(call)
+        return call, None if mock is None else str(mock)
+
+    def _deployment(self, model: str, opts: Json, prefer: str | None) -> Deployment:
+        if self.router is not None:
+            dep = self.router.pick(model, prefer)
+            if dep is None:
+                raise errors.not_found(
+                    f"The model '{model}' does not exist or you do not have access to it.",
+                    param="model",
+                    code="model_not_found",
+                )
+            return dep
+        dep = make_deployment(
+            model,
+            api_key=opts.get("api_key"),
+            api_base=opts.get("api_base") or opts.get("base_url"),
+            api_version=opts.get("api_version"),
+        )
+        self._deployments.setdefault(dep.id, dep)
+        return dep
+
+    async def _history(self, record: StoredResponse, owner: str | None) -> list[Json]:
+        """Every item of the chain ending at `record`, oldest first, ready to replay."""
+        chain = [record]
+        while (prev := chain[-1].previous_response_id) and len(chain) < MAX_CHAIN:
+            older = await self.store.get(prev, owner)
+            if older is None:
+                break
+            chain.append(older)
+        history: list[Json] = []
+        for r in reversed(chain):
+            history += r.input_items
+            history += r.response.get("output") or []
+        return items.replayable(history)
+
+    # -- upstream I/O ------------------------------------------------------------------------
+
+    async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
+        """Send the request; on an error status raise it (after retries), else return the
+        unread response. An upstream that lost its stored state gets the history replayed."""
+        resp = await self.http.send(adapter.build_request(call), timeout=call.timeout, retries=call.retries)
+        if resp.status < 400:
+            return resp
+        try:
+            body = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise upstream_failure(exc) from exc
+        finally:
+            resp.release()
+        err = adapter.parse_error(resp.status, body, resp.headers)
+        if call.upstream_previous_id and err.code == "previous_response_not_found":
+            # The upstream expired or never kept it; the store still has every item.
+            previous = await self.store.get(str(call.params["previous_response_id"]), call.owner)
+            if previous is not None:
+                call.upstream_previous_id = None
+                call.context = await self._history(previous, call.owner)
+                return await self._open(call, adapter, stream=stream)
+        raise err
+
+    async def _send(self, call: Call) -> tuple[Json, str | None]:
+        adapter = self.adapter(call.deployment)
+        resp = await self._open(call, adapter, stream=False)
+        try:
+            body = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise upstream_failure(exc) from exc
+        finally:
+            resp.release()
+        return adapter.parse_response(body, call)
+
+    async def _relay_stream(
+        self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
+    ) -> AsyncIterator[StreamEvent]:
+        translator = adapter.stream_translator(call)
+        decoder = SSEDecoder()
+        finished = False
+        try:
+            try:
+                async for chunk in resp.content.iter_any():
+                    for frame in decoder.feed(chunk):
+                        for event in translator.feed(frame):
+                            if event.terminal and translator.response is not None:
+                                await self._save(call, translator.response, translator.upstream_id)
+                            yield event
+                tail = [e for f in decoder.finish() for e in translator.feed(f)] + translator.finish()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                tail = translator.fail(f"The upstream connection failed mid-stream: {upstream_failure(exc)}")
+            for event in tail:
+                if event.terminal and translator.response is not None:
+                    await self._save(call, translator.response, translator.upstream_id)
+                yield event
+            finished = True
+        finally:
+            # A consumer that stopped early (a client that went away) closes the connection,
+            # so the upstream stops generating too; nothing half-done was stored.
+            if finished:
+                resp.release()
+            else:
+                resp.close()
+
+    async def _mock_stream(self, call: Call, text: str) -> AsyncIterator[StreamEvent]:
+        events, response = mock_events(call, text)
+        for event in events:
+            if event.terminal:
+                await self._save(call, response, None)
+            yield event
+
+    async def _save(self, call: Call, response: Json, upstream_id: str | None) -> None:
+        if call.params.get("store") is False:
+            return
+        record = StoredResponse(
+            id=call.id,
+            response=response,
+            input_items=call.input_items,
+            deployment=call.deployment.id,
+            upstream_id=upstream_id,
+            previous_response_id=call.params.get("previous_response_id"),
+            owner=call.owner,
+            created_at=call.created_at,
+        )
+        await self._put(record)
+
+    async def _put(self, record: StoredResponse) -> None:
+        try:
+            await self.store.put(record)
+        except Exception as exc:  # a store outage must not look like a success
+            raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
+
+    # -- stored responses ------------------------------------------------------------------
+
+    async def _record(self, response_id: str, owner: str | None) -> StoredResponse:
+        record = await self.store.get(response_id, owner) if response_id else None
+        if record is None:
+            raise errors.not_found(f"No response found with id '{response_id}'.", param="response_id")
+        return record
+
+    async def retrieve(self, response_id: str, *, owner: str | None = None) -> Json:
+        record = await self._record(response_id, owner)
+        dep = self._deployments.get(record.deployment)
+        if record.status in ACTIVE and record.upstream_id and dep is not None:
+            record = await self._refresh(record, dep, self._native.retrieve_request(dep, record.upstream_id))
+        return record.response
+
+    async def cancel(self, response_id: str, *, owner: str | None = None) -> Json:
+        record = await self._record(response_id, owner)
+        if not record.background:
+            raise errors.bad_request(
+                "Only responses created with background=true can be cancelled.", param="response_id"
+            )
+        if record.status not in ACTIVE:
+            if record.status == "cancelled":
+                return record.response
+            raise errors.bad_request(f"Cannot cancel a response with status '{record.status}'.", param="response_id")
+        dep = self._deployments.get(record.deployment)
+        if dep is None or not record.upstream_id:
+            raise errors.bad_request(
+                "The upstream that runs this response is not known to this process; pass its api_key and api_base.",
+                param="response_id",
+            )
+        record = await self._refresh(record, dep, self._native.cancel_request(dep, record.upstream_id))
+        return record.response
+
+    async def delete(self, response_id: str, *, owner: str | None = None) -> Json:
+        record = await self._record(response_id, owner)
+        await self.store.delete(response_id, owner)
+        dep = self._deployments.get(record.deployment)
+        if record.upstream_id and dep is not None:
+            # Best effort: the record is gone from llmrelay either way.
+            req = self._native.delete_request(dep, record.upstream_id)
+            with contextlib.suppress(errors.APIConnectionError, errors.APITimeoutError):
+                (await self.http.send(req, timeout=10.0)).release()
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    async def input_items(
+        self,
+        response_id: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 20,
+        order: str = "desc",
+        owner: str | None = None,
+    ) -> Json:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        if order not in ("asc", "desc"):
+            raise errors.bad_request("'order' must be 'asc' or 'desc'.", param="order")
+        record = await self._record(response_id, owner)
+        return page_items(record.input_items, after=after, before=before, limit=limit, order=order)
+
+    async def _refresh(self, record: StoredResponse, dep: Deployment, req: HttpRequest) -> StoredResponse:
+        """Ask the upstream for the current state of a response it runs, and store it."""
+        resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise self._native.parse_error(resp.status, body, resp.headers)
+        response = orjson.loads(body)
+        response["id"] = record.id
+        response["previous_response_id"] = record.previous_response_id
+        record.response = response
+        await self._put(record)
+        return record
+
+    def remember(self, dep: Deployment) -> None:
+        """Make a deployment known for background GET/cancel (e.g. after a restart)."""
+        self._deployments[dep.id] = dep
+
+    async def aclose(self) -> None:
+        await self.http.close()
+        await self.store.close()
+
+
+def _seconds(timeout: Any) -> float | None:
+    """A float, or an httpx-style Timeout (its read timeout), as seconds."""
+    if timeout is None or isinstance(timeout, (int, float)):
+        return timeout
+    value = getattr(timeout, "read", None) or getattr(timeout, "connect", None)
+    return float(value) if value is not None else None
+
+
+def _first_int(*values: Any) -> int:
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return max(0, v)
+    return 0

@@ -1,0 +1,174 @@
+"""The SDK: module functions over one default Relay, returning the `openai` package's types.
+
+Each async function is the real implementation; its sync twin runs it on the background
+loop. Results are `openai.types.responses.Response` and its typed stream events.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, Literal, overload
+
+from openai import BaseModel
+from openai._models import construct_type  # the openai client's own untyped-dict -> model path
+from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
+
+from .background_loop import BackgroundLoop, SyncIterator
+from .relay import Relay
+from .store import ResponseStore
+from .streaming.events import StreamEvent
+
+_runner = BackgroundLoop()
+_default: Relay | None = None
+_default_lock = threading.Lock()
+
+
+class DeleteResponseResult(BaseModel):
+    id: str
+    object: Literal["response.deleted"] = "response.deleted"
+    deleted: bool
+
+
+def default_relay() -> Relay:
+    """The Relay the module functions use (SQLite store unless `configure` says otherwise)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Relay()
+    return _default
+
+
+def configure(*, store: ResponseStore | str | None = None, num_retries: int = 0, timeout: float | None = None) -> Relay:
+    """Replace the default Relay, e.g. `configure(store="memory")` or a Postgres URL."""
+    global _default
+    with _default_lock:
+        _default = Relay(store=store, num_retries=num_retries, timeout=timeout)
+    return _default
+
+
+def _relay(relay: Relay | None) -> Relay:
+    return relay or default_relay()
+
+
+class AsyncResponseStream:
+    """`async for event in stream`: typed Responses stream events."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent]) -> None:
+        self._events = events
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> ResponseStreamEvent:
+        event = await self._events.__anext__()
+        return construct_type(type_=ResponseStreamEvent, value=event.data)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _response(data: dict[str, Any]) -> Response:
+    return construct_type(type_=Response, value=data)  # type: ignore[no-any-return]
+
+
+# -- create --------------------------------------------------------------------------------
+
+
+@overload
+async def aresponses(*, stream: Literal[True], relay: Relay | None = None, **params: Any) -> AsyncResponseStream: ...
+@overload
+async def aresponses(*, stream: Literal[False] = False, relay: Relay | None = None, **params: Any) -> Response: ...
+async def aresponses(
+    *, stream: bool = False, relay: Relay | None = None, **params: Any
+) -> Response | AsyncResponseStream:
+    """Create a response (`POST /v1/responses`). Takes every Responses field (`model`,
+    `input`, `instructions`, `tools`, `previous_response_id`, ...) plus llmrelay's call
+    options: `api_key`, `api_base`, `api_version`, `timeout`, `num_retries`,
+    `extra_headers`, `extra_body`, `extra_query`, `mock_response`."""
+    core = _relay(relay)
+    if stream:
+        return AsyncResponseStream(await core.stream({**params, "stream": True}))
+    return _response(await core.create(params))
+
+
+@overload
+def responses(
+    *, stream: Literal[True], relay: Relay | None = None, **params: Any
+) -> SyncIterator[ResponseStreamEvent]: ...
+@overload
+def responses(*, stream: Literal[False] = False, relay: Relay | None = None, **params: Any) -> Response: ...
+def responses(
+    *, stream: bool = False, relay: Relay | None = None, **params: Any
+) -> Response | SyncIterator[ResponseStreamEvent]:
+    """Sync twin of `aresponses`; with `stream=True`, an iterator of typed events."""
+    if stream:
+        events = _runner.run(aresponses(stream=True, relay=relay, **params))
+        return _runner.iterate(events)
+    return _runner.run(aresponses(relay=relay, **params))
+
+
+# -- stored responses ------------------------------------------------------------------------
+
+
+async def aget_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+    """Retrieve a stored response (`GET /v1/responses/{id}`)."""
+    return _response(await _relay(relay).retrieve(response_id))
+
+
+def get_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+    return _runner.run(aget_responses(response_id, relay=relay))
+
+
+async def adelete_responses(response_id: str, *, relay: Relay | None = None) -> DeleteResponseResult:
+    """Delete a stored response (`DELETE /v1/responses/{id}`); a later GET raises NotFoundError."""
+    return DeleteResponseResult(**await _relay(relay).delete(response_id))
+
+
+def delete_responses(response_id: str, *, relay: Relay | None = None) -> DeleteResponseResult:
+    return _runner.run(adelete_responses(response_id, relay=relay))
+
+
+async def alist_input_items(
+    response_id: str,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    relay: Relay | None = None,
+) -> ResponseItemList:
+    """The input items of a stored response (`GET /v1/responses/{id}/input_items`)."""
+    page = await _relay(relay).input_items(response_id, after=after, before=before, limit=limit, order=order)
+    return construct_type(type_=ResponseItemList, value=page)  # type: ignore[no-any-return]
+
+
+def list_input_items(
+    response_id: str,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    relay: Relay | None = None,
+) -> ResponseItemList:
+    coro = alist_input_items(response_id, after=after, before=before, limit=limit, order=order, relay=relay)
+    return _runner.run(coro)
+
+
+async def acancel_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+    """Cancel a background response (`POST /v1/responses/{id}/cancel`)."""
+    return _response(await _relay(relay).cancel(response_id))
+
+
+def cancel_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+    return _runner.run(acancel_responses(response_id, relay=relay))

@@ -1,0 +1,71 @@
+"""The ResponseStore protocol and the record it keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    id: str
+    response: Json  # the public Response object, output included
+    input_items: list[Json] = field(default_factory=list)  # this turn's input, with ids
+    deployment: str = ""  # Deployment.id that produced it
+    upstream_id: str | None = None  # the upstream's own id, when it keeps state
+    previous_response_id: str | None = None
+    owner: str | None = None  # key / team under the proxy; None in the SDK
+    created_at: int = 0
+
+    @property
+    def status(self) -> str:
+        return str(self.response.get("status", ""))
+
+    @property
+    def background(self) -> bool:
+        return bool(self.response.get("background"))
+
+
+class ResponseStore(Protocol):
+    async def put(self, record: StoredResponse) -> None:
+        """Insert or replace."""
+
+    async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
+        """The record, or None when absent or owned by someone else."""
+
+    async def delete(self, response_id: str, owner: str | None = None) -> bool:
+        """True when something was deleted."""
+
+    async def ping(self) -> None:
+        """Raise when the store cannot serve requests."""
+
+    async def close(self) -> None: ...
+
+
+def page_items(
+    items: list[Json],
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = 20,
+    order: str = "desc",
+) -> Json:
+    """OpenAI's list shape over input items: cursors are item ids, `order` is by position."""
+    seq = list(reversed(items)) if order == "desc" else list(items)
+    ids = [i.get("id") for i in seq]
+    start, end = 0, len(seq)
+    if after is not None and after in ids:
+        start = ids.index(after) + 1
+    if before is not None and before in ids:
+        end = ids.index(before)
+    window = seq[start:end]
+    data = window[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0].get("id") if data else None,
+        "last_id": data[-1].get("id") if data else None,
+        "has_more": len(window) > limit,
+    }

@@ -1,0 +1,226 @@
+"""ResponseBuilder: the one state machine that speaks the Responses stream grammar.
+
+Translators call high-level methods (`text`, `reasoning`, `function_call`, `finish`, ...)
+and get back spec-ordered events with `sequence_number`, `output_index`, `content_index`
+and stable item ids. Items never interleave: opening one closes the one before. Streaming
+and non-streaming drive the same builder, so both give the same ids and the same output.
+Pure: ids and the clock come in from the caller.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .events import StreamEvent
+
+Json = dict[str, Any]
+Kind = Literal["message", "reasoning", "function_call"]
+
+
+@dataclass(slots=True)
+class _Open:
+    kind: Kind
+    item: Json
+    index: int
+    part: Json | None = None  # the content / summary part being streamed
+    buf: list[str] = field(default_factory=list)
+
+
+class ResponseBuilder:
+    def __init__(self, response: Json, new_id: Callable[[str], str]):
+        self.response = response
+        self.response.setdefault("output", [])
+        self.response["status"] = "in_progress"
+        self._new_id = new_id
+        self._seq = 0
+        self._open: _Open | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> list[StreamEvent]:
+        return [
+            self._event("response.created", response=self._snapshot()),
+            self._event("response.in_progress", response=self._snapshot()),
+        ]
+
+    def finish(
+        self,
+        *,
+        usage: Json | None = None,
+        incomplete_reason: str | None = None,
+    ) -> list[StreamEvent]:
+        events = self._close()
+        r = self.response
+        if usage is not None:
+            r["usage"] = usage
+        if incomplete_reason:
+            r["status"] = "incomplete"
+            r["incomplete_details"] = {"reason": incomplete_reason}
+            return [*events, self._event("response.incomplete", response=self._snapshot())]
+        r["status"] = "completed"
+        return [*events, self._event("response.completed", response=self._snapshot())]
+
+    def fail(self, message: str, code: str = "server_error") -> list[StreamEvent]:
+        events = self._close(status="incomplete")
+        self.response["status"] = "failed"
+        self.response["error"] = {"code": code, "message": message}
+        return [*events, self._event("response.failed", response=self._snapshot())]
+
+    # -- message text ------------------------------------------------------------------------
+
+    def text(self, delta: str) -> list[StreamEvent]:
+        return self._content_delta("output_text", delta)
+
+    def refusal(self, delta: str) -> list[StreamEvent]:
+        return self._content_delta("refusal", delta)
+
+    def _content_delta(self, part_type: str, delta: str) -> list[StreamEvent]:
+        events = self._ensure("message")
+        o = self._open
+        assert o is not None
+        if o.part is None or o.part["type"] != part_type:
+            events += self._close_part()
+            part: Json = {"type": part_type, "text": "", "annotations": [], "logprobs": []}
+            if part_type == "refusal":
+                part = {"type": "refusal", "refusal": ""}
+            o.part = part
+            events.append(self._event("response.content_part.added", **self._where(o), part=dict(part)))
+        o.buf.append(delta)
+        name = "response.output_text.delta" if part_type == "output_text" else "response.refusal.delta"
+        extra = {"logprobs": []} if part_type == "output_text" else {}
+        events.append(self._event(name, **self._where(o), delta=delta, **extra))
+        return events
+
+    # -- reasoning ---------------------------------------------------------------------------
+
+    def reasoning(self, delta: str) -> list[StreamEvent]:
+        """A delta of reasoning summary text."""
+        events = self._ensure("reasoning")
+        o = self._open
+        assert o is not None
+        if o.part is None:
+            o.part = {"type": "summary_text", "text": ""}
+            events.append(
+                self._event("response.reasoning_summary_part.added", **self._summary_where(o), part=dict(o.part))
+            )
+        o.buf.append(delta)
+        events.append(self._event("response.reasoning_summary_text.delta", **self._summary_where(o), delta=delta))
+        return events
+
+    def reasoning_signature(self, encrypted_content: str) -> list[StreamEvent]:
+        """Attach the provider's opaque reasoning state (e.g. a thinking signature)."""
+        events = self._ensure("reasoning")
+        assert self._open is not None
+        self._open.item["encrypted_content"] = encrypted_content
+        return events
+
+    # -- tool calls --------------------------------------------------------------------------
+
+    def function_call(self, call_id: str, name: str) -> list[StreamEvent]:
+        events = self._close()
+        item = {"id": self._new_id("fc"), "type": "function_call", "status": "in_progress",
+                "arguments": "", "call_id": call_id, "name": name}  # fmt: skip
+        events += self._add("function_call", item)
+        return events
+
+    def function_arguments(self, delta: str) -> list[StreamEvent]:
+        o = self._open
+        if o is None or o.kind != "function_call":
+            raise ValueError("function_arguments() outside a function_call")
+        o.buf.append(delta)
+        return [self._event("response.function_call_arguments.delta", item_id=o.item["id"],
+                            output_index=o.index, delta=delta)]  # fmt: skip
+
+    def item(self, item: Json) -> list[StreamEvent]:
+        """A whole item at once (computer_call, web_search_call, ...): added, then done."""
+        events = self._close()
+        item.setdefault("id", self._new_id(_PREFIX.get(item.get("type", ""), "item")))
+        index = len(self.response["output"])
+        self.response["output"].append(item)
+        events.append(self._event("response.output_item.added", output_index=index, item=_in_progress(item)))
+        events.append(self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item)))
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _ensure(self, kind: Kind) -> list[StreamEvent]:
+        if self._open is not None and self._open.kind == kind:
+            return []
+        events = self._close()
+        if kind == "message":
+            item = {"id": self._new_id("msg"), "type": "message", "status": "in_progress",
+                    "content": [], "role": "assistant"}  # fmt: skip
+        else:
+            item = {"id": self._new_id("rs"), "type": "reasoning", "summary": []}
+        return events + self._add(kind, item)
+
+    def _add(self, kind: Kind, item: Json) -> list[StreamEvent]:
+        index = len(self.response["output"])
+        self.response["output"].append(item)
+        self._open = _Open(kind, item, index)
+        return [self._event("response.output_item.added", output_index=index, item=copy.deepcopy(item))]
+
+    def _close_part(self) -> list[StreamEvent]:
+        o = self._open
+        if o is None or o.part is None:
+            return []
+        text, part, o.part, o.buf = "".join(o.buf), o.part, None, []
+        if o.kind == "reasoning":
+            part["text"] = text
+            o.item["summary"].append(part)
+            where = self._summary_where(o)
+            return [
+                self._event("response.reasoning_summary_text.done", **where, text=text),
+                self._event("response.reasoning_summary_part.done", **where, part=dict(part)),
+            ]
+        where = self._where(o)
+        o.item["content"].append(part)
+        if part["type"] == "refusal":
+            part["refusal"] = text
+            done = self._event("response.refusal.done", **where, refusal=text)
+        else:
+            part["text"] = text
+            done = self._event("response.output_text.done", **where, text=text, logprobs=[])
+        return [done, self._event("response.content_part.done", **where, part=copy.deepcopy(part))]
+
+    def _close(self, status: str = "completed") -> list[StreamEvent]:
+        o = self._open
+        if o is None:
+            return []
+        events = self._close_part()
+        if o.kind == "function_call":
+            o.item["arguments"] = args = "".join(o.buf)
+            events.append(self._event("response.function_call_arguments.done", item_id=o.item["id"],
+                                      output_index=o.index, arguments=args, name=o.item["name"]))  # fmt: skip
+        if o.kind != "reasoning":
+            o.item["status"] = status
+        self._open = None
+        events.append(self._event("response.output_item.done", output_index=o.index, item=copy.deepcopy(o.item)))
+        return events
+
+    def _where(self, o: _Open) -> Json:
+        return {"item_id": o.item["id"], "output_index": o.index, "content_index": len(o.item["content"])}
+
+    def _summary_where(self, o: _Open) -> Json:
+        return {"item_id": o.item["id"], "output_index": o.index, "summary_index": len(o.item["summary"])}
+
+    def _snapshot(self) -> Json:
+        return copy.deepcopy(self.response)
+
+    def _event(self, type: str, **fields: Any) -> StreamEvent:
+        data = {"type": type, "sequence_number": self._seq, **fields}
+        self._seq += 1
+        return StreamEvent(type, data)
+
+
+_PREFIX = {"computer_call": "cu", "web_search_call": "ws", "file_search_call": "fs", "message": "msg"}
+
+
+def _in_progress(item: Json) -> Json:
+    added = copy.deepcopy(item)
+    if "status" in added:
+        added["status"] = "in_progress"
+    return added

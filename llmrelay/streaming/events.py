@@ -1,0 +1,51 @@
+"""StreamEvent: one Responses stream event, as parsed JSON or raw bytes, whichever is at hand.
+
+Native upstreams hand us bytes that the proxy forwards untouched; translators build dicts.
+Each side converts lazily, so the hot path never parses what it only forwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+LIFECYCLE = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.queued",
+        "response.completed",
+        "response.failed",
+        "response.incomplete",
+    }
+)
+
+
+class StreamEvent:
+    __slots__ = ("_data", "_raw", "type")
+
+    def __init__(self, type: str, data: dict[str, Any] | None = None, raw: bytes | None = None):
+        self.type = type
+        self._data = data
+        self._raw = raw
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = orjson.loads(self._raw or b"{}")
+        return self._data
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = orjson.dumps(self._data)
+        return self._raw
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL
+
+    def __repr__(self) -> str:
+        return f"StreamEvent({self.type!r})"

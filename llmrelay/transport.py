@@ -1,0 +1,149 @@
+"""Upstream HTTP: pooled keep-alive connections (one aiohttp session per event loop),
+timeouts, and retries with exponential backoff that honours Retry-After.
+
+aiohttp rather than httpx: its client costs a fraction of httpx's CPU per request
+(bench/http_client.py measures both), and the hot path is mostly this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import errors
+
+RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+DEFAULT_TIMEOUT = 600.0
+MAX_BACKOFF = 30.0
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+class Http:
+    def __init__(self) -> None:
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closers: list[Any] = []
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+
+    async def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            self._sessions[loop] = session
+            # asyncio.run() finalises live async generators before closing its loop: this one
+            # closes the session then, so a short-lived loop leaves no unclosed connector.
+            closer = _close_on_loop_shutdown(session)
+            await closer.asend(None)
+            self._closers.append(closer)
+        return session
+
+    def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        t = self._timeouts.get(seconds)
+        if t is None:
+            # Like the openai SDK: the timeout bounds connecting and each read, not a whole stream.
+            t = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+            self._timeouts[seconds] = t
+        return t
+
+    async def send(self, req: HttpRequest, *, timeout: float | None, retries: int = 0) -> aiohttp.ClientResponse:
+        """Send with retries on 408/409/429/5xx and connection errors. The caller reads and
+        releases the returned response (also when its status is an error)."""
+        session = await self.session()
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                resp = await session.request(
+                    req.method, req.url, data=req.body, headers=req.headers, timeout=self._timeout(timeout)
+                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if attempt >= retries:
+                    raise upstream_failure(exc) from exc
+            else:
+                if resp.status not in RETRYABLE or attempt >= retries:
+                    return resp
+                wait = retry_after(resp.headers)
+                resp.release()
+            await asyncio.sleep(backoff(attempt, wait))
+            attempt += 1
+
+    async def close(self) -> None:
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        for s in sessions:
+            if not s.closed:
+                await s.close()
+
+
+async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+def upstream_failure(exc: BaseException) -> Exception:
+    """A transport exception as the openai-style error a caller expects."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return errors.timeout_error()
+    return errors.connection_error(f"Connection error: {exc}")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the upstream asked us to wait: `retry-after-ms`, `retry-after` (seconds or an HTTP date)."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    if retry_after is not None and 0 <= retry_after <= 60:
+        return retry_after
+    return min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.75 + random.random() / 2)
+
+
+def openai_error(status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+    """Map an OpenAI-shaped error reply to the matching exception."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return errors.from_body(status, payload["error"], headers=_keep(headers))
+    text = body.decode(errors="replace").strip()[:500] or f"Upstream returned HTTP {status}"
+    return errors.status_error(status, text, headers=_keep(headers))
+
+
+def _keep(headers: Mapping[str, str]) -> dict[str, str]:
+    # Only what a client should see again (Retry-After on 429s, the upstream request id).
+    return {k: v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms", "x-request-id")}
