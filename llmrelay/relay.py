@@ -103,7 +103,7 @@ class Relay:
                     code="previous_response_not_found",
                 )
         dep = self._deployment(params["model"], opts, prefer=previous.deployment if previous else None)
-        mock = opts.get("mock_response")
+        mock = opts.get("mock_response", dep.extra.get("mock_response"))
         if mock is None and dep.provider.api != "mock":
             require_key(dep)
         call = Call(

@@ -25,11 +25,11 @@ def mock_events(call: Call, text: str) -> tuple[list[StreamEvent], dict]:
 
 
 def echo_text(call: Call) -> str:
-    """The `mock/` provider's deterministic answer when no mock_response is given."""
-    for item in reversed(call.input_items):
-        if item.get("type") == "message" and item.get("role") == "user":
-            return f"You said: {_text(item)}"
-    return "Hello from the mock model."
+    """The `mock/` provider's deterministic answer when no mock_response is given: it names
+    itself, counts the user turns it was given (so chaining shows) and echoes the last one."""
+    turns = [i for i in call.context + call.input_items if i.get("type") == "message" and i.get("role") == "user"]
+    said = _text(turns[-1]) if turns else ""
+    return f"[llmrelay demo model, not an LLM] Turn {len(turns)}. You said: {said}"
 
 
 def _text(item: dict) -> str:

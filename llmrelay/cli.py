@@ -1,0 +1,87 @@
+"""`llmrelay --config config.yaml`, `llmrelay --model openai/gpt-4o`, `llmrelay demo`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import ConfigError, load_config, parse_config
+
+DEMO_MODEL = "demo"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="llmrelay", description="The OpenAI Responses API for every LLM provider, as a proxy."
+    )
+    parser.add_argument("command", nargs="?", choices=["demo"], help="demo: serve a built-in local demo model")
+    parser.add_argument("--config", help="path to config.yaml (LiteLLM's format)")
+    parser.add_argument("--model", help="serve one model without a config file, e.g. openai/gpt-4o")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    args = parser.parse_args(argv)
+
+    env = _environment(args)
+    if env is None:
+        parser.print_usage(sys.stderr)
+        print("llmrelay: give --config, --model or the demo command", file=sys.stderr)
+        return 2
+    try:  # validate everything before the port is bound
+        config = load_config(env["LLMRELAY_CONFIG"]) if "LLMRELAY_CONFIG" in env else parse_config(_one_model(env))
+    except ConfigError as exc:
+        print(f"llmrelay: config error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.update(env)
+
+    import uvicorn
+
+    names = ", ".join(e.model_name for e in config.model_list) or "(none)"
+    print(f"llmrelay: models: {names}")
+    if args.command == "demo":
+        _print_demo_help(args.port)
+    print(f"RUNNING on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(
+        "llmrelay.proxy.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(config.general_settings.graceful_shutdown_timeout),
+        access_log=False,
+    )
+    return 0
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.config:
+        return {"LLMRELAY_CONFIG": os.path.abspath(args.config)}
+    if args.model:
+        return {"LLMRELAY_MODEL": args.model, "LLMRELAY_MODEL_NAME": args.model}
+    if args.command == "demo":
+        return {"LLMRELAY_MODEL": "mock/demo", "LLMRELAY_MODEL_NAME": DEMO_MODEL}
+    return None
+
+
+def _one_model(env: dict[str, str]) -> dict[str, object]:
+    model = env["LLMRELAY_MODEL"]
+    return {"model_list": [{"model_name": env["LLMRELAY_MODEL_NAME"], "litellm_params": {"model": model}}]}
+
+
+def _print_demo_help(port: int) -> None:
+    print(
+        f"""llmrelay demo: model "{DEMO_MODEL}" is a built-in local echo model (not an LLM), no API key needed.
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://localhost:{port}/v1", api_key="anything")
+    r = client.responses.create(model="{DEMO_MODEL}", input="Hello!")
+    print(r.output_text)
+"""
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

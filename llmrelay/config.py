@@ -1,0 +1,178 @@
+"""config.yaml: LiteLLM's format, accepted unchanged (`model_list`, `litellm_params`,
+`model_info`, `general_settings`, `litellm_settings`, `router_settings`,
+`environment_variables`, and `os.environ/VAR` secrets).
+
+Every problem is reported with its path in the file (`model_list[1].litellm_params.model: ...`)
+before anything starts, and unknown keys are errors, not silently ignored settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import errors
+from .providers.registry import Deployment, make_deployment
+
+
+class ConfigError(Exception):
+    """A config problem, with the path of the offending value."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LitellmParams(_Section):
+    model: str
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    custom_llm_provider: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = Field(default=None, ge=0)
+    num_retries: int | None = Field(default=None, ge=0)
+    organization: str | None = None
+    extra_headers: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+    use_chat_completions_api: bool = False
+    drop_params: bool | None = None
+    mock_response: str | None = None
+
+
+class ModelEntry(_Section):
+    model_name: str
+    litellm_params: LitellmParams
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class GeneralSettings(_Section):
+    master_key: str | None = None
+    database_url: str | None = None
+    store: str | None = None  # llmrelay: a SQLite path, "memory" or a Postgres URL
+    max_request_size_mb: float = Field(default=32, gt=0)
+    graceful_shutdown_timeout: float = Field(default=30, ge=0)
+
+
+class LitellmSettings(_Section):
+    drop_params: bool = False
+    num_retries: int = Field(default=0, ge=0)
+    request_timeout: float | None = Field(default=None, gt=0)
+    set_verbose: bool = False
+
+
+class RouterSettings(_Section):
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class Config(_Section):
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def num_retries(self) -> int:
+        rs = self.router_settings.num_retries
+        return rs if rs is not None else self.litellm_settings.num_retries
+
+    @property
+    def timeout(self) -> float | None:
+        return self.router_settings.timeout or self.litellm_settings.request_timeout
+
+    @property
+    def store_url(self) -> str | None:
+        gs = self.general_settings
+        return gs.store or gs.database_url or os.environ.get("DATABASE_URL") or None
+
+    def deployments(self) -> list[Deployment]:
+        out = []
+        for i, entry in enumerate(self.model_list):
+            p = entry.litellm_params
+            model = p.model
+            if p.custom_llm_provider and not model.startswith(p.custom_llm_provider + "/"):
+                model = f"{p.custom_llm_provider}/{model}"
+            where = f"model_list[{i}].litellm_params"
+            if p.use_chat_completions_api:
+                raise ConfigError(f"{where}.use_chat_completions_api", "not supported by this build")
+            headers = {**(p.headers or {}), **(p.extra_headers or {})}
+            if p.organization:
+                headers["openai-organization"] = p.organization
+            try:
+                dep = make_deployment(
+                    model,
+                    api_key=p.api_key,
+                    api_base=p.api_base,
+                    api_version=p.api_version,
+                    model_name=entry.model_name,
+                    timeout=p.timeout,
+                    max_retries=p.num_retries if p.num_retries is not None else p.max_retries,
+                    headers=headers,
+                    extra={"mock_response": p.mock_response} if p.mock_response is not None else None,
+                    deployment_id=str(entry.model_info["id"]) if "id" in entry.model_info else None,
+                )
+            except errors.APIStatusError as exc:
+                field = "api_base" if exc.body and exc.body.get("param") == "api_base" else "model"
+                raise ConfigError(f"{where}.{field}", exc.message) from None
+            out.append(dep)
+        return out
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, resolve `os.environ/` references, and validate a config file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw or {})
+
+
+def parse_config(raw: Any) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the config must be a mapping with a model_list")
+    for name, value in (raw.get("environment_variables") or {}).items():
+        os.environ.setdefault(str(name), str(value))
+    resolved = _resolve_env(raw, "")
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = _path(first["loc"])
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(path, message) from None
+    config.deployments()  # surface unknown providers and missing api_base now
+    return config
+
+
+def _resolve_env(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value.removeprefix("os.environ/")
+        env = os.environ.get(name)
+        if env is None:
+            raise ConfigError(path, f"environment variable {name} is not set")
+        return env
+    return value
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

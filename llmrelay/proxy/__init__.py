@@ -1,0 +1,1 @@
+"""The HTTP proxy: an ASGI skin over the Relay."""

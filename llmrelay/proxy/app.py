@@ -1,0 +1,246 @@
+"""The proxy: OpenAI's Responses HTTP API as a thin Starlette skin over a Relay.
+
+It knows HTTP (auth, body limits, SSE framing, error shapes), not providers.
+Every route is served with and without the `/v1` prefix.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import openai
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import errors, validate
+from ..config import Config, load_config, parse_config
+from ..relay import Relay
+from ..router import Router
+from ..streaming.events import StreamEvent
+from ..streaming.sse import encode
+
+log = logging.getLogger("llmrelay.proxy")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Proxy:
+    """Per-app state: the relay, the master key and the limits."""
+
+    def __init__(self, config: Config, relay: Relay | None = None) -> None:
+        self.config = config
+        self.relay = relay or Relay(
+            store=config.store_url,
+            router=Router(config.deployments()),
+            num_retries=config.num_retries,
+            timeout=config.timeout,
+        )
+        key = config.general_settings.master_key
+        self._master = key.encode() if key else None
+        self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
+
+    # -- request plumbing --------------------------------------------------------------------
+
+    def owner(self, request: Request) -> str | None:
+        """Check the caller's key; the owner its records are scoped to (None: the master key)."""
+        if self._master is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            token = request.headers.get("api-key") or request.headers.get("x-api-key") or ""
+        if not hmac.compare_digest(token.strip().encode(), self._master):
+            raise errors.status_error(
+                401,
+                "Invalid or missing API key. Send 'Authorization: Bearer <key>'.",
+                code="invalid_api_key",
+            )
+        return None
+
+    async def json_body(self, request: Request) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            raise _too_large(self.max_body)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _too_large(self.max_body)
+            chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            raise errors.bad_request(
+                "We could not parse the JSON body of your request. Send a JSON object.", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise errors.bad_request("The request body must be a JSON object.", code="invalid_json")
+        return body
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def create_response(self, request: Request) -> Response:
+        owner = self.owner(request)
+        body = await self.json_body(request)
+        # Per-call upstream options are the SDK's; through the proxy they would let a client
+        # point the server's keys at any URL.
+        for key in body:
+            if key in validate.CALL_OPTIONS:
+                raise errors.bad_request(
+                    f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter"
+                )
+        if body.get("stream") is True:
+            events = await self.relay.stream(body, owner=owner)
+            return StreamingResponse(
+                _sse(events),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        return _json(await self.relay.create(body, owner=owner))
+
+    async def retrieve_response(self, request: Request) -> Response:
+        owner = self.owner(request)
+        if request.query_params.get("stream") in ("true", "1"):
+            raise errors.bad_request("Streaming a stored response is not supported by this build.", param="stream")
+        return _json(await self.relay.retrieve(request.path_params["response_id"], owner=owner))
+
+    async def delete_response(self, request: Request) -> Response:
+        owner = self.owner(request)
+        return _json(await self.relay.delete(request.path_params["response_id"], owner=owner))
+
+    async def cancel_response(self, request: Request) -> Response:
+        owner = self.owner(request)
+        return _json(await self.relay.cancel(request.path_params["response_id"], owner=owner))
+
+    async def input_items(self, request: Request) -> Response:
+        owner = self.owner(request)
+        q = request.query_params
+        limit = q.get("limit", "20")
+        if not limit.isdigit():
+            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        page = await self.relay.input_items(
+            request.path_params["response_id"],
+            after=q.get("after"),
+            before=q.get("before"),
+            limit=int(limit),
+            order=q.get("order", "desc"),
+            owner=owner,
+        )
+        return _json(page)
+
+    async def models(self, request: Request) -> Response:
+        self.owner(request)
+        names = self.relay.router.names() if self.relay.router else []
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
+        return _json({"object": "list", "data": data})
+
+    async def liveliness(self, request: Request) -> Response:
+        return _json({"status": "healthy"})
+
+    async def readiness(self, request: Request) -> Response:
+        try:
+            await self.relay.store.ping()
+        except Exception as exc:
+            log.warning("readiness: store unavailable: %s", exc)
+            return _json({"status": "unhealthy", "store": "unavailable"}, status=503)
+        return _json({"status": "healthy", "store": "connected"})
+
+    def routes(self) -> list[Route]:
+        table: list[tuple[str, Handler, str]] = [
+            ("/responses", self.create_response, "POST"),
+            ("/responses/{response_id}", self.retrieve_response, "GET"),
+            ("/responses/{response_id}", self.delete_response, "DELETE"),
+            ("/responses/{response_id}/cancel", self.cancel_response, "POST"),
+            ("/responses/{response_id}/input_items", self.input_items, "GET"),
+            ("/models", self.models, "GET"),
+        ]
+        routes = [Route(prefix + path, _guard(fn), methods=[m]) for path, fn, m in table for prefix in ("/v1", "")]
+        routes += [
+            Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
+            Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
+        ]
+        return routes
+
+
+def create_app(config: Config, relay: Relay | None = None) -> Starlette:
+    proxy = Proxy(config, relay)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await proxy.relay.store.ping()  # opens the store and creates or migrates its schema
+        yield
+        await proxy.relay.aclose()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(errors.not_found(f"Unknown route: {request.method} {request.url.path}"))
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
+
+    app = Starlette(routes=proxy.routes(), lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    app.state.proxy = proxy
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app factory uvicorn workers call: the CLI passes its choices through the environment."""
+    if path := os.environ.get("LLMRELAY_CONFIG"):
+        return create_app(load_config(path))
+    model = os.environ.get("LLMRELAY_MODEL", "mock/demo")
+    name = os.environ.get("LLMRELAY_MODEL_NAME", model)
+    return create_app(parse_config({"model_list": [{"model_name": name, "litellm_params": {"model": model}}]}))
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _guard(handler: Handler) -> Handler:
+    """Every failure leaves as OpenAI's error shape; nothing leaks a traceback."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except openai.APIStatusError as exc:
+            return _error(exc)
+        except openai.APITimeoutError:
+            return _error(errors.status_error(504, "The upstream did not answer in time.", type="timeout_error"))
+        except openai.APIConnectionError as exc:
+            return _error(errors.status_error(502, exc.message, type="api_connection_error"))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return _error(errors.status_error(500, "Internal server error.", type="server_error"))
+
+    return guarded
+
+
+async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+    sent = 0
+    try:
+        async for event in events:
+            yield encode(event.type, event.raw)
+            sent += 1
+    except Exception as exc:  # headers are gone: the failure can only travel as an event
+        log.exception("stream failed after %d events", sent)
+        message = exc.message if isinstance(exc, openai.APIError) else "Internal server error."
+        error = {"type": "error", "code": "server_error", "message": message, "param": None, "sequence_number": sent}
+        yield encode("error", orjson.dumps(error))
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(exc: openai.APIStatusError) -> Response:
+    headers = {k: v for k, v in exc.response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
+    return Response(orjson.dumps(errors.error_body(exc)), exc.status_code, headers, "application/json")
+
+
+def _too_large(limit: int) -> errors.APIStatusError:
+    return errors.status_error(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")

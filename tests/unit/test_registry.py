@@ -1,0 +1,46 @@
+import pytest
+
+import llmrelay
+from llmrelay.providers.registry import PROVIDERS, make_deployment, split_model
+
+
+def test_prefixes_resolve_from_the_table() -> None:
+    assert split_model("openai/o1-pro")[1] == "o1-pro"
+    assert split_model("openrouter/anthropic/claude-3.5")[1] == "anthropic/claude-3.5"
+    assert split_model("gpt-4o")[0] is PROVIDERS["openai"]
+    for name in ("azure", "xai", "openrouter", "hosted_vllm", "ollama"):
+        assert split_model(f"{name}/m")[0].name == name
+
+
+def test_unknown_prefix_lists_the_known_ones() -> None:
+    with pytest.raises(llmrelay.BadRequestError) as exc:
+        split_model("nope/model")
+    assert "nope" in exc.value.message and "openai" in exc.value.message and "xai" in exc.value.message
+    assert exc.value.body["param"] == "model"
+
+
+def test_keys_and_bases_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://example.test/v1/")
+    dep = make_deployment("openai/gpt-4o")
+    assert dep.api_key == "sk-env" and dep.api_base == "http://example.test/v1"
+    assert dep.auth_headers()["authorization"] == "Bearer sk-env"
+    assert make_deployment("openai/gpt-4o", api_key="sk-arg").api_key == "sk-arg"
+    # the key is part of the identity: another account cannot continue this one's responses
+    assert make_deployment("openai/gpt-4o", api_key="a").id != make_deployment("openai/gpt-4o", api_key="b").id
+
+
+def test_azure_url_shapes() -> None:
+    base = "https://r.openai.azure.com"
+    dep = make_deployment("azure/my-dep", api_base=base, api_key="k", api_version="2025-04-01-preview")
+    assert dep.url("/responses") == f"{base}/openai/responses?api-version=2025-04-01-preview"
+    assert dep.auth_headers() == {"api-key": "k"}
+    assert make_deployment("azure/d", api_base=base, api_key="k").url("/responses") == f"{base}/openai/v1/responses"
+    scoped = make_deployment("azure/d", api_base=f"{base}/openai/deployments/d", api_key="k", api_version="2025-03-01")
+    assert scoped.url("/responses/r1") == f"{base}/openai/deployments/d/responses/r1?api-version=2025-03-01"
+
+
+def test_provider_without_default_base_needs_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
+    with pytest.raises(llmrelay.BadRequestError, match="HOSTED_VLLM_API_BASE"):
+        make_deployment("hosted_vllm/llama")

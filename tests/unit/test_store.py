@@ -1,0 +1,59 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmrelay.store import MemoryStore, StoredResponse, open_store
+from llmrelay.store.base import page_items
+from llmrelay.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    return MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
+
+
+async def test_put_get_delete_and_owner_scoping(store) -> None:
+    rec = StoredResponse(id="resp_a", response={"id": "resp_a", "status": "completed"}, owner="k1",
+                         input_items=[{"id": "msg_1"}], deployment="dep")  # fmt: skip
+    await store.put(rec)
+    assert (await store.get("resp_a", "k1")).input_items == [{"id": "msg_1"}]
+    assert await store.get("resp_a", "k2") is None
+    assert await store.get("resp_a") is None
+    assert not await store.delete("resp_a", "k2")
+    assert await store.delete("resp_a", "k1")
+    assert await store.get("resp_a", "k1") is None
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory"), MemoryStore)
+    assert isinstance(open_store(str(tmp_path / "x.db")), SQLiteStore)
+    assert isinstance(open_store(f"sqlite://{tmp_path}/y.db"), SQLiteStore)
+
+
+def test_sqlite_survives_a_process_restart(tmp_path: Path) -> None:
+    db = tmp_path / "restart.db"
+    create = (
+        "import llmrelay; llmrelay.configure(store=%r);"
+        "r = llmrelay.responses(model='openai/o1-pro', input='hi', mock_response='Kept on disk.'); print(r.id)"
+    ) % str(db)
+    rid = subprocess.run([sys.executable, "-c", create], check=True, capture_output=True, text=True).stdout.strip()
+    read = "import llmrelay; llmrelay.configure(store=%r); print(llmrelay.get_responses(%r).output_text)" % (
+        str(db),
+        rid,
+    )
+    out = subprocess.run([sys.executable, "-c", read], check=True, capture_output=True, text=True).stdout.strip()
+    assert out == "Kept on disk."
+    assert SQLiteStore(db)._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_page_items_cursors() -> None:
+    items = [{"id": f"i{n}"} for n in range(5)]
+    page = page_items(items, limit=2)
+    assert [i["id"] for i in page["data"]] == ["i4", "i3"] and page["has_more"]
+    page = page_items(items, limit=2, after="i3")
+    assert [i["id"] for i in page["data"]] == ["i2", "i1"] and page["has_more"]
+    page = page_items(items, order="asc", after="i1", before="i4")
+    assert [i["id"] for i in page["data"]] == ["i2", "i3"] and not page["has_more"]
+    assert page["first_id"] == "i2" and page["last_id"] == "i3"
