@@ -97,7 +97,7 @@ class Relay:
         if prev_id := params.get("previous_response_id"):
             previous = await self.store.get(prev_id, owner)
             if previous is None:
-                raise errors.not_found(
+                raise errors.bad_request(  # OpenAI answers 400 here, not 404
                     f"Previous response with id '{prev_id}' not found.",
                     param="previous_response_id",
                     code="previous_response_not_found",
@@ -177,7 +177,8 @@ class Relay:
         finally:
             resp.release()
         err = adapter.parse_error(resp.status, body, resp.headers)
-        if call.upstream_previous_id and err.code == "previous_response_not_found":
+        lost = err.code == "previous_response_not_found" or err.param == "previous_response_id"
+        if call.upstream_previous_id and lost:
             # The upstream expired or never kept it; the store still has every item.
             previous = await self.store.get(str(call.params["previous_response_id"]), call.owner)
             if previous is not None:

@@ -35,14 +35,11 @@ def test_open_store_urls(tmp_path: Path) -> None:
 def test_sqlite_survives_a_process_restart(tmp_path: Path) -> None:
     db = tmp_path / "restart.db"
     create = (
-        "import llmrelay; llmrelay.configure(store=%r);"
+        f"import llmrelay; llmrelay.configure(store={str(db)!r});"
         "r = llmrelay.responses(model='openai/o1-pro', input='hi', mock_response='Kept on disk.'); print(r.id)"
-    ) % str(db)
-    rid = subprocess.run([sys.executable, "-c", create], check=True, capture_output=True, text=True).stdout.strip()
-    read = "import llmrelay; llmrelay.configure(store=%r); print(llmrelay.get_responses(%r).output_text)" % (
-        str(db),
-        rid,
     )
+    rid = subprocess.run([sys.executable, "-c", create], check=True, capture_output=True, text=True).stdout.strip()
+    read = f"import llmrelay; llmrelay.configure(store={str(db)!r}); print(llmrelay.get_responses({rid!r}).output_text)"
     out = subprocess.run([sys.executable, "-c", read], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "Kept on disk."
     assert SQLiteStore(db)._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
