@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .config import ConfigError, load_config, parse_config
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         _print_demo_help(args.port)
     print(f"RUNNING on http://{args.host}:{args.port}", flush=True)
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler that was there before it: a no-op here, so a graceful stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "llmrelay.proxy.app:app_from_env",
         factory=True,

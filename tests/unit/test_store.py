@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,24 +7,39 @@ import pytest
 
 from llmrelay.store import MemoryStore, StoredResponse, open_store
 from llmrelay.store.base import page_items
+from llmrelay.store.postgres import PostgresStore
 from llmrelay.store.sqlite import SQLiteStore
 
+PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    return MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "sqlite":
+        yield SQLiteStore(tmp_path / "r.db")
+    else:
+        pg = PostgresStore(PG_URL)
+        await pg.ping()
+        yield pg
+        await pg.close()
 
 
 async def test_put_get_delete_and_owner_scoping(store) -> None:
-    rec = StoredResponse(id="resp_a", response={"id": "resp_a", "status": "completed"}, owner="k1",
+    rid = f"resp_{os.urandom(8).hex()}"
+    rec = StoredResponse(id=rid, response={"id": rid, "status": "completed"}, owner="k1",
                          input_items=[{"id": "msg_1"}], deployment="dep")  # fmt: skip
     await store.put(rec)
-    assert (await store.get("resp_a", "k1")).input_items == [{"id": "msg_1"}]
-    assert await store.get("resp_a", "k2") is None
-    assert await store.get("resp_a") is None
-    assert not await store.delete("resp_a", "k2")
-    assert await store.delete("resp_a", "k1")
-    assert await store.get("resp_a", "k1") is None
+    assert (await store.get(rid, "k1")).input_items == [{"id": "msg_1"}]
+    assert await store.get(rid, "k2") is None
+    assert await store.get(rid) is None
+    rec.response["status"] = "cancelled"
+    await store.put(rec)  # an update, not a second row
+    assert (await store.get(rid, "k1")).status == "cancelled"
+    assert not await store.delete(rid, "k2")
+    assert await store.delete(rid, "k1")
+    assert await store.get(rid, "k1") is None
 
 
 def test_open_store_urls(tmp_path: Path) -> None:
