@@ -26,7 +26,6 @@ next ``POST /v1/messages``:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -35,18 +34,16 @@ import json
 import re
 import secrets
 import string
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.chat_upstream import CHUNK, Control, serve, words
 from tests.fakes.openai_upstream import DropConnection, TruncatedResponse, json_response
 
 Json = dict[str, Any]
@@ -80,24 +77,22 @@ IMAGE_MAGIC = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/gi
 THINKING_DOCS = (
     "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
-# Word-sized chunks whose concatenation is exactly the original text.
-CHUNK = re.compile(r"\S+\s*|\s+")
 ALPHABET = string.ascii_letters + string.digits
 # Anthropic-defined tools are versioned by date: computer_20250124, bash_20250124, web_search_20250305...
 VERSIONED_TOOL = re.compile(r"^[a-z_]+_\d{8}$")
 INTERLEAVED_BETA = "interleaved-thinking-2025-05-14"
 Handler = Callable[..., Awaitable[Response]]
+# Stream scripts: after N events, an error event with this status, or (None) a cut connection.
+CUTOFFS = (("overloaded_after_events", 529), ("fail_after_events", 500), ("drop_after_events", None))
 
 
 class ApiError(Exception):
     """An error Anthropic would answer with, in its ``{"type": "error", "error": {...}}`` shape."""
 
-    def __init__(self, status: int, message: str | None = None, kind: str | None = None) -> None:
-        default_kind, default_message = ERRORS.get(status, ("api_error", "Internal server error"))
-        super().__init__(message or default_message)
-        self.status = status
-        self.message = message or default_message
-        self.kind = kind or default_kind
+    def __init__(self, status: int, message: str | None = None) -> None:
+        self.kind, default = ERRORS.get(status, ERRORS[500])
+        self.status, self.message = status, message or default
+        super().__init__(self.message)
 
     def body(self, request_id: str) -> Json:
         return {"type": "error", "error": {"type": self.kind, "message": self.message}, "request_id": request_id}
@@ -105,10 +100,6 @@ class ApiError(Exception):
 
 def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(ALPHABET) for _ in range(22))
-
-
-def words(text: str) -> int:
-    return len(text.split())
 
 
 def betas(header: str) -> set[str]:
@@ -142,12 +133,6 @@ def result_text(block: Json) -> str:
     return " ".join(p for p in parts if p)
 
 
-def system_text(system: Any) -> str:
-    if isinstance(system, list):
-        return " ".join(b.get("text", "") for b in system if isinstance(b, dict))
-    return str(system or "")
-
-
 def block_text(block: Json) -> str:
     kind = block.get("type")
     if kind == "text":
@@ -162,7 +147,8 @@ def block_text(block: Json) -> str:
 
 
 def count_input_tokens(body: Json) -> int:
-    texts = [system_text(body.get("system"))]
+    system = body.get("system")
+    texts = [b.get("text", "") for b in system if isinstance(b, dict)] if isinstance(system, list) else [system or ""]
     texts += [block_text(b) for m in body.get("messages") or [] if isinstance(m, dict) for b in blocks(m)]
     return sum(words(t) for t in texts)
 
@@ -250,10 +236,9 @@ def validate_block(block: Json, where: str) -> None:
         raise ApiError(400, f"{where}.redacted_thinking.data: Field required")
     elif kind == "image":
         source = block.get("source") or {}
-        if source.get("type") == "url":
-            if not source.get("url"):
-                raise ApiError(400, f"{where}.image.source.url.url: Field required")
-        elif source.get("type") == "base64":
+        if source.get("type") == "url" and not source.get("url"):
+            raise ApiError(400, f"{where}.image.source.url.url: Field required")
+        if source.get("type") == "base64":
             media_type = source.get("media_type")
             if media_type not in IMAGE_MAGIC:
                 raise ApiError(
@@ -271,7 +256,7 @@ def validate_block(block: Json, where: str) -> None:
                     f"{where}.image.source.base64: The image was specified using the {media_type} media type,"
                     f" but does not appear to be a valid {media_type.split('/')[1]} image",
                 )
-        elif source.get("type") != "file":
+        elif source.get("type") not in ("url", "file"):
             raise ApiError(400, f"{where}.image.source: Input tag '{source.get('type')}' is not a valid source type")
 
 
@@ -296,7 +281,8 @@ def check_thinking_replay(body: Json) -> None:
     if not thinking_on(body) or not is_results(messages[-1]):
         return
     # The turn began after the last user message that was more than tool results.
-    index = next((i + 1 for i in range(len(messages) - 1, -1, -1) if not is_results(messages[i])), 0)
+    user_turns = [i for i, m in enumerate(messages) if m["role"] == "user" and not is_results(m)]
+    index = user_turns[-1] + 1 if user_turns else 0
     first = (blocks(messages[index]) or [{}])[0]
     if first.get("type") not in ("thinking", "redacted_thinking"):
         raise ApiError(
@@ -340,7 +326,7 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
             thought = ""
         content.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
     stop_reason, stop_sequence = "end_turn", None
-    if choice.get("type") != "none" and computer is not None and screens < len(COMPUTER_ACTIONS) and not forced:
+    if choice.get("type") != "none" and computer and screens < len(COMPUTER_ACTIONS) and forced in (None, "computer"):
         action = COMPUTER_ACTIONS[screens]
         content.append({"type": "tool_use", "id": new_id("toolu_01"), "name": computer["name"], "input": action})
         stop_reason = "tool_use"
@@ -382,16 +368,13 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
 def stream_events(final: Json) -> Iterator[Json]:
     """Anthropic's event sequence for ``final``; a ``ping`` follows the first block start, as upstream."""
     usage = {**final["usage"], "output_tokens": 1}
-    start = {**final, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
-    yield {"type": "message_start", "message": start}
+    shell = {**final, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
+    yield {"type": "message_start", "message": shell}
     for index, block in enumerate(final["content"]):
         kind = block["type"]
-        start = {
-            "text": {"type": "text", "text": ""},
-            "thinking": {"type": "thinking", "thinking": "", "signature": ""},
-        }
-        start["tool_use"] = {**block, "input": {}}
-        yield {"type": "content_block_start", "index": index, "content_block": start[kind]}
+        # Blocks open empty: text "", thinking "" with signature "", tool_use with input {}.
+        empty = {"text": {"text": ""}, "thinking": {"thinking": "", "signature": ""}, "tool_use": {"input": {}}}[kind]
+        yield {"type": "content_block_start", "index": index, "content_block": {**block, **empty}}
         if index == 0:
             yield {"type": "ping"}
         if kind == "text":
@@ -417,40 +400,13 @@ def sse_frame(event: Json) -> bytes:
 # --- server ---------------------------------------------------------------------------------
 
 
-class State:
-    def __init__(self) -> None:
-        self.requests: list[Json] = []
-        self.scripts: deque[Json] = deque()
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.scripts.clear()
-
-
 def build_app() -> Starlette:
-    state = State()
-
-    async def record_request(request: Request) -> Json:
-        raw = await request.body()
-        query = request.query_params
-        record: Json = {
-            "method": request.method,
-            "path": request.url.path,
-            "query": {k: (v[0] if len(v) == 1 else v) for k in query for v in [query.getlist(k)]},
-            "headers": dict(request.headers),
-            "body": None,
-            "time": time.time(),
-        }
-        if raw:
-            try:
-                record["body"] = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                record["raw_body"] = raw.decode(errors="replace")
-        state.requests.append(record)
-        return record
+    control = Control("anthropic")
 
     def check_headers(request: Request) -> None:
-        key = request.headers.get("x-api-key", "").strip()
+        # Classic clients send x-api-key; the current official SDK sends the key as a bearer token.
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        key = request.headers.get("x-api-key", "").strip() or (bearer.strip() if scheme.lower() == "bearer" else "")
         if not key:
             raise ApiError(401, "x-api-key header is required")
         if key == BAD_KEY:
@@ -459,20 +415,17 @@ def build_app() -> Starlette:
             raise ApiError(400, "anthropic-version: header is required")
 
     def scripted_error(script: Json, request_id: str) -> Response:
-        status = int(script["status"])
-        body = script.get("body")
+        status, body = int(script["status"]), script.get("body")
         if isinstance(body, str):
             return Response(body, status_code=status, media_type="text/plain")
         return json_response(body if body is not None else ApiError(status).body(request_id), status)
 
     def api(handler: Handler, *, scripted: bool = False, auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            record = await record_request(request)
+            record = await control.record(request)
             request_id = "req_011C" + "".join(secrets.choice(ALPHABET) for _ in range(20))
             record["request_id"] = request_id
-            script: Json = state.scripts.popleft() if scripted and state.scripts else {}
-            if script:
-                record["script"] = script
+            script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
             try:
@@ -494,18 +447,16 @@ def build_app() -> Starlette:
 
     async def stream(events: Iterator[Json], script: Json, record: Json) -> AsyncIterator[bytes]:
         delta_delay = float(script.get("delta_delay") or 0)
-        cutoffs = {k: script.get(k) for k in ("overloaded_after_events", "fail_after_events", "drop_after_events")}
+        cutoffs = [(int(script[key]), status) for key, status in CUTOFFS if script.get(key) is not None]
         finished = False
         try:
             for count, event in enumerate(events):
-                if cutoffs["drop_after_events"] is not None and count >= int(cutoffs["drop_after_events"]):
-                    finished = True
-                    raise DropConnection("scripted drop_after_events")
-                for key, status in (("overloaded_after_events", 529), ("fail_after_events", 500)):
-                    if cutoffs[key] is not None and count >= int(cutoffs[key]):
+                for after, status in cutoffs:
+                    if count >= after:
                         finished = True
-                        error = ApiError(status).body(record["request_id"])
-                        yield sse_frame({"type": "error", "error": error["error"]})
+                        if status is None:
+                            raise DropConnection("scripted drop_after_events")
+                        yield sse_frame({"type": "error", "error": ApiError(status).body("")["error"]})
                         return
                 if delta_delay and event["type"] == "content_block_delta":
                     await asyncio.sleep(delta_delay)
@@ -521,12 +472,11 @@ def build_app() -> Starlette:
         final = respond(body, script.get("text"), request.headers.get("anthropic-beta", ""))
         if body.get("stream") is True:
             return StreamingResponse(stream(stream_events(final), script, record), media_type="text/event-stream")
-        if script.get("overloaded_after_events") is not None:
-            raise ApiError(529)
-        if script.get("fail_after_events") is not None:
-            raise ApiError(500)
-        if script.get("drop_after_events") is not None:
-            return TruncatedResponse(orjson.dumps(final), media_type="application/json")
+        for key, status in CUTOFFS:
+            if script.get(key) is not None and status is not None:
+                raise ApiError(status)
+            if script.get(key) is not None:
+                return TruncatedResponse(orjson.dumps(final), media_type="application/json")
         return json_response(final)
 
     async def count_tokens(request: Request, record: Json, script: Json) -> Response:
@@ -534,53 +484,28 @@ def build_app() -> Starlette:
         return json_response({"input_tokens": count_input_tokens(record["body"])})
 
     async def list_models(request: Request, record: Json, script: Json) -> Response:
-        ids = ["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"]
+        ids = ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"]
         data = [{"type": "model", "id": i, "display_name": i, "created_at": "2025-11-24T00:00:00Z"} for i in ids]
         return json_response({"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
 
     async def not_found(request: Request, record: Json, script: Json) -> Response:
         raise ApiError(404, "Not Found")
 
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok", "name": "anthropic", "base_path": BASE_PATH})
-
-    async def get_requests(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.requests.clear()
-            return json_response({"cleared": True})
-        return json_response(state.requests)
-
-    async def enqueue(request: Request) -> Response:
-        scripts = orjson.loads(await request.body())
-        state.scripts.extend(scripts if isinstance(scripts, list) else [scripts])
-        return json_response({"queued": len(state.scripts)})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        return json_response({"reset": True})
-
     every_method = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     routes = [
-        Route("/_fake/health", health),
-        Route("/_fake/requests", get_requests, methods=["GET", "DELETE"]),
-        Route("/_fake/enqueue", enqueue, methods=["POST"]),
-        Route("/_fake/reset", reset, methods=["POST"]),
+        *control.routes(),
         Route(BASE_PATH + "/messages", api(create_message, scripted=True), methods=["POST"]),
         Route(BASE_PATH + "/messages/count_tokens", api(count_tokens), methods=["POST"]),
         Route(BASE_PATH + "/models", api(list_models), methods=["GET"]),
         Route("/{path:path}", api(not_found, auth=False), methods=every_method),
     ]
     app = Starlette(routes=routes)
-    app.state.fake = state
+    app.state.fake = control
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    uvicorn.run(build_app(), host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(lambda args: build_app(), __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
