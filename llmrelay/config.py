@@ -104,8 +104,6 @@ class Config(_Section):
             if p.custom_llm_provider and not model.startswith(p.custom_llm_provider + "/"):
                 model = f"{p.custom_llm_provider}/{model}"
             where = f"model_list[{i}].litellm_params"
-            if p.use_chat_completions_api:
-                raise ConfigError(f"{where}.use_chat_completions_api", "not supported by this build")
             headers = {**(p.headers or {}), **(p.extra_headers or {})}
             if p.organization:
                 headers["openai-organization"] = p.organization
@@ -119,7 +117,8 @@ class Config(_Section):
                     timeout=p.timeout,
                     max_retries=p.num_retries if p.num_retries is not None else p.max_retries,
                     headers=headers,
-                    extra={"mock_response": p.mock_response} if p.mock_response is not None else None,
+                    extra=_extra(p),
+                    chat_api=p.use_chat_completions_api,
                     deployment_id=str(entry.model_info["id"]) if "id" in entry.model_info else None,
                 )
             except errors.APIStatusError as exc:
@@ -127,6 +126,15 @@ class Config(_Section):
                 raise ConfigError(f"{where}.{field}", exc.message) from None
             out.append(dep)
         return out
+
+
+def _extra(p: LitellmParams) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if p.mock_response is not None:
+        extra["mock_response"] = p.mock_response
+    if p.drop_params is not None:
+        extra["drop_params"] = p.drop_params
+    return extra
 
 
 def load_config(path: str | Path) -> Config:

@@ -44,6 +44,15 @@ def normalize(value: str | list[Any], new_id: Callable[[str], str]) -> list[Json
     return out
 
 
+# encrypted_content that llmrelay's translators wrote: another provider's reasoning state.
+TRANSLATED_REASONING = ("anthropic:", "anthropic-redacted:", "gemini:")
+
+
+def foreign_reasoning(item: Json) -> bool:
+    """A reasoning item only a translated provider (not OpenAI) can use again."""
+    return item.get("type") == "reasoning" and str(item.get("encrypted_content") or "").startswith(TRANSLATED_REASONING)
+
+
 def replayable(items: list[Json]) -> list[Json]:
     """Stored items made safe to send to any upstream as plain input.
 

@@ -8,6 +8,7 @@ the store keeps the record -> the response (or the terminal event) goes out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,10 +18,14 @@ import orjson
 
 from . import errors, items, validate
 from .ids import new_id
+from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
+from .providers.chat import Chat
+from .providers.gemini import Gemini
 from .providers.mock import echo_text, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import Deployment, make_deployment, require_key
+from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import page_items
@@ -28,6 +33,7 @@ from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
 
+log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
 ACTIVE = frozenset({"queued", "in_progress"})
 MAX_CHAIN = 10_000
@@ -44,13 +50,21 @@ class Relay:
         router: Router | None = None,
         num_retries: int = 0,
         timeout: float | None = None,
+        drop_params: bool = False,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
         self.num_retries = num_retries
         self.timeout = timeout
+        self.drop_params = drop_params
         self.http = Http()
         self._native = OpenAIResponses()
+        self._adapters: dict[str, Adapter] = {
+            "responses": self._native,
+            "anthropic": Anthropic(),
+            "chat": Chat(),
+            "gemini": Gemini(),
+        }
         # Deployments seen by this process, by id: background GET/cancel need the upstream's
         # URL and key again, and the store keeps neither.
         self._deployments: dict[str, Deployment] = {}
@@ -60,9 +74,10 @@ class Relay:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, params: Json, *, owner: str | None = None) -> Json:
-        """A non-streamed create; returns the Response object as a dict."""
-        call, mock = await self._prepare(params, owner)
+    async def create(self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None) -> Json:
+        """A non-streamed create; returns the Response object as a dict. Fields dropped under
+        `drop_params` are appended to `dropped`."""
+        call, mock = await self._prepare(params, owner, dropped)
         if mock is not None:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
@@ -70,11 +85,13 @@ class Relay:
         await self._save(call, response, upstream_id)
         return response
 
-    async def stream(self, params: Json, *, owner: str | None = None) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event."""
-        call, mock = await self._prepare(params, owner)
+        call, mock = await self._prepare(params, owner, dropped)
         if mock is not None:
             return self._mock_stream(call, mock)
         adapter = self.adapter(call.deployment)
@@ -82,14 +99,11 @@ class Relay:
         return self._relay_stream(call, adapter, resp)
 
     def adapter(self, dep: Deployment) -> Adapter:
-        if dep.provider.api == "responses":
-            return self._native
-        raise errors.bad_request(
-            f"Provider {dep.provider.name!r} ({dep.provider.api} API) is not supported by this build.",
-            param="model",
-        )
+        return self._adapters[dep.provider.api]
 
-    async def _prepare(self, params: Json, owner: str | None) -> tuple[Call, str | None]:
+    async def _prepare(
+        self, params: Json, owner: str | None, dropped: list[str] | None = None
+    ) -> tuple[Call, str | None]:
         params = dict(params)
         opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
         validate.check_create(params)
@@ -106,6 +120,12 @@ class Relay:
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
         if mock is None and dep.provider.api != "mock":
             require_key(dep)
+            if support := getattr(self.adapter(dep), "support", None):
+                drop = _first_bool(opts.get("drop_params"), dep.extra.get("drop_params"), self.drop_params)
+                if names := strip_unsupported(params, support, drop=drop):
+                    log.warning("dropped %s: not supported by provider %r", ", ".join(names), support.provider)
+                    if dropped is not None:
+                        dropped.extend(names)
         call = Call(
             id=new_id("resp"),
             params=params,
@@ -349,6 +369,10 @@ def _seconds(timeout: Any) -> float | None:
         return timeout
     value = getattr(timeout, "read", None) or getattr(timeout, "connect", None)
     return float(value) if value is not None else None
+
+
+def _first_bool(*values: Any) -> bool:
+    return next((bool(v) for v in values if v is not None), False)
 
 
 def _first_int(*values: Any) -> int:

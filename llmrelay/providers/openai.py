@@ -31,7 +31,8 @@ class OpenAIResponses:
         if call.upstream_previous_id:
             body["previous_response_id"] = call.upstream_previous_id
         elif call.context:
-            body["input"] = call.context + items.as_items(body.get("input") or [])
+            context = [i for i in call.context if not items.foreign_reasoning(i)]
+            body["input"] = context + items.as_items(body.get("input") or [])
         body.update(call.extra_body)
         headers = {"content-type": "application/json", **call.deployment.auth_headers()}
         if call.stream:

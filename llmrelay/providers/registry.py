@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .. import errors
@@ -40,6 +40,14 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _P("openrouter", "responses", "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), ("OPENROUTER_API_BASE",)),
         _P("hosted_vllm", "responses", None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",), key_required=False),
         _P("ollama", "responses", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
+        _P("anthropic", "anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"), auth="x-api-key", headers=(("anthropic-version", "2023-06-01"),)),
+        _P("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("GEMINI_API_BASE",), auth="x-goog-api-key"),
+        _P("groq", "chat", "https://api.groq.com/openai/v1", ("GROQ_API_KEY",), ("GROQ_API_BASE",)),
+        _P("mistral", "chat", "https://api.mistral.ai/v1", ("MISTRAL_API_KEY",), ("MISTRAL_API_BASE",)),
+        _P("deepseek", "chat", "https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",)),
+        _P("together_ai", "chat", "https://api.together.xyz/v1", ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY"), ("TOGETHER_API_BASE",)),
+        _P("fireworks_ai", "chat", "https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY"), ("FIREWORKS_API_BASE",)),
+        _P("ollama_chat", "chat", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
         _P("mock", "mock", "mock://", key_required=False, auth="none"),
     )
 }  # fmt: skip
@@ -127,9 +135,13 @@ def make_deployment(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     deployment_id: str | None = None,
+    chat_api: bool = False,
 ) -> Deployment:
-    """Resolve a "<provider>/<model>" string plus overrides into a Deployment."""
+    """Resolve a "<provider>/<model>" string plus overrides into a Deployment. `chat_api`
+    makes an OpenAI-shaped provider speak Chat Completions instead of Responses."""
     spec, upstream_model = split_model(model)
+    if chat_api and spec.api == "responses":
+        spec = replace(spec, api="chat")
     base = api_base or _env(spec.base_env) or spec.api_base
     if not base:
         env = " or ".join(spec.base_env) or "api_base"
@@ -143,7 +155,7 @@ def make_deployment(
     base = base.rstrip("/")
     # Keys and bases are part of the identity: a response stored upstream lives in one
     # account, so only the same account may continue it natively.
-    ident = "\0".join((spec.name, upstream_model, base, key or "", api_version or ""))
+    ident = "\0".join((spec.name, spec.api, upstream_model, base, key or "", api_version or ""))
     return Deployment(
         provider=spec,
         model=upstream_model,

@@ -28,6 +28,7 @@ from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 
 log = logging.getLogger("llmrelay.proxy")
+DROPPED_HEADER = "x-llmrelay-dropped-params"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -41,6 +42,7 @@ class Proxy:
             router=Router(config.deployments()),
             num_retries=config.num_retries,
             timeout=config.timeout,
+            drop_params=config.litellm_settings.drop_params,
         )
         key = config.general_settings.master_key
         self._master = key.encode() if key else None
@@ -96,14 +98,18 @@ class Proxy:
                 raise errors.bad_request(
                     f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter"
                 )
+        dropped: list[str] = []
+        headers = {}
         if body.get("stream") is True:
-            events = await self.relay.stream(body, owner=owner)
-            return StreamingResponse(
-                _sse(events),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-            )
-        return _json(await self.relay.create(body, owner=owner))
+            events = await self.relay.stream(body, owner=owner, dropped=dropped)
+            if dropped:
+                headers[DROPPED_HEADER] = ", ".join(dropped)
+            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+            return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
+        response = _json(await self.relay.create(body, owner=owner, dropped=dropped))
+        if dropped:
+            response.headers[DROPPED_HEADER] = ", ".join(dropped)
+        return response
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = self.owner(request)

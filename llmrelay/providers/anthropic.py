@@ -1,0 +1,364 @@
+"""Anthropic Messages API <-> Responses, translated directly (no Chat Completions hop).
+
+Request mapping
+| Responses                          | Messages                                                         |
+|------------------------------------|------------------------------------------------------------------|
+| instructions, system/developer msg | system (text, joined)                                            |
+| message input_text / output_text   | text block (user / assistant turn)                               |
+| input_image (data: URL / https)    | image block, source base64 / url                                 |
+| input_file (data: URL / file_url)  | document block, source base64 / url                              |
+| function_call                      | assistant tool_use {id: call_id, name, input}                    |
+| function_call_output               | user tool_result {tool_use_id: call_id, content}                 |
+| reasoning (Anthropic-signed)       | assistant thinking {thinking: summary, signature} (or redacted)  |
+| tools: function                    | {name, description, input_schema}                                |
+| tools: web_search(_preview)        | {type: web_search_20250305, name: web_search}                    |
+| tool_choice auto/required/none/fn  | {type: auto / any / none / tool}                                 |
+| parallel_tool_calls: false         | tool_choice.disable_parallel_tool_use: true                      |
+| text.format json_schema            | output_config.format {type: json_schema, schema}                 |
+| text.format json_object            | output_config.format with schema {type: object}                  |
+| reasoning.effort                   | thinking {type: enabled, budget_tokens} by EFFORT_BUDGET; none: disabled |
+| max_output_tokens                  | max_tokens (default 4096, plus the thinking budget)              |
+| temperature, top_p                 | temperature, top_p                                               |
+| user, safety_identifier            | metadata.user_id                                                 |
+| prompt_cache_key                   | cache_control {type: ephemeral} (automatic prompt caching)       |
+| service_tier auto / default        | service_tier auto / standard_only                                |
+
+Output mapping: text -> message/output_text; thinking -> reasoning (summary = the thinking text,
+encrypted_content = the signature, so it replays); redacted_thinking -> reasoning with
+encrypted_content only; tool_use -> function_call (call_id = tool_use id); server web search ->
+web_search_call; stop_reason max_tokens / model_context_window_exceeded -> incomplete
+(max_output_tokens), refusal -> incomplete (content_filter); usage with cache reads as cached tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from .. import errors
+from ..streaming.builder import ResponseBuilder
+from ..streaming.events import StreamEvent
+from ..streaming.sse import Frame
+from ..transport import HttpRequest
+from . import convert
+from .base import Call, Json, response_skeleton, usage
+from .support import Support
+
+NAME = "anthropic"
+VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# encrypted_content carries the provider's own reasoning state, tagged so that only
+# Anthropic ever gets it back (another provider could not verify it).
+SIGNED = "anthropic:"
+REDACTED = "anthropic-redacted:"
+SUPPORT = Support(
+    NAME,
+    fields=frozenset(
+        {
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "text",
+            "reasoning",
+            "max_output_tokens",
+            "temperature",
+            "top_p",
+            "user",
+            "safety_identifier",
+            "prompt_cache_key",
+            "service_tier",
+            "include",
+        }
+    ),
+    tools=frozenset({"function", "web_search", "web_search_preview"}),
+    includes=frozenset({"reasoning.encrypted_content"}),
+)
+_STATUS = {"overloaded_error": 503, "rate_limit_error": 429, "api_error": 500}
+_INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
+               "refusal": "content_filter"}  # fmt: skip
+
+
+class Anthropic:
+    support = SUPPORT
+
+    def build_request(self, call: Call) -> HttpRequest:
+        p = call.params
+        system, messages = _messages(convert.conversation(call))
+        if p.get("instructions"):
+            system.insert(0, convert.text_of(p["instructions"]))
+        body: Json = {"model": call.deployment.model, "messages": messages}
+        if system:
+            body["system"] = "\n\n".join(system)
+        budget = _thinking(p, body)
+        body["max_tokens"] = p.get("max_output_tokens") or DEFAULT_MAX_TOKENS + budget
+        if budget and body["max_tokens"] <= budget:
+            body["thinking"]["budget_tokens"] = max(1024, body["max_tokens"] - 1)
+            if body["max_tokens"] <= 1024:
+                body["thinking"] = {"type": "disabled"}
+        for name in ("temperature", "top_p"):
+            if p.get(name) is not None:
+                body[name] = p[name]
+        if user := p.get("user") or p.get("safety_identifier"):
+            body["metadata"] = {"user_id": user}
+        if p.get("prompt_cache_key"):
+            body["cache_control"] = {"type": "ephemeral"}
+        if tier := p.get("service_tier"):
+            body["service_tier"] = "standard_only" if tier == "default" else "auto"
+        _tools(p, body)
+        if fmt := convert.json_format(p):
+            schema = fmt.get("schema") if fmt["type"] == "json_schema" else {"type": "object"}
+            body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}
+        if call.stream:
+            body["stream"] = True
+        body.update(call.extra_body)
+        headers = {"content-type": "application/json", **call.deployment.auth_headers(), **call.extra_headers}
+        base = call.deployment.api_base
+        url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
+        return HttpRequest("POST", url, headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
+        message = orjson.loads(body)
+        t = Translator(call)
+        t.feed_event({"type": "message_start", "message": {**message, "content": []}})
+        for index, block in enumerate(message.get("content") or []):
+            t.block_start(index, block, whole=True)
+            t.block_stop()
+        t.feed_event({"type": "message_delta", "delta": {"stop_reason": message.get("stop_reason")}})
+        t.feed_event({"type": "message_stop"})
+        assert t.response is not None
+        return t.response, None
+
+    def stream_translator(self, call: Call) -> Translator:
+        return Translator(call)
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+        return error_from(status, body, headers)
+
+
+def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+    try:
+        err = orjson.loads(body).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        err = {}
+    kind = err.get("type") or "api_error"
+    message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
+    keep = {k: v for k, v in headers.items() if k.lower() in ("retry-after", "request-id")}
+    # 529 "overloaded" is Anthropic's own status; clients know it as 503.
+    code = "overloaded" if kind == "overloaded_error" else kind
+    return errors.status_error(_STATUS.get(kind, status) if status >= 500 else status, message, code=code,
+                               type=kind, headers=keep)  # fmt: skip
+
+
+# -- request -----------------------------------------------------------------------------------
+
+
+def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
+    system: list[str] = []
+    messages: list[Json] = []
+
+    def push(role: str, blocks: list[Json]) -> None:
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += blocks
+        else:
+            messages.append({"role": role, "content": blocks})
+
+    for item in history:
+        kind = item.get("type") or "message"
+        if kind == "message":
+            role = item.get("role", "user")
+            if role in ("system", "developer"):
+                system.append("".join(p.get("text", "") for p in convert.parts(item)))
+            else:
+                push("assistant" if role == "assistant" else "user", [_block(p) for p in convert.parts(item)])
+        elif kind == "function_call":
+            tool_use = {"type": "tool_use", "id": item["call_id"], "name": item["name"],
+                        "input": convert.arguments(item.get("arguments"), NAME)}  # fmt: skip
+            push("assistant", [tool_use])
+        elif kind == "function_call_output":
+            output = item.get("output")
+            content = convert.text_of(output) if not isinstance(output, list) else [_block(p) for p in output]
+            push("user", [{"type": "tool_result", "tool_use_id": item["call_id"], "content": content}])
+        elif kind == "reasoning":
+            sig = item.get("encrypted_content") or ""
+            if sig.startswith(REDACTED):
+                push("assistant", [{"type": "redacted_thinking", "data": sig.removeprefix(REDACTED)}])
+            elif sig.startswith(SIGNED):
+                text = "".join(s.get("text", "") for s in item.get("summary") or [])
+                push("assistant", [{"type": "thinking", "thinking": text, "signature": sig.removeprefix(SIGNED)}])
+        elif kind == "web_search_call":
+            continue  # a record of a search Anthropic ran itself; its findings live in the text
+        else:
+            raise convert.unsupported_input(kind, NAME)
+    return system, messages
+
+
+def _block(part: Json) -> Json:
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "refusal":
+        return {"type": "text", "text": part.get("refusal", "")}
+    if kind == "input_image" and part.get("image_url"):
+        return {"type": "image", "source": _source(part["image_url"])}
+    if kind == "input_file" and (part.get("file_data") or part.get("file_url")):
+        return {"type": "document", "source": _source(part.get("file_data") or part["file_url"])}
+    raise convert.unsupported_input(f"content part '{kind}'", NAME)
+
+
+def _source(url: str) -> Json:
+    if decoded := convert.data_url(url):
+        return {"type": "base64", "media_type": decoded[0], "data": decoded[1]}
+    return {"type": "url", "url": url}
+
+
+def _thinking(p: Json, body: Json) -> int:
+    effort = (p.get("reasoning") or {}).get("effort")
+    if effort is None:
+        return 0
+    if effort == "none":
+        body["thinking"] = {"type": "disabled"}
+        return 0
+    budget = EFFORT_BUDGET.get(effort, EFFORT_BUDGET["medium"])
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    return budget
+
+
+def _tools(p: Json, body: Json) -> None:
+    tools = []
+    for tool in p.get("tools") or []:
+        if tool["type"] == "function":
+            spec = {"name": tool["name"], "input_schema": tool.get("parameters") or {"type": "object"}}
+            if tool.get("description"):
+                spec["description"] = tool["description"]
+            tools.append(spec)
+        else:
+            tools.append({"type": "web_search_20250305", "name": "web_search"})
+    if tools:
+        body["tools"] = tools
+    choice = p.get("tool_choice")
+    mapped: Json | None = None
+    if choice in ("auto", "required", "none"):
+        mapped = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        mapped = {"type": "tool", "name": choice["name"]}
+    if p.get("parallel_tool_calls") is False and tools:
+        mapped = mapped or {"type": "auto"}
+        mapped["disable_parallel_tool_use"] = True
+    if mapped and (tools or mapped["type"] == "none"):
+        body["tool_choice"] = mapped
+
+
+# -- response and stream -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str
+    args: list[str] = field(default_factory=list)
+    name: str = ""
+    id: str = ""
+
+
+class Translator:
+    """Anthropic stream events (or a whole message, replayed as events) -> Responses events."""
+
+    def __init__(self, call: Call) -> None:
+        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
+        self.response: Json | None = None
+        self.upstream_id: str | None = None
+        self._block: _Block | None = None
+        self._usage: Json = {}
+        self._stop: str | None = None
+
+    def feed(self, frame: Frame) -> list[StreamEvent]:
+        return self.feed_event(orjson.loads(frame.data))
+
+    def feed_event(self, event: Json) -> list[StreamEvent]:
+        kind = event.get("type")
+        if kind == "message_start":
+            self._usage = dict(event["message"].get("usage") or {})
+            return self.builder.start()
+        if kind == "content_block_start":
+            return self.block_start(event["index"], event["content_block"])
+        if kind == "content_block_delta":
+            return self._delta(event["delta"])
+        if kind == "content_block_stop":
+            return self.block_stop()
+        if kind == "message_delta":
+            self._stop = (event.get("delta") or {}).get("stop_reason") or self._stop
+            self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            return []
+        if kind == "message_stop":
+            out = self.builder.finish(usage=self._usage_out(), incomplete_reason=_INCOMPLETE.get(self._stop or ""))
+            self.response = self.builder.response
+            return out
+        if kind == "error":
+            err = event.get("error") or {}
+            return self.fail(err.get("message") or "The upstream stream failed.", err.get("type") or "server_error")
+        return []  # ping, and event types newer than this adapter
+
+    def block_start(self, index: int, block: Json, *, whole: bool = False) -> list[StreamEvent]:
+        kind = block.get("type", "")
+        b = self.builder
+        self._block = _Block(kind, id=block.get("id", ""), name=block.get("name", ""))
+        if kind == "text":
+            return b.text(block["text"]) if block.get("text") else []
+        if kind == "thinking":
+            out = b.reasoning(block["thinking"]) if block.get("thinking") else []
+            return out + (b.reasoning_signature(SIGNED + block["signature"]) if block.get("signature") else [])
+        if kind == "redacted_thinking":
+            return b.reasoning_signature(REDACTED + block.get("data", ""))
+        if kind == "tool_use":
+            out = b.function_call(block["id"], block["name"])
+            if whole or block.get("input"):
+                self._block.args.append(orjson.dumps(block.get("input") or {}).decode())
+                out += b.function_arguments(self._block.args[-1])
+            return out
+        if kind == "server_tool_use" and block.get("input"):
+            self._block.args.append(orjson.dumps(block["input"]).decode())
+        return []
+
+    def _delta(self, delta: Json) -> list[StreamEvent]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return self.builder.text(delta["text"])
+        if kind == "thinking_delta":
+            return self.builder.reasoning(delta["thinking"])
+        if kind == "signature_delta":
+            return self.builder.reasoning_signature(SIGNED + delta["signature"])
+        if kind == "input_json_delta" and self._block is not None:
+            self._block.args.append(delta.get("partial_json", ""))
+            if self._block.kind == "tool_use" and delta.get("partial_json"):
+                return self.builder.function_arguments(delta["partial_json"])
+        return []
+
+    def block_stop(self) -> list[StreamEvent]:
+        block, self._block = self._block, None
+        if block is None:
+            return []
+        if block.kind == "tool_use" and not "".join(block.args):
+            return self.builder.function_arguments("{}")  # OpenAI never sends empty arguments
+        if block.kind == "server_tool_use" and block.name == "web_search":
+            query = convert.arguments("".join(block.args) or "{}", NAME).get("query", "")
+            return self.builder.item({"type": "web_search_call", "status": "completed",
+                                      "action": {"type": "search", "query": query}})  # fmt: skip
+        return []
+
+    def finish(self) -> list[StreamEvent]:
+        if self.response is not None:
+            return []
+        return self.fail("The upstream closed the stream before the message finished.")
+
+    def fail(self, message: str, code: str = "server_error") -> list[StreamEvent]:
+        out = self.builder.fail(message, code)
+        self.response = self.builder.response
+        return out
+
+    def _usage_out(self) -> Json:
+        u = self._usage
+        cached = u.get("cache_read_input_tokens") or 0
+        prompt = (u.get("input_tokens") or 0) + cached + (u.get("cache_creation_input_tokens") or 0)
+        return usage(prompt, u.get("output_tokens") or 0, cached=cached)

@@ -1,0 +1,70 @@
+"""Pure helpers shared by the translating adapters (Anthropic, Gemini, Chat Completions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from .. import errors, items
+from .base import Call
+
+Json = dict[str, Any]
+_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,]*)?;base64,(?P<data>.*)", re.S)
+
+
+def conversation(call: Call) -> list[Json]:
+    """Everything a stateless upstream must see: replayed history, then this turn's input."""
+    return call.context + items.as_items(call.params.get("input") or [])
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """("image/png", base64 data) for a data: URL, else None."""
+    m = _DATA_URL.match(url)
+    return (m["mime"] or "application/octet-stream", m["data"]) if m else None
+
+
+def parts(item: Json) -> Iterator[Json]:
+    """The content parts of a message item (a bare string is one text part)."""
+    content = item.get("content")
+    if isinstance(content, str):
+        yield {"type": "input_text", "text": content}
+    elif isinstance(content, list):
+        yield from (p for p in content if isinstance(p, dict))
+
+
+def text_of(value: Any) -> str:
+    """A tool output or content list as plain text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return "" if value is None else orjson.dumps(value).decode()
+
+
+def arguments(raw: str | None, provider: str) -> Json:
+    """A function call's JSON arguments as an object."""
+    try:
+        value = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        raise errors.bad_request(
+            f"function_call arguments must be a JSON object to replay them to provider '{provider}'.",
+            param="input",
+        ) from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def unsupported_input(kind: str, provider: str) -> errors.APIStatusError:
+    return errors.bad_request(
+        f"Input items of type '{kind}' cannot be sent to provider '{provider}'.",
+        param="input",
+        code="unsupported_parameter",
+    )
+
+
+def json_format(params: Json) -> Json | None:
+    """`text.format` when it asks for JSON (json_schema or json_object), else None."""
+    fmt = (params.get("text") or {}).get("format") or {}
+    return fmt if fmt.get("type") in ("json_schema", "json_object") else None

@@ -1,0 +1,301 @@
+"""Gemini generateContent <-> Responses, translated directly.
+
+Request mapping
+| Responses                          | Gemini                                                        |
+|------------------------------------|---------------------------------------------------------------|
+| instructions, system/developer msg | systemInstruction.parts[].text                                |
+| message input_text / output_text   | contents[{role: user / model, parts: [{text}]}]               |
+| input_image / input_file data: URL | inlineData {mimeType, data}; an https URL: fileData {fileUri} |
+| function_call                      | model part functionCall {name, args} (+ thoughtSignature)     |
+| function_call_output               | user part functionResponse {name, response: {result}}         |
+| reasoning (Gemini-signed)          | thoughtSignature on the next model part                       |
+| tools: function                    | functionDeclarations [{name, description, parametersJsonSchema}] |
+| tools: web_search(_preview)        | {googleSearch: {}}                                            |
+| tool_choice auto/required/none/fn  | functionCallingConfig mode AUTO / ANY / NONE (+ allowedFunctionNames) |
+| text.format json_schema / object   | generationConfig.responseMimeType application/json (+ responseJsonSchema) |
+| reasoning.effort                   | thinkingLevel low/high (gemini-3), else thinkingBudget (EFFORT_BUDGET) |
+| reasoning.summary                  | thinkingConfig.includeThoughts                                |
+| max_output_tokens, temperature, top_p | maxOutputTokens, temperature, topP                         |
+
+Output mapping: thought parts -> reasoning summary; a thoughtSignature -> a reasoning item (just
+before the part it signs) whose encrypted_content carries it, so it replays; text -> message;
+functionCall -> function_call (call_id = its id, or a minted one); finishReason MAX_TOKENS ->
+incomplete (max_output_tokens), SAFETY and other blocks -> incomplete (content_filter); usage
+with cached content and thought tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from .. import errors
+from ..streaming.builder import ResponseBuilder
+from ..streaming.events import StreamEvent
+from ..streaming.sse import Frame
+from ..transport import HttpRequest
+from . import convert
+from .base import Call, Json, response_skeleton, usage
+from .support import Support
+
+NAME = "gemini"
+SIGNED = "gemini:"
+EFFORT_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+SUPPORT = Support(
+    NAME,
+    fields=frozenset(
+        {
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "text",
+            "reasoning",
+            "max_output_tokens",
+            "temperature",
+            "top_p",
+            "include",
+        }
+    ),
+    tools=frozenset({"function", "web_search", "web_search_preview"}),
+    includes=frozenset({"reasoning.encrypted_content"}),
+)
+_COMPLETED = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
+_STATUS = {"RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "NOT_FOUND": 404, "PERMISSION_DENIED": 403,
+           "UNAUTHENTICATED": 401, "INVALID_ARGUMENT": 400, "INTERNAL": 500, "DEADLINE_EXCEEDED": 504}  # fmt: skip
+
+
+class Gemini:
+    support = SUPPORT
+
+    def build_request(self, call: Call) -> HttpRequest:
+        p = call.params
+        system, contents = _contents(convert.conversation(call))
+        if p.get("instructions"):
+            system.insert(0, convert.text_of(p["instructions"]))
+        body: Json = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+        config: Json = {}
+        for src, dst in (("max_output_tokens", "maxOutputTokens"), ("temperature", "temperature"), ("top_p", "topP")):
+            if p.get(src) is not None:
+                config[dst] = p[src]
+        if fmt := convert.json_format(p):
+            config["responseMimeType"] = "application/json"
+            if fmt["type"] == "json_schema" and fmt.get("schema"):
+                config["responseJsonSchema"] = fmt["schema"]
+        if thinking := _thinking(call.deployment.model, p.get("reasoning") or {}):
+            config["thinkingConfig"] = thinking
+        if config:
+            body["generationConfig"] = config
+        _tools(p, body)
+        body.update(call.extra_body)
+        headers = {"content-type": "application/json", **call.deployment.auth_headers(), **call.extra_headers}
+        action = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
+        url = f"{call.deployment.api_base}/models/{call.deployment.model}:{action}"
+        return HttpRequest("POST", url, headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
+        t = Translator(call)
+        t.chunk(orjson.loads(body))
+        t.done()
+        assert t.response is not None
+        return t.response, None
+
+    def stream_translator(self, call: Call) -> Translator:
+        return Translator(call)
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+        return error_from(status, body, headers)
+
+
+def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
+    try:
+        err = orjson.loads(body).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        err = {}
+    message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
+    code = err.get("status")
+    if "API key not valid" in message:
+        status = 401  # Google says 400; every OpenAI client expects an authentication error
+    keep = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
+    if code == "RESOURCE_EXHAUSTED" and "retry-after" not in keep:
+        for detail in err.get("details") or []:
+            if str(detail.get("retryDelay", "")).endswith("s"):
+                keep["retry-after"] = detail["retryDelay"][:-1]
+    return errors.status_error(status, message, code=code.lower() if code else None, headers=keep)
+
+
+# -- request -----------------------------------------------------------------------------------
+
+
+def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
+    system: list[str] = []
+    contents: list[Json] = []
+    names: dict[str, str] = {}  # call_id -> function name, for functionResponse
+    signature: str | None = None  # a thoughtSignature waiting for the model part it signs
+
+    def push(role: str, part: Json) -> None:
+        nonlocal signature
+        if role == "model" and signature:
+            part["thoughtSignature"], signature = signature, None
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].append(part)
+        else:
+            contents.append({"role": role, "parts": [part]})
+
+    for item in history:
+        kind = item.get("type") or "message"
+        if kind == "message":
+            role = item.get("role", "user")
+            if role in ("system", "developer"):
+                system.append("".join(p.get("text", "") for p in convert.parts(item)))
+                continue
+            for part in convert.parts(item):
+                push("model" if role == "assistant" else "user", _part(part))
+        elif kind == "function_call":
+            names[item["call_id"]] = item["name"]
+            args = convert.arguments(item.get("arguments"), NAME)
+            push("model", {"functionCall": {"name": item["name"], "args": args}})
+        elif kind == "function_call_output":
+            name = names.get(item["call_id"], item.get("name") or item["call_id"])
+            response = {"name": name, "response": {"result": convert.text_of(item.get("output"))}}
+            push("user", {"functionResponse": response})
+        elif kind == "reasoning":
+            sig = item.get("encrypted_content") or ""
+            signature = sig.removeprefix(SIGNED) if sig.startswith(SIGNED) else signature
+        elif kind == "web_search_call":
+            continue
+        else:
+            raise convert.unsupported_input(kind, NAME)
+    return system, contents
+
+
+def _part(part: Json) -> Json:
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        return {"text": part.get("text", "")}
+    if kind == "refusal":
+        return {"text": part.get("refusal", "")}
+    url = part.get("image_url") if kind == "input_image" else part.get("file_data") or part.get("file_url")
+    if kind in ("input_image", "input_file") and url:
+        if decoded := convert.data_url(url):
+            return {"inlineData": {"mimeType": decoded[0], "data": decoded[1]}}
+        mime = "image/*" if kind == "input_image" else "application/pdf"
+        return {"fileData": {"mimeType": mime, "fileUri": url}}
+    raise convert.unsupported_input(f"content part '{kind}'", NAME)
+
+
+def _thinking(model: str, reasoning: Json) -> Json:
+    effort, summary = reasoning.get("effort"), reasoning.get("summary")
+    config: Json = {}
+    if effort is not None:
+        if model.startswith("gemini-3"):
+            config["thinkingLevel"] = "low" if effort in ("none", "minimal", "low") else "high"
+        else:
+            config["thinkingBudget"] = EFFORT_BUDGET.get(effort, EFFORT_BUDGET["medium"])
+    if summary is not None and effort != "none":
+        config["includeThoughts"] = True
+    return config
+
+
+def _tools(p: Json, body: Json) -> None:
+    declarations, tools = [], []
+    for tool in p.get("tools") or []:
+        if tool["type"] == "function":
+            decl = {"name": tool["name"], "parametersJsonSchema": tool.get("parameters") or {"type": "object"}}
+            if tool.get("description"):
+                decl["description"] = tool["description"]
+            declarations.append(decl)
+        else:
+            tools.append({"googleSearch": {}})
+    if declarations:
+        tools.insert(0, {"functionDeclarations": declarations})
+    if tools:
+        body["tools"] = tools
+    choice = p.get("tool_choice")
+    if declarations and choice is not None:
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            fcc = {"mode": "ANY", "allowedFunctionNames": [choice["name"]]}
+        else:
+            fcc = {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(choice, "AUTO")}
+        body["toolConfig"] = {"functionCallingConfig": fcc}
+
+
+# -- response and stream -----------------------------------------------------------------------
+
+
+class Translator:
+    """GenerateContentResponse chunks (a whole response is one chunk) -> Responses events."""
+
+    def __init__(self, call: Call) -> None:
+        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
+        self.response: Json | None = None
+        self.upstream_id: str | None = None
+        self._new_id = call.new_id
+        self._started = False
+        self._usage: Json = {}
+        self._finish: str | None = None
+        self._blocked = False
+
+    def feed(self, frame: Frame) -> list[StreamEvent]:
+        chunk = orjson.loads(frame.data)
+        if isinstance(chunk.get("error"), dict):
+            return self.fail(chunk["error"].get("message") or "The upstream stream failed.")
+        return self.chunk(chunk)
+
+    def chunk(self, chunk: Json) -> list[StreamEvent]:
+        b = self.builder
+        out = [] if self._started else b.start()
+        self._started = True
+        self._usage = chunk.get("usageMetadata") or self._usage
+        if (chunk.get("promptFeedback") or {}).get("blockReason"):
+            self._blocked = True
+        for candidate in (chunk.get("candidates") or [])[:1]:
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if part.get("thoughtSignature"):
+                    out += b.reasoning_signature(SIGNED + part["thoughtSignature"])
+                if part.get("thought"):
+                    out += b.reasoning(part.get("text") or "")
+                elif part.get("text"):
+                    out += b.text(part["text"])
+                elif fc := part.get("functionCall"):
+                    out += b.function_call(fc.get("id") or self._new_id("call"), fc.get("name", ""))
+                    out += b.function_arguments(orjson.dumps(fc.get("args") or {}).decode())
+            self._finish = candidate.get("finishReason") or self._finish
+        return out
+
+    def done(self) -> list[StreamEvent]:
+        if self.response is not None:
+            return []
+        out = [] if self._started else self.builder.start()
+        self._started = True
+        reason = None
+        if self._blocked or self._finish not in _COMPLETED | {"MAX_TOKENS"}:
+            reason = "content_filter"
+        elif self._finish == "MAX_TOKENS":
+            reason = "max_output_tokens"
+        out += self.builder.finish(usage=self._usage_out(), incomplete_reason=reason)
+        self.response = self.builder.response
+        return out
+
+    def finish(self) -> list[StreamEvent]:
+        if self.response is not None:
+            return []
+        if self._finish is not None or self._blocked:
+            return self.done()
+        return self.fail("The upstream closed the stream before the response finished.")
+
+    def fail(self, message: str) -> list[StreamEvent]:
+        out = [] if self._started else self.builder.start()
+        self._started = True
+        out += self.builder.fail(message)
+        self.response = self.builder.response
+        return out
+
+    def _usage_out(self) -> Json:
+        u = self._usage
+        thoughts = u.get("thoughtsTokenCount") or 0
+        output = (u.get("candidatesTokenCount") or 0) + thoughts
+        return usage(u.get("promptTokenCount") or 0, output, cached=u.get("cachedContentTokenCount") or 0,
+                     reasoning=thoughts)  # fmt: skip
