@@ -8,6 +8,8 @@ starts its own loop on first use instead of inheriting a dead thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -39,7 +41,15 @@ class BackgroundLoop:
                 thread.start()
                 ready.wait()
                 self._loop = loop
+                atexit.register(self._shutdown, loop)
             return self._loop
+
+    @staticmethod
+    def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+        # Finalise live async generators (they close pooled HTTP sessions) before exit.
+        if loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(timeout=2)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -134,6 +134,14 @@ def from_body(
     return cls(str(body.get("message") or f"HTTP {status}"), response=response, body=body)
 
 
+_PASSTHROUGH = ("retry-after", "retry-after-ms", "x-request-id", "request-id")
+
+
+def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upstream headers a client should see again: Retry-After and the request id."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() in _PASSTHROUGH}
+
+
 def error_body(err: openai.APIStatusError) -> dict[str, Any]:
     """OpenAI's wire shape for an error: `{"error": {"message", "type", "param", "code"}}`."""
     body = err.body if isinstance(err.body, dict) else {}

@@ -8,13 +8,14 @@ aiohttp rather than httpx: its client costs a fraction of httpx's CPU per reques
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import email.utils
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import orjson
@@ -35,26 +36,42 @@ class HttpRequest:
 
 
 class Http:
+    """One pooled aiohttp session per event loop. Sessions of loops that are gone are closed
+    the next time a session is made, and all of them at exit, so no loop leaves a warning."""
+
     def __init__(self) -> None:
-        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._closers: list[Any] = []
+        self._sessions: list[tuple[weakref.ref[asyncio.AbstractEventLoop], aiohttp.ClientSession]] = []
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        atexit.register(self._abandon, lambda _: True)
 
     async def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-            self._sessions[loop] = session
-            # asyncio.run() finalises live async generators before closing its loop: this one
-            # closes the session then, so a short-lived loop leaves no unclosed connector.
-            closer = _close_on_loop_shutdown(session)
-            await closer.asend(None)
-            self._closers.append(closer)
+        for ref, session in self._sessions:
+            if ref() is loop and not session.closed:
+                return session
+        self._abandon(lambda lp: lp is None or lp.is_closed())
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        self._sessions.append((weakref.ref(loop), session))
+        # asyncio.run() finalises live async generators before closing its loop: this one
+        # closes the session properly then.
+        closer = _close_on_loop_shutdown(session)
+        await closer.asend(None)
+        session._llmrelay_closer = closer  # type: ignore[attr-defined]  # keep it alive with the session
         return session
+
+    def _abandon(self, gone: Callable[[asyncio.AbstractEventLoop | None], bool]) -> None:
+        """Drop the sessions whose loop is `gone`, closing their sockets without that loop."""
+        keep = []
+        for ref, session in self._sessions:
+            if gone(ref()):
+                connector = session.connector
+                if connector is not None and not connector.closed:
+                    with contextlib.suppress(Exception):
+                        connector._close()  # sync close: the owning loop cannot run it any more
+            else:
+                keep.append((ref, session))
+        self._sessions = keep
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(seconds)
@@ -87,11 +104,11 @@ class Http:
             attempt += 1
 
     async def close(self) -> None:
-        sessions = list(self._sessions.values())
-        self._sessions.clear()
-        for s in sessions:
-            if not s.closed:
-                await s.close()
+        loop = asyncio.get_running_loop()
+        for ref, session in self._sessions:
+            if ref() is loop and not session.closed:
+                await session.close()
+        self._abandon(lambda lp: lp is loop)
 
 
 async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterator[None]:
@@ -145,5 +162,4 @@ def openai_error(status: int, body: bytes, headers: Mapping[str, str]) -> errors
 
 
 def _keep(headers: Mapping[str, str]) -> dict[str, str]:
-    # Only what a client should see again (Retry-After on 429s, the upstream request id).
-    return {k: v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms", "x-request-id")}
+    return errors.passthrough_headers(headers)

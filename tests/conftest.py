@@ -28,6 +28,24 @@ def openai_fake_b() -> Iterator[FakeServer]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def anthropic_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.anthropic_upstream") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def gemini_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.gemini_upstream") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def chat_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.chat_upstream") as fake:
+        yield fake
+
+
 @pytest.fixture
 def upstream(openai_fake: FakeServer) -> FakeServer:
     openai_fake.reset()

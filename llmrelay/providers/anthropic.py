@@ -145,7 +145,7 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
         err = {}
     kind = err.get("type") or "api_error"
     message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
-    keep = {k: v for k, v in headers.items() if k.lower() in ("retry-after", "request-id")}
+    keep = errors.passthrough_headers(headers)
     # 529 "overloaded" is Anthropic's own status; clients know it as 503.
     code = "overloaded" if kind == "overloaded_error" else kind
     return errors.status_error(_STATUS.get(kind, status) if status >= 500 else status, message, code=code,

@@ -118,7 +118,7 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
     code = err.get("status")
     if "API key not valid" in message:
         status = 401  # Google says 400; every OpenAI client expects an authentication error
-    keep = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
+    keep = errors.passthrough_headers(headers)
     if code == "RESOURCE_EXHAUSTED" and "retry-after" not in keep:
         for detail in err.get("details") or []:
             if str(detail.get("retryDelay", "")).endswith("s"):

@@ -336,6 +336,8 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
         stop_reason = "tool_use"
     else:
         text = text_override if text_override is not None else f"Echo (turns={turns}): {said}"
+        if ((body.get("output_config") or {}).get("format") or {}).get("type") == "json_schema":
+            text = json.dumps({"echo": text, "turns": turns})  # structured outputs: JSON text
         hits = [(text.find(s), s) for s in body.get("stop_sequences") or [] if s and s in text]
         if hits:
             at, stop_sequence = min(hits)
