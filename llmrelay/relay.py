@@ -164,6 +164,7 @@ class Relay:
             api_key=opts.get("api_key"),
             api_base=opts.get("api_base") or opts.get("base_url"),
             api_version=opts.get("api_version"),
+            chat_api=bool(opts.get("use_chat_completions_api")),
         )
         self._deployments.setdefault(dep.id, dep)
         return dep

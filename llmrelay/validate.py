@@ -29,6 +29,7 @@ CALL_OPTIONS = frozenset(
         "extra_query",
         "mock_response",
         "drop_params",
+        "use_chat_completions_api",
     }
 )
 
