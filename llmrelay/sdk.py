@@ -10,8 +10,9 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any, Literal, overload
 
-from openai import BaseModel
+from openai import BaseModel, omit
 from openai._models import construct_type  # the openai client's own untyped-dict -> model path
+from openai.lib._parsing._responses import parse_response, type_to_text_format_param
 from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
 
 from .background_loop import BackgroundLoop, SyncIterator
@@ -89,16 +90,25 @@ async def aresponses(*, stream: Literal[True], relay: Relay | None = None, **par
 @overload
 async def aresponses(*, stream: Literal[False] = False, relay: Relay | None = None, **params: Any) -> Response: ...
 async def aresponses(
-    *, stream: bool = False, relay: Relay | None = None, **params: Any
+    *, stream: bool = False, relay: Relay | None = None, text_format: type | None = None, **params: Any
 ) -> Response | AsyncResponseStream:
     """Create a response (`POST /v1/responses`). Takes every Responses field (`model`,
     `input`, `instructions`, `tools`, `previous_response_id`, ...) plus llmrelay's call
     options: `api_key`, `api_base`, `api_version`, `timeout`, `num_retries`,
-    `extra_headers`, `extra_body`, `extra_query`, `mock_response`."""
+    `extra_headers`, `extra_body`, `extra_query`, `mock_response`, `drop_params`.
+
+    `text_format=SomePydanticModel` asks for that schema on any provider and returns a
+    `ParsedResponse` whose `output_parsed` is the model instance, like the openai SDK's
+    `responses.parse`."""
     core = _relay(relay)
+    if text_format is not None:
+        params["text"] = {**(params.get("text") or {}), "format": type_to_text_format_param(text_format)}
     if stream:
         return AsyncResponseStream(await core.stream({**params, "stream": True}))
-    return _response(await core.create(params))
+    response = _response(await core.create(params))
+    if text_format is None:
+        return response
+    return parse_response(text_format=text_format, input_tools=params.get("tools") or omit, response=response)
 
 
 @overload
@@ -108,13 +118,13 @@ def responses(
 @overload
 def responses(*, stream: Literal[False] = False, relay: Relay | None = None, **params: Any) -> Response: ...
 def responses(
-    *, stream: bool = False, relay: Relay | None = None, **params: Any
+    *, stream: bool = False, relay: Relay | None = None, text_format: type | None = None, **params: Any
 ) -> Response | SyncIterator[ResponseStreamEvent]:
     """Sync twin of `aresponses`; with `stream=True`, an iterator of typed events."""
     if stream:
-        events = _runner.run(aresponses(stream=True, relay=relay, **params))
+        events = _runner.run(aresponses(stream=True, relay=relay, text_format=text_format, **params))
         return _runner.iterate(events)
-    return _runner.run(aresponses(relay=relay, **params))
+    return _runner.run(aresponses(relay=relay, text_format=text_format, **params))
 
 
 # -- stored responses ------------------------------------------------------------------------

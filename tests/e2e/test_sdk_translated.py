@@ -169,3 +169,15 @@ async def test_a_conversation_moves_across_providers(
         r = await sdk.create(**hop, api_key="test-key", input=f"turn {turn}", previous_response_id=previous)
         assert r.output_text == f"Echo (turns={turn}): turn {turn}"
         previous = r.id
+
+
+async def test_text_format_returns_the_parsed_model(sdk: SDK, target: Target) -> None:
+    from pydantic import BaseModel
+
+    class Reply(BaseModel):
+        echo: str
+        turns: int
+
+    r = await sdk.create(**target.params(), input="parse me", text_format=Reply)
+    assert isinstance(r.output_parsed, Reply)
+    assert r.output_parsed.echo.endswith("parse me") and r.output_parsed.turns == 1
