@@ -198,6 +198,10 @@ class Relay:
         finally:
             resp.release()
         err = adapter.parse_error(resp.status, body, resp.headers)
+        auto = call.params.get("truncation") == "auto"
+        # The provider itself judged the input too long: drop old turns and try again.
+        if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
+            return await self._open(call, adapter, stream=stream)
         lost = err.code == "previous_response_not_found" or err.param == "previous_response_id"
         if call.upstream_previous_id and lost:
             # The upstream expired or never kept it; the store still has every item.

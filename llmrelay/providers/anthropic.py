@@ -12,6 +12,9 @@ Request mapping
 | reasoning (Anthropic-signed)       | assistant thinking {thinking: summary, signature} (or redacted)  |
 | tools: function                    | {name, description, input_schema}                                |
 | tools: web_search(_preview)        | {type: web_search_20250305, name: web_search}                    |
+| tools: computer_use_preview        | computer_20250124 / _20251124 (newer models) + its beta header   |
+| computer_call                      | assistant tool_use "computer" (actions mapped in computer.py)    |
+| computer_call_output               | user tool_result with the screenshot as an image block           |
 | tool_choice auto/required/none/fn  | {type: auto / any / none / tool}                                 |
 | parallel_tool_calls: false         | tool_choice.disable_parallel_tool_use: true                      |
 | text.format json_schema            | output_config.format {type: json_schema, schema}                 |
@@ -25,9 +28,10 @@ Request mapping
 
 Output mapping: text -> message/output_text; thinking -> reasoning (summary = the thinking text,
 encrypted_content = the signature, so it replays); redacted_thinking -> reasoning with
-encrypted_content only; tool_use -> function_call (call_id = tool_use id); server web search ->
-web_search_call; stop_reason max_tokens / model_context_window_exceeded -> incomplete
-(max_output_tokens), refusal -> incomplete (content_filter); usage with cache reads as cached tokens.
+encrypted_content only; tool_use -> function_call (call_id = tool_use id), or computer_call
+for the computer tool; server web search -> web_search_call; stop_reason max_tokens and
+model_context_window_exceeded -> incomplete (max_output_tokens), refusal -> incomplete
+(content_filter); usage with cache reads as cached tokens.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from ..streaming.builder import ResponseBuilder
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import convert
+from . import computer, convert
 from .base import Call, Json, response_skeleton, usage
 from .support import Support
 
@@ -71,11 +75,18 @@ SUPPORT = Support(
             "prompt_cache_key",
             "service_tier",
             "include",
+            "truncation",
         }
     ),
-    tools=frozenset({"function", "web_search", "web_search_preview"}),
+    tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
     includes=frozenset({"reasoning.encrypted_content"}),
 )
+# The computer tool and its beta header, by model generation.
+COMPUTER = {
+    "new": ("computer_20251124", "computer-use-2025-11-24"),
+    "old": ("computer_20250124", "computer-use-2025-01-24"),
+}
+_NEW_COMPUTER = ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-5", "claude-sonnet-5")
 _STATUS = {"overloaded_error": 503, "rate_limit_error": 429, "api_error": 500}
 _INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
                "refusal": "content_filter"}  # fmt: skip
@@ -107,14 +118,17 @@ class Anthropic:
             body["cache_control"] = {"type": "ephemeral"}
         if tier := p.get("service_tier"):
             body["service_tier"] = "standard_only" if tier == "default" else "auto"
-        _tools(p, body)
+        beta = _tools(p, body, call.deployment.model)
         if fmt := convert.json_format(p):
             schema = fmt.get("schema") if fmt["type"] == "json_schema" else {"type": "object"}
             body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}
         if call.stream:
             body["stream"] = True
         body.update(call.extra_body)
-        headers = {"content-type": "application/json", **call.deployment.auth_headers(), **call.extra_headers}
+        headers = {"content-type": "application/json", **call.deployment.auth_headers()}
+        if beta:
+            headers["anthropic-beta"] = beta
+        headers.update(call.extra_headers)
         base = call.deployment.api_base
         url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
         return HttpRequest("POST", url, headers, orjson.dumps(body))
@@ -146,6 +160,8 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
     kind = err.get("type") or "api_error"
     message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
     keep = errors.passthrough_headers(headers)
+    if too_long := convert.overflow_error(status, message, headers=keep):
+        return too_long
     # 529 "overloaded" is Anthropic's own status; clients know it as 503.
     code = "overloaded" if kind == "overloaded_error" else kind
     return errors.status_error(_STATUS.get(kind, status) if status >= 500 else status, message, code=code,
@@ -188,6 +204,14 @@ def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
             elif sig.startswith(SIGNED):
                 text = "".join(s.get("text", "") for s in item.get("summary") or [])
                 push("assistant", [{"type": "thinking", "thinking": text, "signature": sig.removeprefix(SIGNED)}])
+        elif kind == "computer_call":
+            tool_use = {"type": "tool_use", "id": item["call_id"], "name": "computer",
+                        "input": computer.to_anthropic(item.get("action") or {})}  # fmt: skip
+            push("assistant", [tool_use])
+        elif kind == "computer_call_output":
+            shot = item.get("output") or {}
+            content = [_block({"type": "input_image", "image_url": shot["image_url"]})] if shot.get("image_url") else []
+            push("user", [{"type": "tool_result", "tool_use_id": item["call_id"], "content": content}])
         elif kind == "web_search_call":
             continue  # a record of a search Anthropic ran itself; its findings live in the text
         else:
@@ -215,7 +239,8 @@ def _source(url: str) -> Json:
 
 
 def _thinking(p: Json, body: Json) -> int:
-    effort = (p.get("reasoning") or {}).get("effort")
+    reasoning = p.get("reasoning") or {}
+    effort = reasoning.get("effort") or ("medium" if reasoning.get("summary") else None)
     if effort is None:
         return 0
     if effort == "none":
@@ -226,14 +251,19 @@ def _thinking(p: Json, body: Json) -> int:
     return budget
 
 
-def _tools(p: Json, body: Json) -> None:
-    tools = []
+def _tools(p: Json, body: Json, model: str) -> str | None:
+    """Map tools and tool_choice into `body`; return the beta header the tools need."""
+    tools, beta = [], None
     for tool in p.get("tools") or []:
         if tool["type"] == "function":
             spec = {"name": tool["name"], "input_schema": tool.get("parameters") or {"type": "object"}}
             if tool.get("description"):
                 spec["description"] = tool["description"]
             tools.append(spec)
+        elif tool["type"] == "computer_use_preview":
+            version, beta = COMPUTER["new" if model.startswith(_NEW_COMPUTER) else "old"]
+            tools.append({"type": version, "name": "computer", "display_width_px": tool["display_width"],
+                          "display_height_px": tool["display_height"]})  # fmt: skip
         else:
             tools.append({"type": "web_search_20250305", "name": "web_search"})
     if tools:
@@ -249,6 +279,7 @@ def _tools(p: Json, body: Json) -> None:
         mapped["disable_parallel_tool_use"] = True
     if mapped and (tools or mapped["type"] == "none"):
         body["tool_choice"] = mapped
+    return beta
 
 
 # -- response and stream -----------------------------------------------------------------------
@@ -272,6 +303,7 @@ class Translator:
         self._block: _Block | None = None
         self._usage: Json = {}
         self._stop: str | None = None
+        self._computer = any(t.get("type") == "computer_use_preview" for t in call.params.get("tools") or [])
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         return self.feed_event(orjson.loads(frame.data))
@@ -311,6 +343,11 @@ class Translator:
             return out + (b.reasoning_signature(SIGNED + block["signature"]) if block.get("signature") else [])
         if kind == "redacted_thinking":
             return b.reasoning_signature(REDACTED + block.get("data", ""))
+        if kind == "tool_use" and block.get("name") == "computer" and self._computer:
+            self._block.kind = "computer"
+            if block.get("input"):
+                self._block.args.append(orjson.dumps(block["input"]).decode())
+            return []
         if kind == "tool_use":
             out = b.function_call(block["id"], block["name"])
             if whole or block.get("input"):
@@ -341,6 +378,10 @@ class Translator:
             return []
         if block.kind == "tool_use" and not "".join(block.args):
             return self.builder.function_arguments("{}")  # OpenAI never sends empty arguments
+        if block.kind == "computer":
+            action = computer.from_anthropic(convert.arguments("".join(block.args) or "{}", NAME))
+            return self.builder.item({"type": "computer_call", "call_id": block.id, "action": action,
+                                      "pending_safety_checks": [], "status": "completed"})  # fmt: skip
         if block.kind == "server_tool_use" and block.name == "web_search":
             query = convert.arguments("".join(block.args) or "{}", NAME).get("query", "")
             return self.builder.item({"type": "web_search_call", "status": "completed",

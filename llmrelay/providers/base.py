@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import errors
+from .. import errors, items
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
@@ -41,6 +41,19 @@ class Call:
     @property
     def stream(self) -> bool:
         return bool(self.params.get("stream"))
+
+    def drop_oldest_turns(self) -> bool:
+        """`truncation: "auto"`: drop the oldest half of the conversation's turns, never the
+        system/developer messages nor the last user turn. False when nothing can go."""
+        history = self.context + items.as_items(self.params.get("input") or [])
+        is_user = [i.get("type", "message") == "message" and i.get("role") == "user" for i in history]
+        starts = [n for n, user in enumerate(is_user) if user]  # a turn starts at a user message
+        if len(starts) < 2:
+            return False
+        cut = starts[max(1, len(starts) // 2)]  # keep at least the last user turn
+        kept = [i for n, i in enumerate(history) if n >= cut or i.get("role") in ("system", "developer")]
+        self.context, self.params["input"] = [], kept
+        return True
 
 
 class StreamTranslator(Protocol):

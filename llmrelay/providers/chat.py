@@ -56,6 +56,7 @@ SUPPORT = Support(
             "user",
             "top_logprobs",
             "include",
+            "truncation",
         }
     ),
     includes=frozenset({"reasoning.encrypted_content"}),
@@ -113,7 +114,8 @@ class Chat:
         return Translator(call)
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
-        return openai_error(status, body, headers)
+        err = openai_error(status, body, headers)
+        return convert.overflow_error(status, err.message, headers=errors.passthrough_headers(headers)) or err
 
 
 def _messages(history: list[Json]) -> list[Json]:

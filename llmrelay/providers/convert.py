@@ -64,6 +64,20 @@ def unsupported_input(kind: str, provider: str) -> errors.APIStatusError:
     )
 
 
+_OVERFLOW = re.compile(
+    r"prompt is too long|maximum context length|context length|context window|exceeds the maximum number of tokens"
+    r"|too many (input )?tokens",
+    re.I,
+)
+
+
+def overflow_error(status: int, message: str, **kw: Any) -> errors.APIStatusError | None:
+    """OpenAI's context_length_exceeded error when an upstream says the input was too long."""
+    if status not in (400, 413) or not _OVERFLOW.search(message):
+        return None
+    return errors.status_error(400, message, param="input", code="context_length_exceeded", **kw)
+
+
 def json_format(params: Json) -> Json | None:
     """`text.format` when it asks for JSON (json_schema or json_object), else None."""
     fmt = (params.get("text") or {}).get("format") or {}

@@ -55,6 +55,7 @@ SUPPORT = Support(
             "temperature",
             "top_p",
             "include",
+            "truncation",
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview"}),
@@ -119,6 +120,8 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
     if "API key not valid" in message:
         status = 401  # Google says 400; every OpenAI client expects an authentication error
     keep = errors.passthrough_headers(headers)
+    if too_long := convert.overflow_error(status, message, headers=keep):
+        return too_long
     if code == "RESOURCE_EXHAUSTED" and "retry-after" not in keep:
         for detail in err.get("details") or []:
             if str(detail.get("retryDelay", "")).endswith("s"):

@@ -1,0 +1,149 @@
+"""The seed's computer-use request, and multi-step computer-use loops, through SDK and proxy."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import openai
+import pytest
+from openai import OpenAI
+
+import llmrelay
+from llmrelay import Relay
+from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.fakes.process import FakeServer
+
+PNG = (
+    "data:image/png;base64,"
+    + base64.b64encode(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000a49444154789c6360000000020001e221bc330000000049454e44ae426082"
+        )
+    ).decode()
+)
+COMPUTER = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "browser"}
+SEED_INPUT = [
+    {"role": "user", "content": [{"type": "input_text", "text": "Check the latest OpenAI news on bing.com."}]}
+]
+
+
+def screenshot(call_id: str) -> dict:
+    return {"type": "computer_call_output", "call_id": call_id, "acknowledged_safety_checks": [],
+            "output": {"type": "computer_screenshot", "image_url": PNG}}  # fmt: skip
+
+
+def test_seed_snippet_and_native_loop_through_the_sdk(upstream: FakeServer) -> None:
+    relay = Relay(store="memory")
+    common = {"model": "computer-use-preview", "api_key": "sk-test", "api_base": upstream.url, "relay": relay}
+    r = llmrelay.responses(**common, tools=[COMPUTER], input=SEED_INPUT, reasoning={"summary": "concise"},
+                           truncation="auto")  # fmt: skip
+    call = r.output[-1]
+    assert call.type == "computer_call" and call.action.type == "screenshot"
+    assert call.pending_safety_checks
+    assert upstream.requests()[0]["body"] == {"model": "computer-use-preview", "tools": [COMPUTER],
+                                             "input": SEED_INPUT, "reasoning": {"summary": "concise"},
+                                             "truncation": "auto"}  # fmt: skip
+    acked = screenshot(call.call_id) | {
+        "acknowledged_safety_checks": [c.model_dump() for c in call.pending_safety_checks]
+    }
+    nxt = [acked, {"role": "user", "content": "now click"}]
+    r2 = llmrelay.responses(**common, tools=[COMPUTER], input=nxt, previous_response_id=r.id, truncation="auto")
+    assert r2.output[-1].type == "computer_call" and r2.output[-1].action.type == "click"
+    sent = upstream.requests()[1]["body"]
+    assert sent["input"][0]["acknowledged_safety_checks"] == acked["acknowledged_safety_checks"]
+    # the same turn statelessly: the client resends every item
+    items = [*SEED_INPUT, call.model_dump(exclude_none=True), *nxt]
+    r3 = llmrelay.responses(**common, tools=[COMPUTER], input=items, truncation="auto")
+    assert r3.output[-1].type == "computer_call"
+
+
+@pytest.fixture(scope="module")
+def proxy(openai_fake: FakeServer, anthropic_fake: FakeServer, tmp_path_factory) -> Iterator[ProxyProcess]:
+    config = {"model_list": [
+        {"model_name": "computer-use-preview",
+         "litellm_params": {"model": "openai/computer-use-preview", "api_key": "sk", "api_base": openai_fake.url}},
+        {"model_name": "claude-computer",
+         "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk", "api_base": anthropic_fake.url}},
+    ]}  # fmt: skip
+    with start_proxy("--config", str(write_config(config, tmp_path_factory.mktemp("cu")))) as p:
+        yield p
+
+
+def test_seed_snippet_through_the_proxy(proxy: ProxyProcess, upstream: FakeServer) -> None:
+    client = OpenAI(base_url=proxy.url, api_key="your-api-key", max_retries=0)
+    response = client.responses.create(model="computer-use-preview", tools=[COMPUTER], input=SEED_INPUT,
+                                       reasoning={"summary": "concise"}, truncation="auto")  # fmt: skip
+    assert response.output[-1].type == "computer_call"
+    assert upstream.requests()[-1]["body"]["tools"] == [COMPUTER]
+
+
+@pytest.mark.parametrize("mode", ["sdk", "proxy"])
+def test_anthropic_three_step_computer_loop(mode: str, proxy: ProxyProcess, anthropic_fake: FakeServer) -> None:
+    anthropic_fake.reset()
+    if mode == "proxy":
+        client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+        create = client.responses.create
+        model = "claude-computer"
+    else:
+        relay = Relay(store="memory")
+
+        def create(**kw):
+            return llmrelay.responses(relay=relay, api_key="sk", api_base=anthropic_fake.url, **kw)
+
+        model = "anthropic/claude-sonnet-4-5"
+    r = create(model=model, tools=[COMPUTER], input=SEED_INPUT, reasoning={"summary": "concise"}, truncation="auto")
+    actions = []
+    for _ in range(3):
+        call = r.output[-1]
+        assert call.type == "computer_call"
+        actions.append(call.action.model_dump(exclude_none=True))
+        r = create(model=model, tools=[COMPUTER], previous_response_id=r.id, input=[screenshot(call.call_id)],
+                   truncation="auto")  # fmt: skip
+    assert actions == [
+        {"type": "screenshot"},
+        {"type": "click", "button": "left", "x": 100, "y": 200},
+        {"type": "type", "text": "hello"},
+    ]
+    assert r.output[-1].type == "message"
+    last = anthropic_fake.requests()[-1]
+    assert last["headers"]["anthropic-beta"] == "computer-use-2025-01-24"
+    assert last["body"]["tools"] == [{"type": "computer_20250124", "name": "computer",
+                                      "display_width_px": 1024, "display_height_px": 768}]  # fmt: skip
+    results = [b for m in last["body"]["messages"] for b in (m["content"] if isinstance(m["content"], list) else [])
+               if b.get("type") == "tool_result"]  # fmt: skip
+    assert len(results) == 3 and results[0]["content"][0]["type"] == "image"
+    assert results[0]["content"][0]["source"]["media_type"] == "image/png"
+
+
+@pytest.mark.parametrize("name", ["anthropic", "gemini", "chat"])
+def test_truncation_auto_drops_the_oldest_turns_and_disabled_is_a_400(request, name: str) -> None:
+    fake: FakeServer = request.getfixturevalue(f"{name}_fake")
+    fake.reset()
+    model = {"anthropic": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash",
+             "chat": "groq/llama-3.3-70b"}[name]  # fmt: skip
+    too_long = {
+        "anthropic": {"status": 400, "body": {"type": "error", "error": {
+            "type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}}},
+        "gemini": {"status": 400, "body": {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."}}},
+        "chat": {"status": 400, "body": {"error": {"type": "invalid_request_error", "param": None,
+            "code": None, "message": "This model's maximum context length is 8192 tokens."}}},
+    }[name]  # fmt: skip
+    relay = Relay(store="memory")
+    history = []
+    for i in range(1, 5):
+        history += [{"role": "user", "content": f"turn {i}"}, {"role": "assistant", "content": f"reply {i}"}]
+    history.pop()  # end on the user's turn
+    common = {"model": model, "api_key": "k", "api_base": fake.url, "relay": relay, "instructions": "Be brief."}
+    fake.enqueue(too_long)
+    r = llmrelay.responses(**common, input=history, truncation="auto")
+    assert r.output_text == "Echo (turns=2): turn 4"  # turns 1 and 2 went, the last user turn stayed
+    first, second = fake.requests()
+    assert len(str(second["body"])) < len(str(first["body"]))
+    assert "Be brief." in str(second["body"])
+    fake.enqueue(too_long)
+    with pytest.raises(openai.BadRequestError) as exc:
+        llmrelay.responses(**common, input=history)
+    assert exc.value.body["code"] == "context_length_exceeded" and exc.value.body["param"] == "input"
