@@ -8,7 +8,7 @@ Request mapping
 | input_image / input_file data: URL | inlineData {mimeType, data}; an https URL: fileData {fileUri} |
 | function_call                      | model part functionCall {name, args} (+ thoughtSignature)     |
 | function_call_output               | user part functionResponse {name, response: {result}}         |
-| reasoning (Gemini-signed)          | thoughtSignature on the next model part                       |
+| reasoning (Gemini-signed)          | thoughtSignature on the text before it, else the next part   |
 | tools: function                    | functionDeclarations [{name, description, parametersJsonSchema}] |
 | tools: web_search(_preview)        | {googleSearch: {}}                                            |
 | tool_choice auto/required/none/fn  | functionCallingConfig mode AUTO / ANY / NONE (+ allowedFunctionNames) |
@@ -17,8 +17,9 @@ Request mapping
 | reasoning.summary                  | thinkingConfig.includeThoughts                                |
 | max_output_tokens, temperature, top_p | maxOutputTokens, temperature, topP                         |
 
-Output mapping: thought parts -> reasoning summary; a thoughtSignature -> a reasoning item (just
-before the part it signs) whose encrypted_content carries it, so it replays; text -> message;
+Output mapping: thought parts -> reasoning summary; a thoughtSignature -> a reasoning item whose
+encrypted_content carries it, just before the call it signs or just after the text it signs (a
+stream sends a text's signature on a trailing empty part), so it replays; text -> message;
 functionCall -> function_call (call_id = its id, or a minted one); finishReason MAX_TOKENS ->
 incomplete (max_output_tokens), SAFETY and other blocks -> incomplete (content_filter); usage
 with cached content and thought tokens.
@@ -166,7 +167,13 @@ def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
             push("user", {"functionResponse": response})
         elif kind == "reasoning":
             sig = item.get("encrypted_content") or ""
-            signature = sig.removeprefix(SIGNED) if sig.startswith(SIGNED) else signature
+            if not sig.startswith(SIGNED):
+                continue  # another provider's reasoning state
+            last = contents[-1]["parts"][-1] if contents and contents[-1]["role"] == "model" else None
+            if last is not None and "text" in last and "thoughtSignature" not in last:
+                last["thoughtSignature"] = sig.removeprefix(SIGNED)  # it signed the text before it
+            else:
+                signature = sig.removeprefix(SIGNED)  # it signs the model part after it
         elif kind == "web_search_call":
             continue
         else:
@@ -256,15 +263,21 @@ class Translator:
             self._blocked = True
         for candidate in (chunk.get("candidates") or [])[:1]:
             for part in (candidate.get("content") or {}).get("parts") or []:
-                if part.get("thoughtSignature"):
-                    out += b.reasoning_signature(SIGNED + part["thoughtSignature"])
+                # A signed call gets its reasoning item just before it; signed text just after
+                # (streams send that signature on a trailing empty part), so both paths agree.
+                sig = part.get("thoughtSignature")
+                if fc := part.get("functionCall"):
+                    if sig:
+                        out += b.reasoning_signature(SIGNED + sig)
+                    out += b.function_call(fc.get("id") or self._new_id("call"), fc.get("name", ""))
+                    out += b.function_arguments(orjson.dumps(fc.get("args") or {}).decode())
+                    continue
                 if part.get("thought"):
                     out += b.reasoning(part.get("text") or "")
                 elif part.get("text"):
                     out += b.text(part["text"])
-                elif fc := part.get("functionCall"):
-                    out += b.function_call(fc.get("id") or self._new_id("call"), fc.get("name", ""))
-                    out += b.function_arguments(orjson.dumps(fc.get("args") or {}).decode())
+                if sig:
+                    out += b.reasoning_signature(SIGNED + sig)
             self._finish = candidate.get("finishReason") or self._finish
         return out
 

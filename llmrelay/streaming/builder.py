@@ -170,8 +170,8 @@ class ResponseBuilder:
         text, part, o.part, o.buf = "".join(o.buf), o.part, None, []
         if o.kind == "reasoning":
             part["text"] = text
-            o.item["summary"].append(part)
             where = self._summary_where(o)
+            o.item["summary"].append(part)
             return [
                 self._event("response.reasoning_summary_text.done", **where, text=text),
                 self._event("response.reasoning_summary_part.done", **where, part=dict(part)),
