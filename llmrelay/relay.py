@@ -281,6 +281,26 @@ class Relay:
         except Exception as exc:  # a store outage must not look like a success
             raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
 
+    async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
+        """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
+        call, _ = await self._prepare({**params, "input": params.get("input") or []}, owner)
+        adapter = self.adapter(call.deployment)
+        counter = getattr(adapter, "count_request", None)
+        if counter is None or call.deployment.provider.api == "mock":
+            raise errors.bad_request(
+                f"Provider '{call.deployment.provider.name}' has no token counter llmrelay can use.",
+                param="model",
+                code="unsupported_parameter",
+            )
+        resp = await self.http.send(counter(call), timeout=call.timeout, retries=call.retries)
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise adapter.parse_error(resp.status, body, resp.headers)
+        return {"object": "response.input_tokens", "input_tokens": adapter.parse_count(body)}
+
     # -- stored responses ------------------------------------------------------------------
 
     async def _record(self, response_id: str, owner: str | None) -> StoredResponse:

@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 from openai import BaseModel, omit
 from openai._models import construct_type  # the openai client's own untyped-dict -> model path
 from openai.lib._parsing._responses import parse_response, type_to_text_format_param
-from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
+from openai.types.responses import InputTokenCountResponse, Response, ResponseItemList, ResponseStreamEvent
 
 from .background_loop import BackgroundLoop, SyncIterator
 from .relay import Relay
@@ -125,6 +125,16 @@ def responses(
         events = _runner.run(aresponses(stream=True, relay=relay, text_format=text_format, **params))
         return _runner.iterate(events)
     return _runner.run(aresponses(relay=relay, text_format=text_format, **params))
+
+
+async def acount_input_tokens(*, relay: Relay | None = None, **params: Any) -> InputTokenCountResponse:
+    """Count a request's input tokens with the provider's own counter (`POST /v1/responses/input_tokens`)."""
+    data = await _relay(relay).count_input_tokens(params)
+    return construct_type(type_=InputTokenCountResponse, value=data)  # type: ignore[no-any-return]
+
+
+def count_input_tokens(*, relay: Relay | None = None, **params: Any) -> InputTokenCountResponse:
+    return _runner.run(acount_input_tokens(relay=relay, **params))
 
 
 # -- stored responses ------------------------------------------------------------------------

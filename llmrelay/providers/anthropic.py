@@ -133,6 +133,17 @@ class Anthropic:
         url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
         return HttpRequest("POST", url, headers, orjson.dumps(body))
 
+    def count_request(self, call: Call) -> HttpRequest:
+        req = self.build_request(call)
+        keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+        body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in keep}
+        return HttpRequest(
+            "POST", req.url.replace("/messages", "/messages/count_tokens"), req.headers, orjson.dumps(body)
+        )
+
+    def parse_count(self, body: bytes) -> int:
+        return int(orjson.loads(body)["input_tokens"])
+
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
         message = orjson.loads(body)
         t = Translator(call)

@@ -97,6 +97,18 @@ class Gemini:
         url = f"{call.deployment.api_base}/models/{call.deployment.model}:{action}"
         return HttpRequest("POST", url, headers, orjson.dumps(body))
 
+    def count_request(self, call: Call) -> HttpRequest:
+        req = self.build_request(call)
+        body = orjson.loads(req.body or b"{}")
+        body.pop("generationConfig", None)  # countTokens refuses generation settings
+        dep = call.deployment
+        count = {"generateContentRequest": {"model": f"models/{dep.model}", **body}}
+        url = f"{dep.api_base}/models/{dep.model}:countTokens"
+        return HttpRequest("POST", url, req.headers, orjson.dumps(count))
+
+    def parse_count(self, body: bytes) -> int:
+        return int(orjson.loads(body).get("totalTokens") or 0)
+
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
         t = Translator(call)
         t.chunk(orjson.loads(body))

@@ -20,6 +20,11 @@ from ..transport import HttpRequest, openai_error
 from .base import Call, Json
 from .registry import Deployment
 
+COUNT_FIELDS = frozenset(
+    {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning", "text",
+     "truncation", "previous_response_id", "conversation"}
+)  # fmt: skip
+
 
 class OpenAIResponses:
     """Adapter for native Responses upstreams."""
@@ -41,6 +46,14 @@ class OpenAIResponses:
         return HttpRequest(
             "POST", _with_query(call.deployment.url("/responses"), call.extra_query), headers, orjson.dumps(body)
         )
+
+    def count_request(self, call: Call) -> HttpRequest:
+        req = self.build_request(call)
+        body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in COUNT_FIELDS}
+        return HttpRequest("POST", call.deployment.url("/responses/input_tokens"), req.headers, orjson.dumps(body))
+
+    def parse_count(self, body: bytes) -> int:
+        return int(orjson.loads(body)["input_tokens"])
 
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, str | None]:
         response = orjson.loads(body)

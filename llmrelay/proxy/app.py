@@ -86,11 +86,8 @@ class Proxy:
             raise errors.bad_request("The request body must be a JSON object.", code="invalid_json")
         return body
 
-    # -- routes ------------------------------------------------------------------------------
-
-    async def create_response(self, request: Request) -> Response:
-        owner = self.owner(request)
-        body = await self.json_body(request)
+    @staticmethod
+    def _refuse_call_options(body: dict[str, Any]) -> None:
         # Per-call upstream options are the SDK's; through the proxy they would let a client
         # point the server's keys at any URL.
         for key in body:
@@ -98,6 +95,13 @@ class Proxy:
                 raise errors.bad_request(
                     f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter"
                 )
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def create_response(self, request: Request) -> Response:
+        owner = self.owner(request)
+        body = await self.json_body(request)
+        self._refuse_call_options(body)
         dropped: list[str] = []
         headers = {}
         if body.get("stream") is True:
@@ -110,6 +114,12 @@ class Proxy:
         if dropped:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
         return response
+
+    async def count_input_tokens(self, request: Request) -> Response:
+        owner = self.owner(request)
+        body = await self.json_body(request)
+        self._refuse_call_options(body)
+        return _json(await self.relay.count_input_tokens(body, owner=owner))
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = self.owner(request)
@@ -161,6 +171,7 @@ class Proxy:
     def routes(self) -> list[Route]:
         table: list[tuple[str, Handler, str]] = [
             ("/responses", self.create_response, "POST"),
+            ("/responses/input_tokens", self.count_input_tokens, "POST"),
             ("/responses/{response_id}", self.retrieve_response, "GET"),
             ("/responses/{response_id}", self.delete_response, "DELETE"),
             ("/responses/{response_id}/cancel", self.cancel_response, "POST"),

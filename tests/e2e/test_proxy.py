@@ -306,3 +306,14 @@ def test_workers(openai_fake: FakeServer, tmp_path: Path) -> None:
         ids = [client.responses.create(model="openai/o1-pro", input=f"n{i}").id for i in range(6)]
         # any worker finds any response: they share the SQLite file
         assert all(client.responses.retrieve(i).status == "completed" for i in ids)
+
+
+def test_input_tokens_count(client: OpenAI, upstream: FakeServer) -> None:
+    first = client.responses.input_tokens.count(model="openai/o1-pro", input="one two three")
+    assert first.input_tokens > 0 and first.object == "response.input_tokens"
+    chained = client.responses.create(model="openai/o1-pro", input="one")
+    more = client.responses.input_tokens.count(model="openai/o1-pro", input="two", previous_response_id=chained.id)
+    assert more.input_tokens > client.responses.input_tokens.count(model="openai/o1-pro", input="two").input_tokens
+    assert upstream.requests()[-1]["path"] == "/v1/responses/input_tokens"
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_tokens.count(input="no model")

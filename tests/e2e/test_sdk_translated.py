@@ -181,3 +181,17 @@ async def test_text_format_returns_the_parsed_model(sdk: SDK, target: Target) ->
     r = await sdk.create(**target.params(), input="parse me", text_format=Reply)
     assert isinstance(r.output_parsed, Reply)
     assert r.output_parsed.echo.endswith("parse me") and r.output_parsed.turns == 1
+
+
+async def test_count_input_tokens_uses_the_providers_counter(target: Target, relay) -> None:
+    import llmrelay
+
+    if target.name == "chat":
+        with pytest.raises(openai.BadRequestError, match="token counter"):
+            await llmrelay.acount_input_tokens(relay=relay, **target.params(), input="count me please")
+        return
+    small = await llmrelay.acount_input_tokens(relay=relay, **target.params(), input="count me")
+    big = await llmrelay.acount_input_tokens(relay=relay, **target.params(), input="count me " * 20)
+    assert small.object == "response.input_tokens" and 0 < small.input_tokens < big.input_tokens
+    path = target.fake.requests()[-1]["path"]
+    assert path.endswith(("/messages/count_tokens", ":countTokens"))

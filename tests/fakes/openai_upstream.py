@@ -378,6 +378,15 @@ def build_app(background_delay: float = 0.5) -> Starlette:
             }
         )
 
+    async def count_input_tokens(request: Request, record: Json, script: Json) -> Response:
+        body = record["body"] or {}
+        chain: list[Json] = []
+        if (previous := state.responses.get(body.get("previous_response_id") or "")) is not None:
+            chain = previous.items + previous.final["output"]
+        items = chain + model.normalize_items(body.get("input") or [])
+        tokens = len(str(body.get("instructions") or "").split()) + model.count_tokens(items)
+        return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
     async def not_found(request: Request, record: Json, script: Json) -> Response:
         raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
 
@@ -408,6 +417,7 @@ def build_app(background_delay: float = 0.5) -> Starlette:
         Route("/_fake/enqueue", enqueue, methods=["POST"]),
         Route("/_fake/reset", reset, methods=["POST"]),
         Route(BASE_PATH + "/responses", api(create_response, scripted=True), methods=["POST"]),
+        Route(BASE_PATH + "/responses/input_tokens", api(count_input_tokens), methods=["POST"]),
         Route(responses, api(retrieve_response), methods=["GET"]),
         Route(responses, api(delete_response), methods=["DELETE"]),
         Route(responses + "/cancel", api(cancel_response), methods=["POST"]),
