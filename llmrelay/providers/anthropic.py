@@ -270,6 +270,8 @@ def _tools(p: Json, body: Json, model: str) -> str | None:
             spec = {"name": tool["name"], "input_schema": tool.get("parameters") or {"type": "object"}}
             if tool.get("description"):
                 spec["description"] = tool["description"]
+            if tool.get("strict") is not None:
+                spec["strict"] = tool["strict"]
             tools.append(spec)
         elif tool["type"] == "computer_use_preview":
             version, beta = COMPUTER["new" if model.startswith(_NEW_COMPUTER) else "old"]

@@ -16,7 +16,7 @@ Request mapping
 | text.format json_schema / object   | response_format {type: json_schema, json_schema: {...}} / json_object |
 | reasoning.effort                   | reasoning_effort                                              |
 | max_output_tokens                  | max_tokens                                                    |
-| temperature, top_p, user, top_logprobs | temperature, top_p, user, logprobs + top_logprobs         |
+| temperature, top_p, user           | temperature, top_p, user                                      |
 | stream                             | stream + stream_options.include_usage                         |
 
 Output mapping: reasoning_content (or reasoning) -> reasoning item with a summary; content ->
@@ -54,7 +54,6 @@ SUPPORT = Support(
             "temperature",
             "top_p",
             "user",
-            "top_logprobs",
             "include",
             "truncation",
         }
@@ -75,16 +74,16 @@ class Chat:
         body: Json = {"model": call.deployment.model, "messages": messages}
         if p.get("max_output_tokens"):
             body["max_tokens"] = p["max_output_tokens"]
-        for name in ("temperature", "top_p", "user", "parallel_tool_calls"):
+        for name in ("temperature", "top_p", "user"):
             if p.get(name) is not None:
                 body[name] = p[name]
-        if p.get("top_logprobs"):
-            body.update(logprobs=True, top_logprobs=p["top_logprobs"])
         if effort := (p.get("reasoning") or {}).get("effort"):
             body["reasoning_effort"] = effort
         tools = [_tool(t) for t in p.get("tools") or []]
         if tools:
             body["tools"] = tools
+            if p.get("parallel_tool_calls") is not None:
+                body["parallel_tool_calls"] = p["parallel_tool_calls"]
         if (choice := p.get("tool_choice")) is not None and (tools or choice == "none"):
             body["tool_choice"] = (
                 {"type": "function", "function": {"name": choice["name"]}} if isinstance(choice, dict) else choice

@@ -8,7 +8,7 @@ Request mapping
 | input_image / input_file data: URL | inlineData {mimeType, data}; an https URL: fileData {fileUri} |
 | function_call                      | model part functionCall {name, args} (+ thoughtSignature)     |
 | function_call_output               | user part functionResponse {name, response: {result}}         |
-| reasoning (Gemini-signed)          | thoughtSignature on the text before it, else the next part   |
+| reasoning (Gemini-signed)          | thoughtSignature on the next model part of its turn, else the text before it |
 | tools: function                    | functionDeclarations [{name, description, parametersJsonSchema}] |
 | tools: web_search(_preview)        | {googleSearch: {}}                                            |
 | tool_choice auto/required/none/fn  | functionCallingConfig mode AUTO / ANY / NONE (+ allowedFunctionNames) |
@@ -49,7 +49,6 @@ SUPPORT = Support(
         {
             "tools",
             "tool_choice",
-            "parallel_tool_calls",
             "text",
             "reasoning",
             "max_output_tokens",
@@ -151,10 +150,19 @@ def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
     names: dict[str, str] = {}  # call_id -> function name, for functionResponse
     signature: str | None = None  # a thoughtSignature waiting for the model part it signs
 
+    def settle() -> None:
+        # A signature no model part followed (in its turn) signed the text just before it.
+        nonlocal signature
+        if signature and contents and contents[-1]["role"] == "model":
+            contents[-1]["parts"][-1].setdefault("thoughtSignature", signature)
+        signature = None
+
     def push(role: str, part: Json) -> None:
         nonlocal signature
         if role == "model" and signature:
             part["thoughtSignature"], signature = signature, None
+        elif role == "user":
+            settle()
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].append(part)
         else:
@@ -171,26 +179,29 @@ def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
                 push("model" if role == "assistant" else "user", _part(part))
         elif kind == "function_call":
             names[item["call_id"]] = item["name"]
-            args = convert.arguments(item.get("arguments"), NAME)
-            push("model", {"functionCall": {"name": item["name"], "args": args}})
+            call = {"name": item["name"], "args": convert.arguments(item.get("arguments"), NAME)}
+            push("model", {"functionCall": _with_id(call, item["call_id"])})
         elif kind == "function_call_output":
             name = names.get(item["call_id"], item.get("name") or item["call_id"])
             response = {"name": name, "response": {"result": convert.text_of(item.get("output"))}}
-            push("user", {"functionResponse": response})
+            push("user", {"functionResponse": _with_id(response, item["call_id"])})
         elif kind == "reasoning":
             sig = item.get("encrypted_content") or ""
             if not sig.startswith(SIGNED):
                 continue  # another provider's reasoning state
-            last = contents[-1]["parts"][-1] if contents and contents[-1]["role"] == "model" else None
-            if last is not None and "text" in last and "thoughtSignature" not in last:
-                last["thoughtSignature"] = sig.removeprefix(SIGNED)  # it signed the text before it
-            else:
-                signature = sig.removeprefix(SIGNED)  # it signs the model part after it
+            settle()
+            signature = sig.removeprefix(SIGNED)  # for the model part after it, else the one before
         elif kind == "web_search_call":
             continue
         else:
             raise convert.unsupported_input(kind, NAME)
+    settle()
     return system, contents
+
+
+def _with_id(part: Json, call_id: str) -> Json:
+    # Gemini 3 ids its calls; ids llmrelay minted ("call_...") mean nothing to Gemini.
+    return part if call_id.startswith("call_") else {**part, "id": call_id}
 
 
 def _part(part: Json) -> Json:

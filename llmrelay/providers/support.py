@@ -45,7 +45,7 @@ def strip_unsupported(params: dict[str, Any], support: Support, *, drop: bool) -
         value = params[name]
         if value is None or name in CORE_FIELDS or name in support.fields:
             continue
-        if (name, value) in (("truncation", "disabled"), ("background", False)):
+        if (name, value) in (("truncation", "disabled"), ("background", False), ("parallel_tool_calls", True)):
             continue  # the defaults ask for nothing
         refuse(name, f"'{name}'")
         del params[name]

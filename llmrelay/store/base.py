@@ -18,6 +18,7 @@ class StoredResponse:
     previous_response_id: str | None = None
     owner: str | None = None  # key / team under the proxy; None in the SDK
     created_at: int = 0
+    lease_until: int | None = None  # a background job llmrelay runs: alive while this is ahead
 
     @property
     def status(self) -> str:
@@ -28,9 +29,47 @@ class StoredResponse:
         return bool(self.response.get("background"))
 
 
+ACTIVE = ("queued", "in_progress")
+Event = tuple[int, str, bytes]  # (sequence_number, type, data as JSON bytes)
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    created_at: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    items: list[Json] = field(default_factory=list)
+    owner: str | None = None
+
+    def public(self) -> Json:
+        return {"id": self.id, "object": "conversation", "created_at": self.created_at, "metadata": self.metadata}
+
+
 class ResponseStore(Protocol):
     async def put(self, record: StoredResponse) -> None:
         """Insert or replace."""
+
+    async def update_active(self, record: StoredResponse) -> bool:
+        """Replace only while the stored status is still queued / in_progress: a cancelled
+        or finished response is never overwritten by a late writer."""
+
+    async def renew_lease(self, response_id: str, until: int) -> None: ...
+
+    async def append_events(self, response_id: str, events: list[Event]) -> None: ...
+
+    async def events_after(self, response_id: str, after: int) -> list[Event]: ...
+
+    async def put_conversation(self, conversation: Conversation) -> None:
+        """Insert, or replace the metadata of, a conversation (not its items)."""
+
+    async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None: ...
+
+    async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool: ...
+
+    async def set_conversation_items(
+        self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
+    ) -> bool:
+        """Append `items` (or replace them all), atomically; False when the conversation is gone."""
 
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
         """The record, or None when absent or owned by someone else."""

@@ -12,9 +12,9 @@ import weakref
 import asyncpg
 import orjson
 
-from .base import StoredResponse
+from .base import Conversation, Event, Json, StoredResponse
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS llmrelay_responses (
@@ -29,8 +29,29 @@ _MIGRATIONS = {
         input_items JSONB NOT NULL
     );
     """,
+    2: """
+    ALTER TABLE llmrelay_responses ADD COLUMN IF NOT EXISTS lease_until BIGINT;
+    CREATE TABLE IF NOT EXISTS llmrelay_response_events (
+        response_id TEXT NOT NULL,
+        seq INT NOT NULL,
+        type TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (response_id, seq)
+    );
+    CREATE TABLE IF NOT EXISTS llmrelay_conversations (
+        id TEXT PRIMARY KEY,
+        owner TEXT,
+        created_at BIGINT NOT NULL,
+        metadata JSONB NOT NULL,
+        items JSONB NOT NULL
+    );
+    """,
 }
-_COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response::text, input_items::text"
+_COLUMNS = (
+    "id, owner, deployment, upstream_id, previous_response_id, created_at, response::text, input_items::text,"
+    " lease_until"
+)
+_OWNER = "owner IS NOT DISTINCT FROM"
 
 
 class PostgresStore:
@@ -65,9 +86,10 @@ class PostgresStore:
         pool = await self._pool()
         await pool.execute(
             "INSERT INTO llmrelay_responses (id, owner, deployment, upstream_id, previous_response_id, created_at,"
-            " status, response, input_items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)"
+            " status, response, input_items, lease_until)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)"
             " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, response = EXCLUDED.response,"
-            " upstream_id = EXCLUDED.upstream_id",
+            " upstream_id = EXCLUDED.upstream_id, lease_until = EXCLUDED.lease_until",
             record.id,
             record.owner,
             record.deployment,
@@ -77,18 +99,99 @@ class PostgresStore:
             record.status,
             orjson.dumps(record.response).decode(),
             orjson.dumps(record.input_items).decode(),
+            record.lease_until,
         )
+
+    async def update_active(self, record: StoredResponse) -> bool:
+        pool = await self._pool()
+        status = await pool.execute(
+            "UPDATE llmrelay_responses SET response = $2::jsonb, status = $3, upstream_id = $4, lease_until = $5"
+            " WHERE id = $1 AND status IN ('queued', 'in_progress')",
+            record.id,
+            orjson.dumps(record.response).decode(),
+            record.status,
+            record.upstream_id,
+            record.lease_until,
+        )
+        return status.endswith(" 1")
+
+    async def renew_lease(self, response_id: str, until: int) -> None:
+        pool = await self._pool()
+        await pool.execute("UPDATE llmrelay_responses SET lease_until = $2 WHERE id = $1", response_id, until)
+
+    async def append_events(self, response_id: str, events: list[Event]) -> None:
+        pool = await self._pool()
+        await pool.executemany(
+            "INSERT INTO llmrelay_response_events (response_id, seq, type, data) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING",
+            [(response_id, seq, kind, data) for seq, kind, data in events],
+        )
+
+    async def events_after(self, response_id: str, after: int) -> list[Event]:
+        pool = await self._pool()
+        rows = await pool.fetch(
+            "SELECT seq, type, data FROM llmrelay_response_events WHERE response_id = $1 AND seq > $2 ORDER BY seq",
+            response_id,
+            after,
+        )
+        return [(r["seq"], r["type"], bytes(r["data"])) for r in rows]
+
+    async def put_conversation(self, conversation: Conversation) -> None:
+        c = conversation
+        pool = await self._pool()
+        await pool.execute(
+            "INSERT INTO llmrelay_conversations (id, owner, created_at, metadata, items)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (id) DO UPDATE SET metadata = EXCLUDED.metadata",
+            c.id,
+            c.owner,
+            c.created_at,
+            orjson.dumps(c.metadata).decode(),
+            orjson.dumps(c.items).decode(),
+        )
+
+    async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None:
+        pool = await self._pool()
+        row = await pool.fetchrow(
+            "SELECT id, owner, created_at, metadata::text, items::text FROM llmrelay_conversations"
+            f" WHERE id = $1 AND {_OWNER} $2",
+            conversation_id,
+            owner,
+        )
+        if row is None:
+            return None
+        cid, own, created, metadata, items = row
+        return Conversation(cid, created, orjson.loads(metadata), orjson.loads(items), own)
+
+    async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool:
+        pool = await self._pool()
+        status = await pool.execute(
+            f"DELETE FROM llmrelay_conversations WHERE id = $1 AND {_OWNER} $2", conversation_id, owner
+        )
+        return status.endswith(" 1")
+
+    async def set_conversation_items(
+        self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
+    ) -> bool:
+        pool = await self._pool()
+        value = "items || $3::jsonb" if append else "$3::jsonb"  # || appends atomically, in one statement
+        status = await pool.execute(
+            f"UPDATE llmrelay_conversations SET items = {value} WHERE id = $1 AND {_OWNER} $2",
+            conversation_id,
+            owner,
+            orjson.dumps(items).decode(),
+        )
+        return status.endswith(" 1")
 
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
         pool = await self._pool()
         row = await pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+            f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1 AND {_OWNER} $2",
             response_id,
             owner,
         )
         if row is None:
             return None
-        rid, own, dep, up, prev, created, response, items = row
+        rid, own, dep, up, prev, created, response, items, lease = row
         return StoredResponse(
             id=rid,
             owner=own,
@@ -98,13 +201,14 @@ class PostgresStore:
             created_at=created,
             response=orjson.loads(response),
             input_items=orjson.loads(items),
+            lease_until=lease,
         )
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         pool = await self._pool()
-        status = await pool.execute(
-            "DELETE FROM llmrelay_responses WHERE id = $1 AND owner IS NOT DISTINCT FROM $2", response_id, owner
-        )
+        status = await pool.execute(f"DELETE FROM llmrelay_responses WHERE id = $1 AND {_OWNER} $2", response_id, owner)
+        if status.endswith(" 1"):
+            await pool.execute("DELETE FROM llmrelay_response_events WHERE response_id = $1", response_id)
         return status.endswith(" 1")
 
     async def ping(self) -> None:

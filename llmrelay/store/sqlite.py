@@ -10,26 +10,46 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from .base import StoredResponse
+from .base import ACTIVE, Conversation, Event, Json, StoredResponse
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    id TEXT PRIMARY KEY,
-    owner TEXT,
-    deployment TEXT NOT NULL,
-    upstream_id TEXT,
-    previous_response_id TEXT,
-    created_at INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    response BLOB NOT NULL,
-    input_items BLOB NOT NULL
-);
-PRAGMA user_version = 1;
-"""
-_COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items"
+_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT,
+        deployment TEXT NOT NULL,
+        upstream_id TEXT,
+        previous_response_id TEXT,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        response BLOB NOT NULL,
+        input_items BLOB NOT NULL
+    );
+    """,
+    """
+    ALTER TABLE responses ADD COLUMN lease_until INTEGER;
+    CREATE TABLE IF NOT EXISTS response_events (
+        response_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (response_id, seq)
+    );
+    CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY,
+        owner TEXT,
+        created_at INTEGER NOT NULL,
+        metadata BLOB NOT NULL,
+        items BLOB NOT NULL
+    );
+    """,
+]
+_COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
+_ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
 
 
 class SQLiteStore:
@@ -45,40 +65,43 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for n, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {n}")
+            db.execute("COMMIT")
             self._db = db
         return self._db
 
-    async def put(self, record: StoredResponse) -> None:
-        row = (
-            record.id,
-            record.owner,
-            record.deployment,
-            record.upstream_id,
-            record.previous_response_id,
-            record.created_at,
-            record.status,
-            orjson.dumps(record.response),
-            orjson.dumps(record.input_items),
-        )
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
-            self._conn().execute(
-                "INSERT OR REPLACE INTO responses (id, owner, deployment, upstream_id, "
-                "previous_response_id, created_at, status, response, input_items) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            return self._conn().execute(sql, args)
+
+    # -- responses ---------------------------------------------------------------------------
+
+    async def put(self, record: StoredResponse) -> None:
+        self._run(
+            f"INSERT OR REPLACE INTO responses ({_COLUMNS}, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _row(record),
+        )
+
+    async def update_active(self, record: StoredResponse) -> bool:
+        cur = self._run(
+            "UPDATE responses SET response = ?, status = ?, upstream_id = ?, lease_until = ?"
+            f" WHERE id = ? AND {_ACTIVE}",
+            (orjson.dumps(record.response), record.status, record.upstream_id, record.lease_until, record.id),
+        )
+        return cur.rowcount > 0
 
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
-        with self._lock:
-            row = (
-                self._conn()
-                .execute(f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
-                .fetchone()
-            )
+        row = self._run(
+            f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND owner IS ?", (response_id, owner)
+        ).fetchone()
         if row is None:
             return None
-        rid, own, dep, up, prev, created, response, items = row
+        rid, own, dep, up, prev, created, response, items, lease = row
         return StoredResponse(
             id=rid,
             owner=own,
@@ -88,19 +111,95 @@ class SQLiteStore:
             created_at=created,
             response=orjson.loads(response),
             input_items=orjson.loads(items),
+            lease_until=lease,
         )
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
-        with self._lock:
-            cur = self._conn().execute("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
+        cur = self._run("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
+        if cur.rowcount:
+            self._run("DELETE FROM response_events WHERE response_id = ?", (response_id,))
         return cur.rowcount > 0
 
-    async def ping(self) -> None:
+    async def renew_lease(self, response_id: str, until: int) -> None:
+        self._run("UPDATE responses SET lease_until = ? WHERE id = ?", (until, response_id))
+
+    async def append_events(self, response_id: str, events: list[Event]) -> None:
         with self._lock:
-            self._conn().execute("SELECT 1").fetchone()
+            self._conn().executemany(
+                "INSERT OR IGNORE INTO response_events (response_id, seq, type, data) VALUES (?, ?, ?, ?)",
+                [(response_id, seq, kind, data) for seq, kind, data in events],
+            )
+
+    async def events_after(self, response_id: str, after: int) -> list[Event]:
+        rows = self._run(
+            "SELECT seq, type, data FROM response_events WHERE response_id = ? AND seq > ? ORDER BY seq",
+            (response_id, after),
+        ).fetchall()
+        return [(seq, kind, bytes(data)) for seq, kind, data in rows]
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def put_conversation(self, conversation: Conversation) -> None:
+        c = conversation
+        self._run(
+            "INSERT INTO conversations (id, owner, created_at, metadata, items) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata",
+            (c.id, c.owner, c.created_at, orjson.dumps(c.metadata), orjson.dumps(c.items)),
+        )
+
+    async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None:
+        row = self._run(
+            "SELECT id, owner, created_at, metadata, items FROM conversations WHERE id = ? AND owner IS ?",
+            (conversation_id, owner),
+        ).fetchone()
+        if row is None:
+            return None
+        cid, own, created, metadata, items = row
+        return Conversation(cid, created, orjson.loads(metadata), orjson.loads(items), own)
+
+    async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool:
+        cur = self._run("DELETE FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner))
+        return cur.rowcount > 0
+
+    async def set_conversation_items(
+        self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
+    ) -> bool:
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")  # read-modify-write, atomic across processes
+            try:
+                row = db.execute(
+                    "SELECT items FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner)
+                ).fetchone()
+                if row is not None:
+                    merged = (orjson.loads(row[0]) if append else []) + items
+                    db.execute(
+                        "UPDATE conversations SET items = ? WHERE id = ?", (orjson.dumps(merged), conversation_id)
+                    )
+            finally:
+                db.execute("COMMIT")
+        return row is not None
+
+    async def ping(self) -> None:
+        self._run("SELECT 1").fetchone()
 
     async def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _row(r: StoredResponse) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.owner,
+        r.deployment,
+        r.upstream_id,
+        r.previous_response_id,
+        r.created_at,
+        orjson.dumps(r.response),
+        orjson.dumps(r.input_items),
+        r.lease_until,
+        r.status,
+    )

@@ -52,7 +52,7 @@ class ResponseBuilder:
         usage: Json | None = None,
         incomplete_reason: str | None = None,
     ) -> list[StreamEvent]:
-        events = self._close()
+        events = self._close(status="incomplete" if incomplete_reason else "completed")
         r = self.response
         if usage is not None:
             r["usage"] = usage
