@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ import orjson
 
 from . import errors, items, validate
 from .ids import new_id
+from .jobs import Jobs, expired, failed_for_dead_runner
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
 from .providers.chat import Chat
@@ -71,6 +72,7 @@ class Relay:
         if router is not None:
             for group in router.groups.values():
                 self._deployments.update((d.id, d) for d in group)
+        self.jobs = Jobs(self)
 
     # -- create ------------------------------------------------------------------------------
 
@@ -78,6 +80,8 @@ class Relay:
         """A non-streamed create; returns the Response object as a dict. Fields dropped under
         `drop_params` are appended to `dropped`."""
         call, mock = await self._prepare(params, owner, dropped)
+        if self._runs_in_background(call, mock):
+            return await self.jobs.start(call, self._job_events(call, mock))
         if mock is not None:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
@@ -92,6 +96,10 @@ class Relay:
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event."""
         call, mock = await self._prepare(params, owner, dropped)
+        if self._runs_in_background(call, mock):
+            await self.jobs.start(call, self._job_events(call, mock))
+            record = await self._record(call.id, owner)
+            return self.jobs.follow(record, after=-1)
         if mock is not None:
             return self._mock_stream(call, mock)
         adapter = self.adapter(call.deployment)
@@ -100,6 +108,30 @@ class Relay:
 
     def adapter(self, dep: Deployment) -> Adapter:
         return self._adapters[dep.provider.api]
+
+    def _runs_in_background(self, call: Call, mock: str | None) -> bool:
+        """Background mode llmrelay runs itself: every provider without native background."""
+        if not call.params.get("background"):
+            return False
+        if call.params.get("store") is False:
+            raise errors.bad_request("Background responses must be stored: drop store=false.", param="store")
+        return mock is not None or call.deployment.provider.api != "responses"
+
+    def _job_events(self, call: Call, mock: str | None) -> Callable[[], AsyncIterator[StreamEvent]]:
+        call.job = True
+        call.params["stream"] = True  # run as a stream upstream, so every event can be kept
+
+        async def events() -> AsyncIterator[StreamEvent]:
+            if mock is not None:
+                async for event in self._mock_stream(call, mock):
+                    yield event
+                return
+            adapter = self.adapter(call.deployment)
+            resp = await self._open(call, adapter, stream=True)
+            async for event in self._relay_stream(call, adapter, resp):
+                yield event
+
+        return events
 
     async def _prepare(
         self, params: Json, owner: str | None, dropped: list[str] | None = None
@@ -273,7 +305,10 @@ class Relay:
             owner=call.owner,
             created_at=call.created_at,
         )
-        await self._put(record)
+        if call.job:
+            await self.store.update_active(record)  # never over a cancel
+        else:
+            await self._put(record)
 
     async def _put(self, record: StoredResponse) -> None:
         try:
@@ -310,14 +345,46 @@ class Relay:
         return record
 
     async def retrieve(self, response_id: str, *, owner: str | None = None) -> Json:
-        record = await self._record(response_id, owner)
+        record = await self._live_record(response_id, owner)
         dep = self._deployments.get(record.deployment)
         if record.status in ACTIVE and record.upstream_id and dep is not None:
             record = await self._refresh(record, dep, self._native.retrieve_request(dep, record.upstream_id))
         return record.response
 
-    async def cancel(self, response_id: str, *, owner: str | None = None) -> Json:
+    async def retrieve_stream(
+        self, response_id: str, *, starting_after: int | None = None, owner: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """`GET /v1/responses/{id}?stream=true&starting_after=N`: a background response's events
+        after N (the original sequence numbers), then the live ones, to the terminal event."""
+        record = await self._live_record(response_id, owner)
+        if not record.background:
+            raise errors.bad_request("Only background responses can be streamed again.", param="stream")
+        after = -1 if starting_after is None else starting_after
+        dep = self._deployments.get(record.deployment)
+        if record.upstream_id and dep is not None and record.lease_until is None:
+            call = Call(id=record.id, params={"previous_response_id": record.previous_response_id, "stream": True},
+                        deployment=dep, input_items=record.input_items, created_at=record.created_at,
+                        new_id=new_id, owner=owner, job=True)  # fmt: skip
+            req = self._native.retrieve_request(dep, record.upstream_id)
+            req.url += f"?stream=true&starting_after={after}"
+            resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
+            if resp.status >= 400:
+                body = await resp.read()
+                resp.release()
+                raise self._native.parse_error(resp.status, body, resp.headers)
+            return self._relay_stream(call, self._native, resp)
+        return self.jobs.follow(record, after)
+
+    async def _live_record(self, response_id: str, owner: str | None) -> StoredResponse:
+        """The record, with a background job whose runner died shown as failed."""
         record = await self._record(response_id, owner)
+        if expired(record) and not self.jobs.running(response_id):
+            record = failed_for_dead_runner(record)
+            await self.store.update_active(record)
+        return record
+
+    async def cancel(self, response_id: str, *, owner: str | None = None) -> Json:
+        record = await self._live_record(response_id, owner)
         if not record.background:
             raise errors.bad_request(
                 "Only responses created with background=true can be cancelled.", param="response_id"
@@ -326,6 +393,13 @@ class Relay:
             if record.status == "cancelled":
                 return record.response
             raise errors.bad_request(f"Cannot cancel a response with status '{record.status}'.", param="response_id")
+        if record.lease_until is not None:  # a job llmrelay runs: the store decides, the job obeys
+            record.response = {**record.response, "status": "cancelled"}
+            record.lease_until = None
+            if await self.store.update_active(record):
+                self.jobs.stop(response_id)
+                return record.response
+            return await self.cancel(response_id, owner=owner)  # it finished meanwhile
         dep = self._deployments.get(record.deployment)
         if dep is None or not record.upstream_id:
             raise errors.bad_request(
@@ -384,6 +458,7 @@ class Relay:
         self._deployments[dep.id] = dep
 
     async def aclose(self) -> None:
+        await self.jobs.aclose()
         await self.http.close()
         await self.store.close()
 

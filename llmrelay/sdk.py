@@ -140,12 +140,38 @@ def count_input_tokens(*, relay: Relay | None = None, **params: Any) -> InputTok
 # -- stored responses ------------------------------------------------------------------------
 
 
-async def aget_responses(response_id: str, *, relay: Relay | None = None) -> Response:
-    """Retrieve a stored response (`GET /v1/responses/{id}`)."""
+@overload
+async def aget_responses(
+    response_id: str, *, stream: Literal[False] = False, starting_after: None = None, relay: Relay | None = None
+) -> Response: ...
+@overload
+async def aget_responses(
+    response_id: str, *, stream: Literal[True], starting_after: int | None = None, relay: Relay | None = None
+) -> AsyncResponseStream: ...
+async def aget_responses(
+    response_id: str, *, stream: bool = False, starting_after: int | None = None, relay: Relay | None = None
+) -> Response | AsyncResponseStream:
+    """Retrieve a stored response (`GET /v1/responses/{id}`). With `stream=True`, a background
+    response's events after `starting_after`, then the live ones, to the end."""
+    if stream:
+        return AsyncResponseStream(await _relay(relay).retrieve_stream(response_id, starting_after=starting_after))
     return _response(await _relay(relay).retrieve(response_id))
 
 
-def get_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+@overload
+def get_responses(
+    response_id: str, *, stream: Literal[False] = False, starting_after: None = None, relay: Relay | None = None
+) -> Response: ...
+@overload
+def get_responses(
+    response_id: str, *, stream: Literal[True], starting_after: int | None = None, relay: Relay | None = None
+) -> SyncIterator[ResponseStreamEvent]: ...
+def get_responses(
+    response_id: str, *, stream: bool = False, starting_after: int | None = None, relay: Relay | None = None
+) -> Response | SyncIterator[ResponseStreamEvent]:
+    if stream:
+        events = _runner.run(aget_responses(response_id, stream=True, starting_after=starting_after, relay=relay))
+        return _runner.iterate(events)
     return _runner.run(aget_responses(response_id, relay=relay))
 
 

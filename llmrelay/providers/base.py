@@ -37,6 +37,7 @@ class Call:
     extra_headers: dict[str, str] = field(default_factory=dict)
     extra_body: Json = field(default_factory=dict)
     extra_query: dict[str, str] = field(default_factory=dict)
+    job: bool = False  # run by llmrelay in the background: final writes must not beat a cancel
 
     @property
     def stream(self) -> bool:

@@ -12,10 +12,11 @@ from typing import Any
 
 from .. import errors
 
-# Fields the core honours for every provider: routing, storage, chaining, streaming.
+# Fields the core honours for every provider: routing, storage, chaining, streaming, background.
 CORE_FIELDS = frozenset(
-    {"model", "input", "instructions", "stream", "store", "metadata", "previous_response_id", "stream_options"}
-)
+    {"model", "input", "instructions", "stream", "store", "metadata", "previous_response_id", "stream_options",
+     "background"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def strip_unsupported(params: dict[str, Any], support: Support, *, drop: bool) -
         value = params[name]
         if value is None or name in CORE_FIELDS or name in support.fields:
             continue
-        if (name, value) in (("truncation", "disabled"), ("background", False), ("parallel_tool_calls", True)):
+        if (name, value) in (("truncation", "disabled"), ("parallel_tool_calls", True)):
             continue  # the defaults ask for nothing
         refuse(name, f"'{name}'")
         del params[name]

@@ -123,9 +123,18 @@ class Proxy:
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = self.owner(request)
+        response_id = request.path_params["response_id"]
         if request.query_params.get("stream") in ("true", "1"):
-            raise errors.bad_request("Streaming a stored response is not supported by this build.", param="stream")
-        return _json(await self.relay.retrieve(request.path_params["response_id"], owner=owner))
+            after = request.query_params.get("starting_after")
+            if after is not None and not after.lstrip("-").isdigit():
+                raise errors.bad_request("'starting_after' must be an integer.", param="starting_after")
+            events = await self.relay.retrieve_stream(
+                response_id, starting_after=None if after is None else int(after), owner=owner
+            )
+            return StreamingResponse(
+                _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            )
+        return _json(await self.relay.retrieve(response_id, owner=owner))
 
     async def delete_response(self, request: Request) -> Response:
         owner = self.owner(request)

@@ -1,0 +1,138 @@
+"""Background mode run by llmrelay for every provider: poll, cancel, resume, restart, two instances."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from openai import OpenAI
+
+import llmrelay
+from llmrelay import Relay
+from tests.e2e.proxy_process import start_proxy, write_config
+from tests.fakes.process import FakeServer
+
+PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def wait_for(fn, predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def config(anthropic_fake: FakeServer, openai_fake: FakeServer, **general) -> dict:
+    return {
+        "model_list": [
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "k",
+                                                        "api_base": anthropic_fake.url}},
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k",
+                                                     "api_base": openai_fake.url}},
+        ],
+        "general_settings": general,
+    }  # fmt: skip
+
+
+def test_sdk_background_on_a_translated_provider(anthropic_fake: FakeServer) -> None:
+    anthropic_fake.reset()
+    relay = Relay(store="memory")
+    common = {"model": "anthropic/claude-sonnet-4-5", "api_key": "k", "api_base": anthropic_fake.url, "relay": relay}
+    r = llmrelay.responses(**common, input="do it later", background=True)
+    assert r.status == "queued" and r.background
+    done = wait_for(lambda: llmrelay.get_responses(r.id, relay=relay), lambda x: x.status == "completed")
+    assert done.output_text == "Echo (turns=1): do it later"
+    events = list(llmrelay.get_responses(r.id, stream=True, starting_after=2, relay=relay))
+    assert events[0].sequence_number == 3 and events[-1].type == "response.completed"
+    plain = llmrelay.responses(**common, input="now")
+    with pytest.raises(openai.BadRequestError):
+        llmrelay.cancel_responses(plain.id, relay=relay)
+    with pytest.raises(openai.BadRequestError):
+        llmrelay.responses(**common, input="x", background=True, store=False)
+
+
+def test_cancel_stops_the_upstream_and_a_late_answer_never_overwrites(anthropic_fake: FakeServer) -> None:
+    anthropic_fake.reset()
+    relay = Relay(store="memory")
+    common = {"model": "anthropic/claude-sonnet-4-5", "api_key": "k", "api_base": anthropic_fake.url, "relay": relay}
+    anthropic_fake.enqueue({"delta_delay": 0.3})
+    r = llmrelay.responses(**common, input="a b c d e f g h i j", background=True)
+    wait_for(lambda: llmrelay.get_responses(r.id, relay=relay), lambda x: x.status == "in_progress")
+    cancelled = llmrelay.cancel_responses(r.id, relay=relay)
+    assert cancelled.status == "cancelled"
+    assert llmrelay.cancel_responses(r.id, relay=relay).status == "cancelled"  # twice: the same answer
+    wait_for(lambda: anthropic_fake.requests()[-1], lambda req: req.get("disconnected"))
+    assert anthropic_fake.requests()[-1].get("disconnected") is True
+    time.sleep(0.5)
+    assert llmrelay.get_responses(r.id, relay=relay).status == "cancelled"
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+def test_stream_resumption_through_the_proxy(
+    model: str, anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    anthropic_fake.reset()
+    openai_fake.reset()
+    with start_proxy("--config", str(write_config(config(anthropic_fake, openai_fake), tmp_path))) as proxy:
+        client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+        stream = client.responses.create(model=model, input="one two three four five six", background=True,
+                                         stream=True)  # fmt: skip
+        seen = []
+        for event in stream:
+            seen.append(event)
+            if len(seen) == 5:
+                break
+        stream.close()  # the connection is lost; the response goes on
+        response_id = seen[0].response.id
+        rest = list(client.responses.retrieve(response_id, stream=True, starting_after=4))
+        assert [e.sequence_number for e in rest] == list(range(5, 5 + len(rest)))
+        assert rest[-1].type == "response.completed"
+        text = "".join(e.delta for e in seen + rest if e.type == "response.output_text.delta")
+        assert text == "Echo (turns=1): one two three four five six"
+        assert client.responses.retrieve(response_id).status == "completed"
+
+
+def test_a_killed_process_leaves_no_response_in_progress(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    anthropic_fake.reset()
+    cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
+    store = str(tmp_path / "jobs.db")
+    env = {"LLMRELAY_JOB_LEASE": "2"}
+    proxy = start_proxy("--config", str(cfg), store=store, env=env)
+    anthropic_fake.enqueue({"delta_delay": 1.0})
+    client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+    job = client.responses.create(model="claude", input="a b c d e f g h", background=True)
+    wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "in_progress")
+    proxy.process.send_signal(signal.SIGKILL)
+    proxy.process.wait()
+    with start_proxy("--config", str(cfg), store=store, env=env) as again:
+        client = OpenAI(base_url=again.url, api_key="k", max_retries=0)
+        got = wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "failed", timeout=8)
+        assert got.status == "failed" and "stopped" in got.error.message
+
+
+def test_two_instances_on_postgres_get_and_cancel_a_job_running_on_the_other(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    anthropic_fake.reset()
+    cfg = write_config(config(anthropic_fake, openai_fake, database_url=PG_URL), tmp_path)
+    with start_proxy("--config", str(cfg), store=None) as a, start_proxy("--config", str(cfg), store=None) as b:
+        on_a = OpenAI(base_url=a.url, api_key="k", max_retries=0)
+        on_b = OpenAI(base_url=b.url, api_key="k", max_retries=0)
+        anthropic_fake.enqueue({"delta_delay": 0.5})
+        job = on_a.responses.create(model="claude", input="a b c d e f g h i j k l", background=True)
+        assert (
+            wait_for(lambda: on_b.responses.retrieve(job.id), lambda r: r.status == "in_progress").status
+            == "in_progress"
+        )
+        assert on_b.responses.cancel(job.id).status == "cancelled"
+        wait_for(lambda: anthropic_fake.requests()[-1], lambda req: req.get("disconnected"), timeout=8)
+        assert anthropic_fake.requests()[-1].get("disconnected") is True  # A stopped its upstream call
+        assert on_a.responses.retrieve(job.id).status == "cancelled"
