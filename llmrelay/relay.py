@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from . import errors, items, validate
+from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
 from .providers.anthropic import Anthropic
@@ -73,6 +74,7 @@ class Relay:
             for group in router.groups.values():
                 self._deployments.update((d.id, d) for d in group)
         self.jobs = Jobs(self)
+        self.conversations = Conversations(self.store)
 
     # -- create ------------------------------------------------------------------------------
 
@@ -177,9 +179,25 @@ class Relay:
                 call.upstream_previous_id = previous.upstream_id
             else:
                 call.context = await self._history(previous, owner)
+        if conv_id := conversation_id(params.get("conversation")):
+            await self._join_conversation(call, conv_id, previous is not None)
         if mock is None and dep.provider.api == "mock":
             mock = echo_text(call)
         return call, None if mock is None else str(mock)
+
+    async def _join_conversation(self, call: Call, conv_id: str, chained: bool) -> None:
+        if chained:
+            raise errors.bad_request(
+                "Mutually exclusive parameters: give either 'conversation' or 'previous_response_id'.",
+                param="conversation",
+            )
+        conv = await self.store.get_conversation(conv_id, call.owner)
+        if conv is None:
+            if call.deployment.provider.api == "responses":
+                return  # not ours: the upstream's own conversation, passed through
+            raise errors.not_found(f"Conversation with id '{conv_id}' not found.", param="conversation")
+        call.conversation_id = conv_id
+        call.context = items.replayable(conv.items)
 
     def _deployment(self, model: str, opts: Json, prefer: str | None) -> Deployment:
         if self.router is not None:
@@ -293,6 +311,9 @@ class Relay:
             yield event
 
     async def _save(self, call: Call, response: Json, upstream_id: str | None) -> None:
+        if call.conversation_id and response.get("status") in ("completed", "incomplete"):
+            turn = call.input_items + (response.get("output") or [])
+            await self.conversations.append_turn(call.conversation_id, turn, owner=call.owner)
         if call.params.get("store") is False:
             return
         record = StoredResponse(

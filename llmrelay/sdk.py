@@ -13,6 +13,12 @@ from typing import Any, Literal, overload
 from openai import BaseModel, omit
 from openai._models import construct_type  # the openai client's own untyped-dict -> model path
 from openai.lib._parsing._responses import parse_response, type_to_text_format_param
+from openai.types.conversations import (
+    Conversation,
+    ConversationDeletedResource,
+    ConversationItem,
+    ConversationItemList,
+)
 from openai.types.responses import InputTokenCountResponse, Response, ResponseItemList, ResponseStreamEvent
 
 from .background_loop import BackgroundLoop, SyncIterator
@@ -218,3 +224,104 @@ async def acancel_responses(response_id: str, *, relay: Relay | None = None) -> 
 
 def cancel_responses(response_id: str, *, relay: Relay | None = None) -> Response:
     return _runner.run(acancel_responses(response_id, relay=relay))
+
+
+# -- conversations ---------------------------------------------------------------------------
+
+
+async def acreate_conversation(
+    *, items: list[Any] | None = None, metadata: dict[str, str] | None = None, relay: Relay | None = None
+) -> Conversation:
+    """Create a conversation (`POST /v1/conversations`), optionally with initial items."""
+    data = await _relay(relay).conversations.create(items_=items, metadata=metadata)
+    return construct_type(type_=Conversation, value=data)  # type: ignore[no-any-return]
+
+
+def create_conversation(
+    *, items: list[Any] | None = None, metadata: dict[str, str] | None = None, relay: Relay | None = None
+) -> Conversation:
+    return _runner.run(acreate_conversation(items=items, metadata=metadata, relay=relay))
+
+
+async def aget_conversation(conversation_id: str, *, relay: Relay | None = None) -> Conversation:
+    conv = await _relay(relay).conversations.get(conversation_id)
+    return construct_type(type_=Conversation, value=conv.public())  # type: ignore[no-any-return]
+
+
+def get_conversation(conversation_id: str, *, relay: Relay | None = None) -> Conversation:
+    return _runner.run(aget_conversation(conversation_id, relay=relay))
+
+
+async def aupdate_conversation(
+    conversation_id: str, *, metadata: dict[str, str], relay: Relay | None = None
+) -> Conversation:
+    data = await _relay(relay).conversations.update(conversation_id, metadata=metadata)
+    return construct_type(type_=Conversation, value=data)  # type: ignore[no-any-return]
+
+
+def update_conversation(conversation_id: str, *, metadata: dict[str, str], relay: Relay | None = None) -> Conversation:
+    return _runner.run(aupdate_conversation(conversation_id, metadata=metadata, relay=relay))
+
+
+async def adelete_conversation(conversation_id: str, *, relay: Relay | None = None) -> ConversationDeletedResource:
+    data = await _relay(relay).conversations.delete(conversation_id)
+    return construct_type(type_=ConversationDeletedResource, value=data)  # type: ignore[no-any-return]
+
+
+def delete_conversation(conversation_id: str, *, relay: Relay | None = None) -> ConversationDeletedResource:
+    return _runner.run(adelete_conversation(conversation_id, relay=relay))
+
+
+async def alist_conversation_items(
+    conversation_id: str,
+    *,
+    after: str | None = None,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    relay: Relay | None = None,
+) -> ConversationItemList:
+    data = await _relay(relay).conversations.list_items(conversation_id, after=after, limit=limit, order=order)
+    return construct_type(type_=ConversationItemList, value=data)  # type: ignore[no-any-return]
+
+
+def list_conversation_items(
+    conversation_id: str,
+    *,
+    after: str | None = None,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    relay: Relay | None = None,
+) -> ConversationItemList:
+    coro = alist_conversation_items(conversation_id, after=after, limit=limit, order=order, relay=relay)
+    return _runner.run(coro)
+
+
+async def acreate_conversation_items(
+    conversation_id: str, *, items: list[Any], relay: Relay | None = None
+) -> ConversationItemList:
+    data = await _relay(relay).conversations.add_items(conversation_id, items)
+    return construct_type(type_=ConversationItemList, value=data)  # type: ignore[no-any-return]
+
+
+def create_conversation_items(
+    conversation_id: str, *, items: list[Any], relay: Relay | None = None
+) -> ConversationItemList:
+    return _runner.run(acreate_conversation_items(conversation_id, items=items, relay=relay))
+
+
+async def aget_conversation_item(conversation_id: str, item_id: str, *, relay: Relay | None = None) -> ConversationItem:
+    data = await _relay(relay).conversations.get_item(conversation_id, item_id)
+    return construct_type(type_=ConversationItem, value=data)  # type: ignore[no-any-return]
+
+
+def get_conversation_item(conversation_id: str, item_id: str, *, relay: Relay | None = None) -> ConversationItem:
+    return _runner.run(aget_conversation_item(conversation_id, item_id, relay=relay))
+
+
+async def adelete_conversation_item(conversation_id: str, item_id: str, *, relay: Relay | None = None) -> Conversation:
+    data = await _relay(relay).conversations.delete_item(conversation_id, item_id)
+    return construct_type(type_=Conversation, value=data)  # type: ignore[no-any-return]
+
+
+def delete_conversation_item(conversation_id: str, item_id: str, *, relay: Relay | None = None) -> Conversation:
+    return _runner.run(adelete_conversation_item(conversation_id, item_id, relay=relay))

@@ -38,6 +38,7 @@ class Call:
     extra_body: Json = field(default_factory=dict)
     extra_query: dict[str, str] = field(default_factory=dict)
     job: bool = False  # run by llmrelay in the background: final writes must not beat a cancel
+    conversation_id: str | None = None  # a conversation in llmrelay's store this turn belongs to
 
     @property
     def stream(self) -> bool:
@@ -117,6 +118,7 @@ def response_skeleton(call: Call) -> Json:
         "usage": None,
         "user": p.get("user"),
         "metadata": p.get("metadata") or {},
+        "conversation": {"id": call.conversation_id} if call.conversation_id else None,
     }
 
 

@@ -33,6 +33,8 @@ class OpenAIResponses:
         body = dict(call.params)
         body["model"] = call.deployment.model
         body.pop("previous_response_id", None)
+        if call.conversation_id:  # llmrelay's own conversation: its items come as context instead
+            body.pop("conversation", None)
         if call.upstream_previous_id:
             body["previous_response_id"] = call.upstream_previous_id
         elif call.context:
@@ -84,6 +86,8 @@ def _adopt(response: Json, call: Call) -> str | None:
     upstream_id = response.get("id")
     response["id"] = call.id
     response["previous_response_id"] = call.params.get("previous_response_id")
+    if call.conversation_id:
+        response["conversation"] = {"id": call.conversation_id}
     return upstream_id
 
 

@@ -160,6 +160,47 @@ class Proxy:
         )
         return _json(page)
 
+    # -- conversations -----------------------------------------------------------------------
+
+    async def create_conversation(self, request: Request) -> Response:
+        owner = self.owner(request)
+        body = await self.json_body(request) if await _has_body(request) else {}
+        return _json(await self.relay.conversations.create(items_=body.get("items"), metadata=body.get("metadata"),
+                                                           owner=owner))  # fmt: skip
+
+    async def conversation(self, request: Request) -> Response:
+        owner = self.owner(request)
+        cid = request.path_params["conversation_id"]
+        convs = self.relay.conversations
+        if request.method == "GET":
+            return _json((await convs.get(cid, owner=owner)).public())
+        if request.method == "DELETE":
+            return _json(await convs.delete(cid, owner=owner))
+        body = await self.json_body(request)
+        return _json(await convs.update(cid, metadata=body.get("metadata"), owner=owner))
+
+    async def conversation_items(self, request: Request) -> Response:
+        owner = self.owner(request)
+        cid = request.path_params["conversation_id"]
+        if request.method == "POST":
+            body = await self.json_body(request)
+            return _json(await self.relay.conversations.add_items(cid, body.get("items"), owner=owner))
+        q = request.query_params
+        limit = q.get("limit", "20")
+        if not limit.isdigit():
+            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        page = await self.relay.conversations.list_items(
+            cid, after=q.get("after"), limit=int(limit), order=q.get("order", "desc"), owner=owner
+        )
+        return _json(page)
+
+    async def conversation_item(self, request: Request) -> Response:
+        owner = self.owner(request)
+        cid, item_id = request.path_params["conversation_id"], request.path_params["item_id"]
+        if request.method == "DELETE":
+            return _json(await self.relay.conversations.delete_item(cid, item_id, owner=owner))
+        return _json(await self.relay.conversations.get_item(cid, item_id, owner=owner))
+
     async def models(self, request: Request) -> Response:
         self.owner(request)
         names = self.relay.router.names() if self.relay.router else []
@@ -186,8 +227,14 @@ class Proxy:
             ("/responses/{response_id}/cancel", self.cancel_response, "POST"),
             ("/responses/{response_id}/input_items", self.input_items, "GET"),
             ("/models", self.models, "GET"),
+            ("/conversations", self.create_conversation, "POST"),
+            ("/conversations/{conversation_id}", self.conversation, "GET,POST,DELETE"),
+            ("/conversations/{conversation_id}/items", self.conversation_items, "GET,POST"),
+            ("/conversations/{conversation_id}/items/{item_id}", self.conversation_item, "GET,DELETE"),
         ]
-        routes = [Route(prefix + path, _guard(fn), methods=[m]) for path, fn, m in table for prefix in ("/v1", "")]
+        routes = [
+            Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")
+        ]
         routes += [
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
@@ -244,6 +291,12 @@ def _guard(handler: Handler) -> Handler:
             return _error(errors.status_error(500, "Internal server error.", type="server_error"))
 
     return guarded
+
+
+async def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length") not in (None, "0") or "chunked" in request.headers.get(
+        "transfer-encoding", ""
+    )
 
 
 async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
