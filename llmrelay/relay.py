@@ -92,12 +92,18 @@ class Relay:
         return response
 
     async def stream(
-        self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None
+        self,
+        params: Json,
+        *,
+        owner: str | None = None,
+        dropped: list[str] | None = None,
+        memory: dict[str, StoredResponse] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
-        plain HTTP error; failures after that arrive as a `response.failed` event."""
-        call, mock = await self._prepare(params, owner, dropped)
+        plain HTTP error; failures after that arrive as a `response.failed` event. `memory`
+        keeps store=false responses (a WebSocket connection's) so they can be continued."""
+        call, mock = await self._prepare(params, owner, dropped, memory)
         if self._runs_in_background(call, mock):
             await self.jobs.start(call, self._job_events(call, mock))
             record = await self._record(call.id, owner)
@@ -136,14 +142,18 @@ class Relay:
         return events
 
     async def _prepare(
-        self, params: Json, owner: str | None, dropped: list[str] | None = None
+        self,
+        params: Json,
+        owner: str | None,
+        dropped: list[str] | None = None,
+        memory: dict[str, StoredResponse] | None = None,
     ) -> tuple[Call, str | None]:
         params = dict(params)
         opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
         validate.check_create(params)
         previous = None
         if prev_id := params.get("previous_response_id"):
-            previous = await self.store.get(prev_id, owner)
+            previous = (memory or {}).get(prev_id) or await self.store.get(prev_id, owner)
             if previous is None:
                 raise errors.bad_request(  # OpenAI answers 400 here, not 404
                     f"Previous response with id '{prev_id}' not found.",
@@ -173,6 +183,7 @@ class Relay:
             extra_headers=dict(opts.get("extra_headers") or {}),
             extra_body=dict(opts.get("extra_body") or {}),
             extra_query=dict(opts.get("extra_query") or {}),
+            memory=memory,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:
@@ -314,7 +325,7 @@ class Relay:
         if call.conversation_id and response.get("status") in ("completed", "incomplete"):
             turn = call.input_items + (response.get("output") or [])
             await self.conversations.append_turn(call.conversation_id, turn, owner=call.owner)
-        if call.params.get("store") is False:
+        if call.params.get("store") is False and call.memory is None:
             return
         record = StoredResponse(
             id=call.id,
@@ -326,7 +337,11 @@ class Relay:
             owner=call.owner,
             created_at=call.created_at,
         )
-        if call.job:
+        if call.params.get("store") is False:
+            # kept only in the connection's memory; the upstream kept nothing, so replay later
+            record.upstream_id = None
+            call.memory[call.id] = record  # type: ignore[index]
+        elif call.job:
             await self.store.update_active(record)  # never over a cancel
         else:
             await self._put(record)

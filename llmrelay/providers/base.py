@@ -39,6 +39,8 @@ class Call:
     extra_query: dict[str, str] = field(default_factory=dict)
     job: bool = False  # run by llmrelay in the background: final writes must not beat a cancel
     conversation_id: str | None = None  # a conversation in llmrelay's store this turn belongs to
+    # A WebSocket connection's own memory: where its store=false responses live, for continuation.
+    memory: dict[str, Any] | None = None
 
     @property
     def stream(self) -> bool:

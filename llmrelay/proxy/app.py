@@ -16,9 +16,10 @@ from typing import Any
 import openai
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .. import errors, validate
 from ..config import Config, load_config, parse_config
@@ -26,6 +27,7 @@ from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
+from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
@@ -50,7 +52,7 @@ class Proxy:
 
     # -- request plumbing --------------------------------------------------------------------
 
-    def owner(self, request: Request) -> str | None:
+    def owner(self, request: HTTPConnection) -> str | None:
         """Check the caller's key; the owner its records are scoped to (None: the master key)."""
         if self._master is None:
             return None
@@ -87,7 +89,7 @@ class Proxy:
         return body
 
     @staticmethod
-    def _refuse_call_options(body: dict[str, Any]) -> None:
+    def refuse_call_options(body: dict[str, Any]) -> None:
         # Per-call upstream options are the SDK's; through the proxy they would let a client
         # point the server's keys at any URL.
         for key in body:
@@ -101,7 +103,7 @@ class Proxy:
     async def create_response(self, request: Request) -> Response:
         owner = self.owner(request)
         body = await self.json_body(request)
-        self._refuse_call_options(body)
+        self.refuse_call_options(body)
         dropped: list[str] = []
         headers = {}
         if body.get("stream") is True:
@@ -118,7 +120,7 @@ class Proxy:
     async def count_input_tokens(self, request: Request) -> Response:
         owner = self.owner(request)
         body = await self.json_body(request)
-        self._refuse_call_options(body)
+        self.refuse_call_options(body)
         return _json(await self.relay.count_input_tokens(body, owner=owner))
 
     async def retrieve_response(self, request: Request) -> Response:
@@ -201,6 +203,9 @@ class Proxy:
             return _json(await self.relay.conversations.delete_item(cid, item_id, owner=owner))
         return _json(await self.relay.conversations.get_item(cid, item_id, owner=owner))
 
+    async def socket(self, ws: WebSocket) -> None:
+        await responses_socket(ws, self)
+
     async def models(self, request: Request) -> Response:
         self.owner(request)
         names = self.relay.router.names() if self.relay.router else []
@@ -235,6 +240,7 @@ class Proxy:
         routes = [
             Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")
         ]
+        routes += [WebSocketRoute(prefix + "/responses", self.socket) for prefix in ("/v1", "")]
         routes += [
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),

@@ -1,0 +1,83 @@
+"""WebSocket mode of `/v1/responses`: `response.create` frames in, the SSE stream's events out.
+
+One response at a time per socket. Responses created with `store: false` live in the
+connection's memory only, so `previous_response_id` can continue them on this socket; a
+failed continuation evicts the response it continued.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import openai
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .. import errors
+from ..store.base import StoredResponse
+
+if TYPE_CHECKING:
+    from .app import Proxy
+
+log = logging.getLogger("llmrelay.proxy")
+POLICY_VIOLATION = 1008
+
+
+async def responses_socket(ws: WebSocket, proxy: Proxy) -> None:
+    try:
+        owner = proxy.owner(ws)
+    except openai.APIStatusError:
+        await ws.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
+        return
+    await ws.accept()
+    memory: dict[str, StoredResponse] = {}
+    try:
+        while True:
+            await _serve_one(ws, proxy, owner, memory, await ws.receive_text())
+    except WebSocketDisconnect:
+        return
+
+
+async def _serve_one(
+    ws: WebSocket, proxy: Proxy, owner: str | None, memory: dict[str, StoredResponse], text: str
+) -> None:
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        frame = None
+    if not isinstance(frame, dict):
+        await _send_error(ws, errors.bad_request("Each frame must be a JSON object.", code="invalid_json"))
+        return
+    kind = frame.pop("type", None)
+    stream_id = frame.pop("stream_id", None)
+    if kind != "response.create":
+        message = f"Unsupported event type {kind!r}: this server accepts 'response.create'."
+        await _send_error(ws, errors.bad_request(message, param="type", code="unsupported_event"), stream_id)
+        return
+    previous = frame.get("previous_response_id")
+    sent = 0
+    try:
+        proxy.refuse_call_options(frame)
+        events = await proxy.relay.stream({**frame, "stream": True}, owner=owner, memory=memory)
+        async for event in events:
+            data: dict[str, Any] = event.data
+            if event.type == "error" and "error" not in data:  # the SSE grammar's error, in WS shape
+                data = {"type": "error", "sequence_number": data.get("sequence_number"),
+                        "error": {"type": "server_error", "code": data.get("code"), "message": data.get("message"),
+                                  "param": data.get("param")}}  # fmt: skip
+            await ws.send_text(orjson.dumps({**data, "stream_id": stream_id} if stream_id else data).decode())
+            sent += 1
+    except openai.APIStatusError as exc:
+        memory.pop(previous, None)
+        await _send_error(ws, exc, stream_id)
+    except openai.APIError as exc:
+        memory.pop(previous, None)
+        await _send_error(ws, errors.status_error(502, exc.message, type="api_connection_error"), stream_id)
+
+
+async def _send_error(ws: WebSocket, exc: openai.APIStatusError, stream_id: str | None = None) -> None:
+    event: dict[str, Any] = {"type": "error", "status": exc.status_code, "error": errors.error_body(exc)["error"]}
+    if stream_id:
+        event["stream_id"] = stream_id
+    await ws.send_text(orjson.dumps(event).decode())
