@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from . import errors, items, validate
+from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
@@ -36,6 +36,8 @@ from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
 
 log = logging.getLogger("llmrelay")
+COMPACT_FIELDS = frozenset({"model", "input", "instructions", "previous_response_id", "prompt_cache_key"})
+COMPACT_PROMPT = compaction.SUMMARY_PROMPT
 Json = dict[str, Any]
 ACTIVE = frozenset({"queued", "in_progress"})
 MAX_CHAIN = 10_000
@@ -151,6 +153,8 @@ class Relay:
         params = dict(params)
         opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
         validate.check_create(params)
+        if compaction.has_envelope(params.get("input")):
+            params["input"] = compaction.expand(params["input"])
         previous = None
         if prev_id := params.get("previous_response_id"):
             previous = (memory or {}).get(prev_id) or await self.store.get(prev_id, owner)
@@ -208,7 +212,7 @@ class Relay:
                 return  # not ours: the upstream's own conversation, passed through
             raise errors.not_found(f"Conversation with id '{conv_id}' not found.", param="conversation")
         call.conversation_id = conv_id
-        call.context = items.replayable(conv.items)
+        call.context = items.replayable(compaction.expand(conv.items))
 
     def _deployment(self, model: str, opts: Json, prefer: str | None) -> Deployment:
         if self.router is not None:
@@ -242,7 +246,7 @@ class Relay:
         for r in reversed(chain):
             history += r.input_items
             history += r.response.get("output") or []
-        return items.replayable(history)
+        return items.replayable(compaction.expand(history))
 
     # -- upstream I/O ------------------------------------------------------------------------
 
@@ -371,6 +375,39 @@ class Relay:
         if resp.status >= 400:
             raise adapter.parse_error(resp.status, body, resp.headers)
         return {"object": "response.input_tokens", "input_tokens": adapter.parse_count(body)}
+
+    async def compact(self, params: Json, *, owner: str | None = None) -> Json:
+        """`POST /v1/responses/compact`: natively where the upstream compacts, else by a summary."""
+        fields = {k: v for k, v in params.items() if k in COMPACT_FIELDS or k in validate.CALL_OPTIONS}
+        call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
+        if call.deployment.provider.api == "responses" and mock is None:
+            req = self._native.compact_request(call)
+            resp = await self.http.send(req, timeout=call.timeout, retries=call.retries)
+            try:
+                body = await resp.read()
+            finally:
+                resp.release()
+            if resp.status >= 400:
+                raise self._native.parse_error(resp.status, body, resp.headers)
+            return orjson.loads(body)
+        history = call.context + items.as_items(call.params.get("input") or [])
+        summarise = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
+        summarise.update(model=call.params["model"], input=history, instructions=COMPACT_PROMPT, store=False)
+        summary = await self.create(summarise, owner=owner)
+        text = "".join(
+            part.get("text", "")
+            for item in summary.get("output") or []
+            if item.get("type") == "message"
+            for part in item.get("content") or []
+        )
+        users = [i for i in items.normalize(history, new_id) if i.get("role") == "user"]
+        return {
+            "id": new_id("resp"),
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": [*users, compaction.compaction_item(text, new_id("cmp"))],
+            "usage": summary.get("usage"),
+        }
 
     # -- stored responses ------------------------------------------------------------------
 

@@ -19,7 +19,13 @@ from openai.types.conversations import (
     ConversationItem,
     ConversationItemList,
 )
-from openai.types.responses import InputTokenCountResponse, Response, ResponseItemList, ResponseStreamEvent
+from openai.types.responses import (
+    CompactedResponse,
+    InputTokenCountResponse,
+    Response,
+    ResponseItemList,
+    ResponseStreamEvent,
+)
 
 from .background_loop import BackgroundLoop, SyncIterator
 from .relay import Relay
@@ -141,6 +147,17 @@ async def acount_input_tokens(*, relay: Relay | None = None, **params: Any) -> I
 
 def count_input_tokens(*, relay: Relay | None = None, **params: Any) -> InputTokenCountResponse:
     return _runner.run(acount_input_tokens(relay=relay, **params))
+
+
+async def acompact_responses(*, relay: Relay | None = None, **params: Any) -> CompactedResponse:
+    """Compact a conversation (`POST /v1/responses/compact`): `model` plus `input` and/or
+    `previous_response_id`; the output's compaction item can be sent back as input."""
+    data = await _relay(relay).compact(params)
+    return construct_type(type_=CompactedResponse, value=data)  # type: ignore[no-any-return]
+
+
+def compact_responses(*, relay: Relay | None = None, **params: Any) -> CompactedResponse:
+    return _runner.run(acompact_responses(relay=relay, **params))
 
 
 # -- stored responses ------------------------------------------------------------------------

@@ -49,6 +49,11 @@ class OpenAIResponses:
             "POST", _with_query(call.deployment.url("/responses"), call.extra_query), headers, orjson.dumps(body)
         )
 
+    def compact_request(self, call: Call) -> HttpRequest:
+        req = self.build_request(call)
+        url = _with_query(call.deployment.url("/responses/compact"), call.extra_query)
+        return HttpRequest("POST", url, req.headers, req.body)
+
     def count_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
         body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in COUNT_FIELDS}

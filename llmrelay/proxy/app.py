@@ -117,6 +117,12 @@ class Proxy:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
         return response
 
+    async def compact(self, request: Request) -> Response:
+        owner = self.owner(request)
+        body = await self.json_body(request)
+        self.refuse_call_options(body)
+        return _json(await self.relay.compact(body, owner=owner))
+
     async def count_input_tokens(self, request: Request) -> Response:
         owner = self.owner(request)
         body = await self.json_body(request)
@@ -227,6 +233,7 @@ class Proxy:
         table: list[tuple[str, Handler, str]] = [
             ("/responses", self.create_response, "POST"),
             ("/responses/input_tokens", self.count_input_tokens, "POST"),
+            ("/responses/compact", self.compact, "POST"),
             ("/responses/{response_id}", self.retrieve_response, "GET"),
             ("/responses/{response_id}", self.delete_response, "DELETE"),
             ("/responses/{response_id}/cancel", self.cancel_response, "POST"),

@@ -387,6 +387,24 @@ def build_app(background_delay: float = 0.5) -> Starlette:
         tokens = len(str(body.get("instructions") or "").split()) + model.count_tokens(items)
         return json_response({"object": "response.input_tokens", "input_tokens": tokens})
 
+    async def compact(request: Request, record: Json, script: Json) -> Response:
+        # OpenAI's shape: every user message, then one opaque compaction item.
+        body = record["body"] or {}
+        chain: list[Json] = []
+        if (previous := state.responses.get(body.get("previous_response_id") or "")) is not None:
+            chain = previous.items + previous.final["output"]
+        items = chain + model.normalize_items(body.get("input") or [])
+        users = [i for i in items if i.get("type") == "message" and i.get("role") == "user"]
+        opaque = "gAAAAA" + secrets.token_hex(24)  # only the upstream can read it
+        output = [*users, {"id": "cmp_" + secrets.token_hex(24), "type": "compaction", "encrypted_content": opaque}]
+        tokens = model.count_tokens(items)
+        usage = {"input_tokens": tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                 "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": tokens + 8}  # fmt: skip
+        payload = {"id": "resp_" + secrets.token_hex(24), "object": "response.compaction",
+                   "created_at": int(time.time()), "output": output, "usage": usage}  # fmt: skip
+        return json_response(payload)
+
     async def not_found(request: Request, record: Json, script: Json) -> Response:
         raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
 
@@ -418,6 +436,7 @@ def build_app(background_delay: float = 0.5) -> Starlette:
         Route("/_fake/reset", reset, methods=["POST"]),
         Route(BASE_PATH + "/responses", api(create_response, scripted=True), methods=["POST"]),
         Route(BASE_PATH + "/responses/input_tokens", api(count_input_tokens), methods=["POST"]),
+        Route(BASE_PATH + "/responses/compact", api(compact), methods=["POST"]),
         Route(responses, api(retrieve_response), methods=["GET"]),
         Route(responses, api(delete_response), methods=["DELETE"]),
         Route(responses + "/cancel", api(cancel_response), methods=["POST"]),
