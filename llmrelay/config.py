@@ -117,7 +117,7 @@ class Config(_Section):
                     timeout=p.timeout,
                     max_retries=p.num_retries if p.num_retries is not None else p.max_retries,
                     headers=headers,
-                    extra=_extra(p),
+                    extra=_extra(p, entry.model_info),
                     chat_api=p.use_chat_completions_api,
                     deployment_id=str(entry.model_info["id"]) if "id" in entry.model_info else None,
                 )
@@ -128,8 +128,10 @@ class Config(_Section):
         return out
 
 
-def _extra(p: LitellmParams) -> dict[str, Any]:
+def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
+    if isinstance(info.get("max_input_tokens"), int):
+        extra["max_input_tokens"] = info["max_input_tokens"]
     if p.mock_response is not None:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:

@@ -250,9 +250,36 @@ class Relay:
 
     # -- upstream I/O ------------------------------------------------------------------------
 
+    async def _fit(self, call: Call, adapter: Adapter) -> None:
+        """`truncation: "auto"` against a known window (`model_info.max_input_tokens`): count
+        with the provider's own counter and drop the oldest turns until the input fits."""
+        window = call.deployment.extra.get("max_input_tokens")
+        counter = getattr(adapter, "count_request", None)
+        native = adapter is self._native  # a native upstream truncates by itself
+        if native or not window or counter is None or call.params.get("truncation") != "auto":
+            return
+        while await self._count(call, adapter) > window:
+            if not call.drop_oldest_turns():
+                raise errors.bad_request(
+                    f"The input exceeds the model's context window of {window} tokens even without its older turns.",
+                    param="input",
+                    code="context_length_exceeded",
+                )
+
+    async def _count(self, call: Call, adapter: Adapter) -> int:
+        resp = await self.http.send(adapter.count_request(call), timeout=call.timeout, retries=call.retries)  # type: ignore[attr-defined]
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise adapter.parse_error(resp.status, body, resp.headers)
+        return adapter.parse_count(body)  # type: ignore[attr-defined]
+
     async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
         unread response. An upstream that lost its stored state gets the history replayed."""
+        await self._fit(call, adapter)
         resp = await self.http.send(adapter.build_request(call), timeout=call.timeout, retries=call.retries)
         if resp.status < 400:
             return resp
@@ -367,14 +394,7 @@ class Relay:
                 param="model",
                 code="unsupported_parameter",
             )
-        resp = await self.http.send(counter(call), timeout=call.timeout, retries=call.retries)
-        try:
-            body = await resp.read()
-        finally:
-            resp.release()
-        if resp.status >= 400:
-            raise adapter.parse_error(resp.status, body, resp.headers)
-        return {"object": "response.input_tokens", "input_tokens": adapter.parse_count(body)}
+        return {"object": "response.input_tokens", "input_tokens": await self._count(call, adapter)}
 
     async def compact(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/compact`: natively where the upstream compacts, else by a summary."""

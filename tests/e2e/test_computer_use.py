@@ -147,3 +147,29 @@ def test_truncation_auto_drops_the_oldest_turns_and_disabled_is_a_400(request, n
     with pytest.raises(openai.BadRequestError) as exc:
         llmrelay.responses(**common, input=history)
     assert exc.value.body["code"] == "context_length_exceeded" and exc.value.body["param"] == "input"
+
+
+def test_truncation_against_a_configured_window_counts_with_the_provider(anthropic_fake: FakeServer, tmp_path) -> None:
+    history = []
+    for i in range(1, 5):
+        history += [{"role": "user", "content": f"turn {i}"}, {"role": "assistant", "content": f"reply {i}"}]
+    history.pop()
+    request = {"input": history, "instructions": "Be brief.", "truncation": "auto"}
+    relay = Relay(store="memory")
+    model = {"model": "anthropic/claude-sonnet-4-5", "api_key": "k", "api_base": anthropic_fake.url}
+    full = llmrelay.count_input_tokens(**model, relay=relay, input=history, instructions="Be brief.").input_tokens
+    for window, turns in ((full, 4), (full - 1, 2)):  # just fits: untouched; just over: older turns go
+        anthropic_fake.reset()
+        config = {"model_list": [{"model_name": "claude", "model_info": {"max_input_tokens": window},
+                                  "litellm_params": {**model, "model": model["model"]}}]}  # fmt: skip
+        with start_proxy("--config", str(write_config(config, tmp_path))) as proxy:
+            client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+            r = client.responses.create(model="claude", **request)
+            assert r.output_text == f"Echo (turns={turns}): turn 4"
+            sent = [q for q in anthropic_fake.requests() if q["path"] == "/v1/messages"]
+            assert len(sent) == 1 and sent[0]["body"]["system"] == "Be brief."
+            too_long = {"type": "invalid_request_error", "message": "prompt is too long: 9 tokens > 8 maximum"}
+            anthropic_fake.enqueue({"status": 400, "body": {"type": "error", "error": too_long}})
+            with pytest.raises(openai.BadRequestError) as exc:  # disabled: the provider's own verdict, as a 400
+                client.responses.create(model="claude", **{**request, "truncation": "disabled"})
+            assert exc.value.body["code"] == "context_length_exceeded"
