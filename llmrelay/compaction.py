@@ -10,9 +10,13 @@ message holding the summary.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import orjson
+
+from . import items
+from .ids import new_id
 
 Json = dict[str, Any]
 ENVELOPE = "llmrelay-compaction.v1:"
@@ -21,6 +25,32 @@ SUMMARY_PROMPT = (
     "question, tool result and user preference needed to continue it. Write only the summary."
 )
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+
+
+FIELDS = frozenset({"model", "input", "instructions", "previous_response_id", "prompt_cache_key"})
+
+
+def summary_request(model: str, history: list[Json], options: Json) -> Json:
+    """The create that asks the conversation's own model for its summary."""
+    return {**options, "model": model, "input": history, "instructions": SUMMARY_PROMPT, "store": False}
+
+
+def compacted(history: list[Json], summary: Json) -> Json:
+    """OpenAI's compaction shape: every user message, then the compaction item."""
+    text = "".join(
+        part.get("text", "")
+        for item in summary.get("output") or []
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+    )
+    users = [i for i in items.normalize(history, new_id) if i.get("role") == "user"]
+    return {
+        "id": new_id("resp"),
+        "object": "response.compaction",
+        "created_at": int(time.time()),
+        "output": [*users, compaction_item(text, new_id("cmp"))],
+        "usage": summary.get("usage"),
+    }
 
 
 def compaction_item(summary: str, item_id: str) -> Json:

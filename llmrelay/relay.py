@@ -30,16 +30,13 @@ from .providers.registry import Deployment, make_deployment, require_key
 from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
-from .store.base import page_items
+from .store.base import ACTIVE, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
 
 log = logging.getLogger("llmrelay")
-COMPACT_FIELDS = frozenset({"model", "input", "instructions", "previous_response_id", "prompt_cache_key"})
-COMPACT_PROMPT = compaction.SUMMARY_PROMPT
 Json = dict[str, Any]
-ACTIVE = frozenset({"queued", "in_progress"})
 MAX_CHAIN = 10_000
 
 
@@ -266,15 +263,22 @@ class Relay:
                     code="context_length_exceeded",
                 )
 
-    async def _count(self, call: Call, adapter: Adapter) -> int:
-        resp = await self.http.send(adapter.count_request(call), timeout=call.timeout, retries=call.retries)  # type: ignore[attr-defined]
+    async def _count(self, call: Call, adapter: Any) -> int:
+        body = await self.fetch(adapter.count_request(call), adapter, timeout=call.timeout, retries=call.retries)
+        return int(adapter.parse_count(body))
+
+    async def fetch(self, req: HttpRequest, adapter: Adapter, *, timeout: float | None, retries: int) -> bytes:
+        """One whole upstream exchange: the body, or the adapter's error for an error status."""
+        resp = await self.http.send(req, timeout=timeout, retries=retries)
         try:
             body = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise upstream_failure(exc) from exc
         finally:
             resp.release()
         if resp.status >= 400:
             raise adapter.parse_error(resp.status, body, resp.headers)
-        return adapter.parse_count(body)  # type: ignore[attr-defined]
+        return body
 
     async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
@@ -398,36 +402,15 @@ class Relay:
 
     async def compact(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/compact`: natively where the upstream compacts, else by a summary."""
-        fields = {k: v for k, v in params.items() if k in COMPACT_FIELDS or k in validate.CALL_OPTIONS}
+        fields = {k: v for k, v in params.items() if k in compaction.FIELDS or k in validate.CALL_OPTIONS}
         call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
         if call.deployment.provider.api == "responses" and mock is None:
             req = self._native.compact_request(call)
-            resp = await self.http.send(req, timeout=call.timeout, retries=call.retries)
-            try:
-                body = await resp.read()
-            finally:
-                resp.release()
-            if resp.status >= 400:
-                raise self._native.parse_error(resp.status, body, resp.headers)
-            return orjson.loads(body)
+            return orjson.loads(await self.fetch(req, self._native, timeout=call.timeout, retries=call.retries))
         history = call.context + items.as_items(call.params.get("input") or [])
-        summarise = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
-        summarise.update(model=call.params["model"], input=history, instructions=COMPACT_PROMPT, store=False)
-        summary = await self.create(summarise, owner=owner)
-        text = "".join(
-            part.get("text", "")
-            for item in summary.get("output") or []
-            if item.get("type") == "message"
-            for part in item.get("content") or []
-        )
-        users = [i for i in items.normalize(history, new_id) if i.get("role") == "user"]
-        return {
-            "id": new_id("resp"),
-            "object": "response.compaction",
-            "created_at": int(time.time()),
-            "output": [*users, compaction.compaction_item(text, new_id("cmp"))],
-            "usage": summary.get("usage"),
-        }
+        options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
+        summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
+        return compaction.compacted(history, summary)
 
     # -- stored responses ------------------------------------------------------------------
 
@@ -532,14 +515,7 @@ class Relay:
 
     async def _refresh(self, record: StoredResponse, dep: Deployment, req: HttpRequest) -> StoredResponse:
         """Ask the upstream for the current state of a response it runs, and store it."""
-        resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
-        try:
-            body = await resp.read()
-        finally:
-            resp.release()
-        if resp.status >= 400:
-            raise self._native.parse_error(resp.status, body, resp.headers)
-        response = orjson.loads(body)
+        response = orjson.loads(await self.fetch(req, self._native, timeout=self.timeout, retries=self.num_retries))
         response["id"] = record.id
         response["previous_response_id"] = record.previous_response_id
         record.response = response
