@@ -11,6 +11,8 @@ Request mapping
 | reasoning (Gemini-signed)          | thoughtSignature on the next model part of its turn, else the text before it |
 | tools: function                    | functionDeclarations [{name, description, parametersJsonSchema}] |
 | tools: web_search(_preview)        | {googleSearch: {}}                                            |
+| tools: computer_use_preview        | {computerUse: {environment}}; actions mapped in gemini_computer.py |
+| computer_call / _output            | functionCall / functionResponse with the screenshot as inlineData |
 | tool_choice auto/required/none/fn  | functionCallingConfig mode AUTO / ANY / NONE (+ allowedFunctionNames) |
 | text.format json_schema / object   | generationConfig.responseMimeType application/json (+ responseJsonSchema) |
 | reasoning.effort                   | thinkingLevel low/high (gemini-3), else thinkingBudget (EFFORT_BUDGET) |
@@ -36,7 +38,7 @@ from ..streaming.builder import ResponseBuilder
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import convert
+from . import convert, gemini_computer
 from .base import Call, Json, response_skeleton, usage
 from .support import Support
 
@@ -58,7 +60,7 @@ SUPPORT = Support(
             "truncation",
         }
     ),
-    tools=frozenset({"function", "web_search", "web_search_preview"}),
+    tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
     includes=frozenset({"reasoning.encrypted_content"}),
 )
 _COMPLETED = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
@@ -71,7 +73,7 @@ class Gemini:
 
     def build_request(self, call: Call) -> HttpRequest:
         p = call.params
-        system, contents = _contents(convert.conversation(call))
+        system, contents = _contents(convert.conversation(call), display(p))
         if p.get("instructions"):
             system.insert(0, convert.text_of(p["instructions"]))
         body: Json = {"contents": contents}
@@ -144,8 +146,17 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
 # -- request -----------------------------------------------------------------------------------
 
 
-def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
+def display(p: Json) -> tuple[int, int] | None:
+    """The display size a computer_use_preview tool declared, if one is offered."""
+    for tool in p.get("tools") or []:
+        if tool.get("type") == "computer_use_preview":
+            return int(tool.get("display_width") or 1024), int(tool.get("display_height") or 768)
+    return None
+
+
+def _contents(history: list[Json], size: tuple[int, int] | None = None) -> tuple[list[str], list[Json]]:
     system: list[str] = []
+    clicks: dict[str, list[Json]] = {}  # the click half of a type_text_at, waiting for its type half
     contents: list[Json] = []
     names: dict[str, str] = {}  # call_id -> function name, for functionResponse
     signature: str | None = None  # a thoughtSignature waiting for the model part it signs
@@ -185,6 +196,18 @@ def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
             name = names.get(item["call_id"], item.get("name") or item["call_id"])
             response = {"name": name, "response": {"result": convert.text_of(item.get("output"))}}
             push("user", {"functionResponse": _with_id(response, item["call_id"])})
+        elif kind in ("computer_call", "computer_call_output"):
+            parsed = gemini_computer.parse_call_id(item.get("call_id", ""))
+            if parsed is None or size is None:
+                raise convert.unsupported_input(f"{kind} not made by Gemini's computer tool", NAME)
+            name, gid, step = parsed
+            if kind == "computer_call" and step == "click":
+                clicks[gid] = [item.get("action") or {}]
+            elif kind == "computer_call":
+                args = gemini_computer.to_gemini_args(name, [*clicks.pop(gid, []), item.get("action") or {}], size)
+                push("model", {"functionCall": _with_id({"name": name, "args": args}, gid)})
+            elif step != "click":  # a type_text_at is answered once, by its second half
+                push("user", {"functionResponse": _with_id(_screen_response(name, item), gid)})
         elif kind == "reasoning":
             sig = item.get("encrypted_content") or ""
             if not sig.startswith(SIGNED):
@@ -197,6 +220,17 @@ def _contents(history: list[Json]) -> tuple[list[str], list[Json]]:
             raise convert.unsupported_input(kind, NAME)
     settle()
     return system, contents
+
+
+def _screen_response(name: str, item: Json) -> Json:
+    response: Json = {"url": item.get("current_url") or ""}
+    if item.get("acknowledged_safety_checks"):
+        response["safety_acknowledgement"] = "true"
+    out: Json = {"name": name, "response": response}
+    shot = (item.get("output") or {}).get("image_url") or ""
+    if decoded := convert.data_url(shot):
+        out["parts"] = [{"inlineData": {"mimeType": decoded[0], "data": decoded[1]}}]
+    return out
 
 
 def _with_id(part: Json, call_id: str) -> Json:
@@ -240,6 +274,8 @@ def _tools(p: Json, body: Json) -> None:
             if tool.get("description"):
                 decl["description"] = tool["description"]
             declarations.append(decl)
+        elif tool["type"] == "computer_use_preview":
+            tools.append(gemini_computer.tool(tool))
         else:
             tools.append({"googleSearch": {}})
     if declarations:
@@ -270,6 +306,7 @@ class Translator:
         self._usage: Json = {}
         self._finish: str | None = None
         self._blocked = False
+        self._display = display(call.params)
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         chunk = orjson.loads(frame.data)
@@ -292,6 +329,11 @@ class Translator:
                 if fc := part.get("functionCall"):
                     if sig:
                         out += b.reasoning_signature(SIGNED + sig)
+                    if self._display and fc.get("name") in gemini_computer.FUNCTIONS:
+                        gid = fc.get("id") or self._new_id("call")
+                        for item in gemini_computer.to_openai(fc["name"], fc.get("args") or {}, gid, self._display):
+                            out += b.item(item)
+                        continue
                     out += b.function_call(fc.get("id") or self._new_id("call"), fc.get("name", ""))
                     out += b.function_arguments(orjson.dumps(fc.get("args") or {}).decode())
                     continue

@@ -24,6 +24,7 @@ PNG = (
     ).decode()
 )
 COMPUTER = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "browser"}
+GEMINI_CU = "gemini/gemini-2.5-computer-use-preview-10-2025"
 SEED_INPUT = [
     {"role": "user", "content": [{"type": "input_text", "text": "Check the latest OpenAI news on bing.com."}]}
 ]
@@ -60,12 +61,16 @@ def test_seed_snippet_and_native_loop_through_the_sdk(upstream: FakeServer) -> N
 
 
 @pytest.fixture(scope="module")
-def proxy(openai_fake: FakeServer, anthropic_fake: FakeServer, tmp_path_factory) -> Iterator[ProxyProcess]:
+def proxy(
+    openai_fake: FakeServer, anthropic_fake: FakeServer, gemini_fake: FakeServer, tmp_path_factory
+) -> Iterator[ProxyProcess]:
     config = {"model_list": [
         {"model_name": "computer-use-preview",
          "litellm_params": {"model": "openai/computer-use-preview", "api_key": "sk", "api_base": openai_fake.url}},
         {"model_name": "claude-computer",
          "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk", "api_base": anthropic_fake.url}},
+        {"model_name": "gemini-computer",
+         "litellm_params": {"model": GEMINI_CU, "api_key": "sk", "api_base": gemini_fake.url}},
     ]}  # fmt: skip
     with start_proxy("--config", str(write_config(config, tmp_path_factory.mktemp("cu")))) as p:
         yield p
@@ -173,3 +178,45 @@ def test_truncation_against_a_configured_window_counts_with_the_provider(anthrop
             with pytest.raises(openai.BadRequestError) as exc:  # disabled: the provider's own verdict, as a 400
                 client.responses.create(model="claude", **{**request, "truncation": "disabled"})
             assert exc.value.body["code"] == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("mode", ["sdk", "proxy"])
+def test_gemini_computer_loop_scales_the_grid_to_the_display(
+    mode: str, proxy: ProxyProcess, gemini_fake: FakeServer
+) -> None:
+    gemini_fake.reset()
+    if mode == "proxy":
+        create = OpenAI(base_url=proxy.url, api_key="k", max_retries=0).responses.create
+        model = "gemini-computer"
+    else:
+        relay = Relay(store="memory")
+
+        def create(**kw):
+            return llmrelay.responses(relay=relay, api_key="sk", api_base=gemini_fake.url, **kw)
+
+        model = GEMINI_CU
+    r = create(model=model, tools=[COMPUTER], input=SEED_INPUT)
+    actions = []
+    while r.output[-1].type == "computer_call" and len(actions) < 6:
+        calls = [i for i in r.output if i.type == "computer_call"]
+        actions += [c.action.model_dump(exclude_none=True) for c in calls]
+        r = create(model=model, tools=[COMPUTER], previous_response_id=r.id,
+                   input=[screenshot(c.call_id) for c in calls])  # fmt: skip
+    text = "Check the latest OpenAI news on bing.com."
+    assert actions == [
+        {"type": "screenshot"},
+        {"type": "click", "button": "left", "x": 512, "y": 230},  # (500, 300) on Gemini's 1000 grid
+        {"type": "click", "button": "left", "x": 512, "y": 230},
+        {"type": "type", "text": text + "\n"},
+    ]
+    assert r.output[-1].type == "message"
+    last = gemini_fake.requests()[-1]["body"]
+    assert last["tools"] == [{"computerUse": {"environment": "ENVIRONMENT_BROWSER",
+                                              "excludedPredefinedFunctions": ["navigate", "search"]}}]  # fmt: skip
+    calls = [p["functionCall"] for c in last["contents"] for p in c["parts"] if "functionCall" in p]
+    assert [c["name"] for c in calls] == ["open_web_browser", "click_at", "type_text_at"]
+    args = calls[2]["args"]
+    assert args["text"] == text and args["press_enter"] is True
+    assert abs(args["x"] - 500) <= 1 and abs(args["y"] - 300) <= 1  # pixels back to the grid: within a unit
+    answers = [p["functionResponse"] for c in last["contents"] for p in c["parts"] if "functionResponse" in p]
+    assert len(answers) == 3 and answers[0]["parts"][0]["inlineData"]["mimeType"] == "image/png"
