@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 
 from .config import ConfigError, load_config, parse_config
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     # handler that was there before it: a no-op here, so a graceful stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(
+    server_config = uvicorn.Config(
         "llmrelay.proxy.app:app_from_env",
         factory=True,
         host=args.host,
@@ -58,7 +59,31 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(config.general_settings.graceful_shutdown_timeout),
         access_log=False,
     )
+    server = uvicorn.Server(server_config)
+    sock = _listen(args.host, args.port)
+    if args.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(server_config, sockets=[sock]).run()
+    else:
+        server.run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, made here rather than by uvicorn: created with an explicit TCP
+    protocol and TCP_NODELAY, so accepted connections answer without Nagle's 40 ms stalls
+    (asyncio only disables Nagle on sockets whose protocol it can see is TCP)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        raise SystemExit(f"llmrelay: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str] | None:
