@@ -9,7 +9,6 @@ Pure: ids and the clock come in from the caller.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -141,7 +140,7 @@ class ResponseBuilder:
         index = len(self.response["output"])
         self.response["output"].append(item)
         events.append(self._event("response.output_item.added", output_index=index, item=_in_progress(item)))
-        events.append(self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item)))
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
 
     # -- internals ---------------------------------------------------------------------------
@@ -161,7 +160,7 @@ class ResponseBuilder:
         index = len(self.response["output"])
         self.response["output"].append(item)
         self._open = _Open(kind, item, index)
-        return [self._event("response.output_item.added", output_index=index, item=copy.deepcopy(item))]
+        return [self._event("response.output_item.added", output_index=index, item=_fresh(item))]
 
     def _close_part(self) -> list[StreamEvent]:
         o = self._open
@@ -184,7 +183,7 @@ class ResponseBuilder:
         else:
             part["text"] = text
             done = self._event("response.output_text.done", **where, text=text, logprobs=[])
-        return [done, self._event("response.content_part.done", **where, part=copy.deepcopy(part))]
+        return [done, self._event("response.content_part.done", **where, part=part)]
 
     def _close(self, status: str = "completed") -> list[StreamEvent]:
         o = self._open
@@ -198,7 +197,7 @@ class ResponseBuilder:
         if o.kind != "reasoning":
             o.item["status"] = status
         self._open = None
-        events.append(self._event("response.output_item.done", output_index=o.index, item=copy.deepcopy(o.item)))
+        events.append(self._event("response.output_item.done", output_index=o.index, item=o.item))
         return events
 
     def _where(self, o: _Open) -> Json:
@@ -208,7 +207,9 @@ class ResponseBuilder:
         return {"item_id": o.item["id"], "output_index": o.index, "summary_index": len(o.item["summary"])}
 
     def _snapshot(self) -> Json:
-        return copy.deepcopy(self.response)
+        # Finished items and the request echo never change again, so a copy of the top level
+        # and of the output list is a true snapshot (and far cheaper than a deep copy).
+        return {**self.response, "output": list(self.response["output"])}
 
     def _event(self, type: str, **fields: Any) -> StreamEvent:
         data = {"type": type, "sequence_number": self._seq, **fields}
@@ -219,8 +220,13 @@ class ResponseBuilder:
 _PREFIX = {"computer_call": "cu", "web_search_call": "ws", "file_search_call": "fs", "message": "msg"}
 
 
+def _fresh(item: Json) -> Json:
+    """A copy of an item being built: its own top level and lists, so later deltas don't show."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in item.items()}
+
+
 def _in_progress(item: Json) -> Json:
-    added = copy.deepcopy(item)
+    added = _fresh(item)
     if "status" in added:
         added["status"] = "in_progress"
     return added
