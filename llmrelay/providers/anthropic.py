@@ -42,13 +42,13 @@ from dataclasses import dataclass, field
 import orjson
 
 from .. import errors
-from ..streaming.builder import ResponseBuilder
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import computer, convert
-from .base import Call, Json, response_skeleton, usage
+from .base import Call, Json, usage
 from .support import Support
+from .translator import BuilderTranslator
 
 NAME = "anthropic"
 VERSION = "2023-06-01"
@@ -164,12 +164,8 @@ class Anthropic:
 
 
 def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
-    try:
-        err = orjson.loads(body).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        err = {}
+    err, message = convert.error_payload(status, body)
     kind = err.get("type") or "api_error"
-    message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
     keep = errors.passthrough_headers(headers)
     if too_long := convert.overflow_error(status, message, headers=keep):
         return too_long
@@ -306,13 +302,11 @@ class _Block:
     id: str = ""
 
 
-class Translator:
+class Translator(BuilderTranslator):
     """Anthropic stream events (or a whole message, replayed as events) -> Responses events."""
 
     def __init__(self, call: Call) -> None:
-        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
-        self.response: Json | None = None
-        self.upstream_id: str | None = None
+        super().__init__(call)
         self._block: _Block | None = None
         self._usage: Json = {}
         self._stop: str | None = None
@@ -325,7 +319,7 @@ class Translator:
         kind = event.get("type")
         if kind == "message_start":
             self._usage = dict(event["message"].get("usage") or {})
-            return self.builder.start()
+            return self.begin()
         if kind == "content_block_start":
             return self.block_start(event["index"], event["content_block"])
         if kind == "content_block_delta":
@@ -337,9 +331,7 @@ class Translator:
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
             return []
         if kind == "message_stop":
-            out = self.builder.finish(usage=self._usage_out(), incomplete_reason=_INCOMPLETE.get(self._stop or ""))
-            self.response = self.builder.response
-            return out
+            return self.end(usage=self._usage_out(), incomplete_reason=_INCOMPLETE.get(self._stop or ""))
         if kind == "error":
             err = event.get("error") or {}
             return self.fail(err.get("message") or "The upstream stream failed.", err.get("type") or "server_error")
@@ -405,11 +397,6 @@ class Translator:
         if self.response is not None:
             return []
         return self.fail("The upstream closed the stream before the message finished.")
-
-    def fail(self, message: str, code: str = "server_error") -> list[StreamEvent]:
-        out = self.builder.fail(message, code)
-        self.response = self.builder.response
-        return out
 
     def _usage_out(self) -> Json:
         u = self._usage

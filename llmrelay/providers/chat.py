@@ -32,13 +32,13 @@ from collections.abc import Mapping
 import orjson
 
 from .. import errors
-from ..streaming.builder import ResponseBuilder
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest, openai_error
 from . import convert
-from .base import Call, Json, response_skeleton, usage
+from .base import Call, Json, usage
 from .support import Support
+from .translator import BuilderTranslator
 
 NAME = "chat"
 SUPPORT = Support(
@@ -101,7 +101,7 @@ class Chat:
         t = Translator(call)
         choice = (completion.get("choices") or [{}])[0]
         message = choice.get("message") or {}
-        t.builder.start()
+        t.begin()
         t.delta(message, whole=True)
         t.finish_reason = choice.get("finish_reason")
         t.usage = completion.get("usage")
@@ -182,16 +182,13 @@ def _response_format(fmt: Json) -> Json:
     return {"type": "json_schema", "json_schema": schema}
 
 
-class Translator:
+class Translator(BuilderTranslator):
     """Chat completion chunks (or one whole message) -> Responses events."""
 
     def __init__(self, call: Call) -> None:
-        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
-        self.response: Json | None = None
-        self.upstream_id: str | None = None
+        super().__init__(call)
         self.finish_reason: str | None = None
         self.usage: Json | None = None
-        self._started = False
         self._calls: dict[int, str] = {}  # tool call index -> call id, to spot a new call
         self._open_call: int | None = None
 
@@ -201,8 +198,7 @@ class Translator:
         chunk = orjson.loads(frame.data)
         if isinstance(chunk.get("error"), dict):
             return self.fail(chunk["error"].get("message") or "The upstream stream failed.")
-        out = [] if self._started else self.builder.start()
-        self._started = True
+        out = self.begin()
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
@@ -233,15 +229,7 @@ class Translator:
         return out
 
     def done(self) -> list[StreamEvent]:
-        if self.response is not None:
-            return []
-        out = [] if self._started else self.builder.start()
-        self._started = True
-        out += self.builder.finish(
-            usage=_usage(self.usage), incomplete_reason=_INCOMPLETE.get(self.finish_reason or "")
-        )
-        self.response = self.builder.response
-        return out
+        return self.end(usage=_usage(self.usage), incomplete_reason=_INCOMPLETE.get(self.finish_reason or ""))
 
     def finish(self) -> list[StreamEvent]:
         if self.response is not None:
@@ -249,13 +237,6 @@ class Translator:
         if self.finish_reason is not None:  # servers that end without [DONE]
             return self.done()
         return self.fail("The upstream closed the stream before the completion finished.")
-
-    def fail(self, message: str) -> list[StreamEvent]:
-        out = [] if self._started else self.builder.start()
-        self._started = True
-        out += self.builder.fail(message)
-        self.response = self.builder.response
-        return out
 
 
 def _usage(u: Json | None) -> Json:

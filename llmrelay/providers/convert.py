@@ -64,6 +64,16 @@ def unsupported_input(kind: str, provider: str) -> errors.APIStatusError:
     )
 
 
+def error_payload(status: int, body: bytes) -> tuple[Json, str]:
+    """A provider error body's error object, and a message even when there is no such object."""
+    try:
+        err = orjson.loads(body).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        err = {}
+    message = err.get("message") if isinstance(err, dict) else None
+    return (err if isinstance(err, dict) else {}), message or body.decode(errors="replace")[:500] or f"HTTP {status}"
+
+
 _OVERFLOW = re.compile(
     r"prompt is too long|maximum context length|context length|context window|exceeds the maximum number of tokens"
     r"|too many (input )?tokens",

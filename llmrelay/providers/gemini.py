@@ -34,13 +34,13 @@ from collections.abc import Mapping
 import orjson
 
 from .. import errors
-from ..streaming.builder import ResponseBuilder
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import convert, gemini_computer
-from .base import Call, Json, response_skeleton, usage
+from .base import Call, Json, usage
 from .support import Support
+from .translator import BuilderTranslator
 
 NAME = "gemini"
 SIGNED = "gemini:"
@@ -125,11 +125,7 @@ class Gemini:
 
 
 def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError:
-    try:
-        err = orjson.loads(body).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        err = {}
-    message = err.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
+    err, message = convert.error_payload(status, body)
     code = err.get("status")
     if "API key not valid" in message:
         status = 401  # Google says 400; every OpenAI client expects an authentication error
@@ -294,15 +290,12 @@ def _tools(p: Json, body: Json) -> None:
 # -- response and stream -----------------------------------------------------------------------
 
 
-class Translator:
+class Translator(BuilderTranslator):
     """GenerateContentResponse chunks (a whole response is one chunk) -> Responses events."""
 
     def __init__(self, call: Call) -> None:
-        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
-        self.response: Json | None = None
-        self.upstream_id: str | None = None
+        super().__init__(call)
         self._new_id = call.new_id
-        self._started = False
         self._usage: Json = {}
         self._finish: str | None = None
         self._blocked = False
@@ -316,8 +309,7 @@ class Translator:
 
     def chunk(self, chunk: Json) -> list[StreamEvent]:
         b = self.builder
-        out = [] if self._started else b.start()
-        self._started = True
+        out = self.begin()
         self._usage = chunk.get("usageMetadata") or self._usage
         if (chunk.get("promptFeedback") or {}).get("blockReason"):
             self._blocked = True
@@ -347,18 +339,12 @@ class Translator:
         return out
 
     def done(self) -> list[StreamEvent]:
-        if self.response is not None:
-            return []
-        out = [] if self._started else self.builder.start()
-        self._started = True
         reason = None
         if self._blocked or self._finish not in _COMPLETED | {"MAX_TOKENS"}:
             reason = "content_filter"
         elif self._finish == "MAX_TOKENS":
             reason = "max_output_tokens"
-        out += self.builder.finish(usage=self._usage_out(), incomplete_reason=reason)
-        self.response = self.builder.response
-        return out
+        return self.end(usage=self._usage_out(), incomplete_reason=reason)
 
     def finish(self) -> list[StreamEvent]:
         if self.response is not None:
@@ -366,13 +352,6 @@ class Translator:
         if self._finish is not None or self._blocked:
             return self.done()
         return self.fail("The upstream closed the stream before the response finished.")
-
-    def fail(self, message: str) -> list[StreamEvent]:
-        out = [] if self._started else self.builder.start()
-        self._started = True
-        out += self.builder.fail(message)
-        self.response = self.builder.response
-        return out
 
     def _usage_out(self) -> Json:
         u = self._usage
