@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 Json = dict[str, Any]
 
 
@@ -19,6 +21,22 @@ class StoredResponse:
     owner: str | None = None  # key / team under the proxy; None in the SDK
     created_at: int = 0
     lease_until: int | None = None  # a background job llmrelay runs: alive while this is ahead
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredResponse:
+        """A row of the SQL stores' COLUMNS (JSON columns as text or bytes)."""
+        rid, owner, dep, up, prev, created, response, items, lease = row
+        return cls(
+            id=rid,
+            owner=owner,
+            deployment=dep,
+            upstream_id=up,
+            previous_response_id=prev,
+            created_at=created,
+            response=orjson.loads(response),
+            input_items=orjson.loads(items),
+            lease_until=lease,
+        )
 
     @property
     def status(self) -> str:

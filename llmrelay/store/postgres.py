@@ -191,18 +191,7 @@ class PostgresStore:
         )
         if row is None:
             return None
-        rid, own, dep, up, prev, created, response, items, lease = row
-        return StoredResponse(
-            id=rid,
-            owner=own,
-            deployment=dep,
-            upstream_id=up,
-            previous_response_id=prev,
-            created_at=created,
-            response=orjson.loads(response),
-            input_items=orjson.loads(items),
-            lease_until=lease,
-        )
+        return StoredResponse.from_row(row)
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         pool = await self._pool()
