@@ -49,15 +49,15 @@ def test_seed_snippet_and_native_loop_through_the_sdk(upstream: FakeServer) -> N
     acked = screenshot(call.call_id) | {
         "acknowledged_safety_checks": [c.model_dump() for c in call.pending_safety_checks]
     }
-    nxt = [acked, {"role": "user", "content": "now click"}]
-    r2 = llmrelay.responses(**common, tools=[COMPUTER], input=nxt, previous_response_id=r.id, truncation="auto")
+    r2 = llmrelay.responses(**common, tools=[COMPUTER], input=[acked], previous_response_id=r.id, truncation="auto")
     assert r2.output[-1].type == "computer_call" and r2.output[-1].action.type == "click"
     sent = upstream.requests()[1]["body"]
     assert sent["input"][0]["acknowledged_safety_checks"] == acked["acknowledged_safety_checks"]
-    # the same turn statelessly: the client resends every item
-    items = [*SEED_INPUT, call.model_dump(exclude_none=True), *nxt]
+    # the next step statelessly: the client resends every item itself
+    items = [*SEED_INPUT, call.model_dump(exclude_none=True), acked, r2.output[-1].model_dump(exclude_none=True),
+             screenshot(r2.output[-1].call_id)]  # fmt: skip
     r3 = llmrelay.responses(**common, tools=[COMPUTER], input=items, truncation="auto")
-    assert r3.output[-1].type == "computer_call"
+    assert r3.output[-1].action.model_dump(exclude_none=True) == {"type": "type", "text": "hello"}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,30 @@ def test_seed_snippet_through_the_proxy(proxy: ProxyProcess, upstream: FakeServe
                                        reasoning={"summary": "concise"}, truncation="auto")  # fmt: skip
     assert response.output[-1].type == "computer_call"
     assert upstream.requests()[-1]["body"]["tools"] == [COMPUTER]
+
+
+@pytest.mark.parametrize("mode", ["sdk", "proxy"])
+def test_native_three_step_computer_loop(mode: str, proxy: ProxyProcess, upstream: FakeServer) -> None:
+    if mode == "proxy":
+        create = OpenAI(base_url=proxy.url, api_key="k", max_retries=0).responses.create
+    else:
+        relay = Relay(store="memory")
+
+        def create(**kw):
+            return llmrelay.responses(relay=relay, api_key="sk", api_base=upstream.url, **kw)
+
+    r = create(model="computer-use-preview", tools=[COMPUTER], input=SEED_INPUT, truncation="auto")
+    actions = []
+    while r.output[-1].type == "computer_call":
+        call = r.output[-1]
+        actions.append(call.action.model_dump(exclude_none=True))
+        r = create(model="computer-use-preview", tools=[COMPUTER], previous_response_id=r.id,
+                   input=[screenshot(call.call_id)], truncation="auto")  # fmt: skip
+    assert actions == [{"type": "screenshot"}, {"type": "click", "button": "left", "x": 100, "y": 200},
+                       {"type": "type", "text": "hello"}]  # fmt: skip
+    assert r.output[-1].type == "message"
+    # every step but the first continued on the upstream's own state
+    assert all("previous_response_id" in q["body"] for q in upstream.requests()[1:])
 
 
 @pytest.mark.parametrize("mode", ["sdk", "proxy"])

@@ -197,9 +197,13 @@ def respond(body: Json, chain: list[Json], text_override: str | None = None) -> 
     if reasoning is not None:
         output.append(reasoning_item(body, said))
     incomplete = False
-    if computer is not None and choice != "none" and not forced and last["type"] != "computer_call_output":
-        seen_screen = any(i["type"] == "computer_call_output" for i in context)
-        output.append(computer_call(computer, seen_screen))
+    # A computer session: screenshot, click, type, each after the previous action's screenshot,
+    # counted since the last user message; then the model answers.
+    turn = context
+    since_user = max((n for n, i in enumerate(turn) if i.get("role") == "user"), default=-1)
+    screens = sum(i["type"] == "computer_call_output" for i in turn[since_user + 1 :])
+    if computer is not None and choice != "none" and not forced and screens < len(COMPUTER_STEPS):
+        output.append(computer_call(computer, COMPUTER_STEPS[screens]))
     elif functions and choice != "none" and (forced or choice == "required" or last["type"] != "function_call_output"):
         output.append(
             {
@@ -257,8 +261,15 @@ def reasoning_item(body: Json, said: str) -> Json:
     return item
 
 
-def computer_call(tool: Json, seen_screen: bool) -> Json:
-    action = {"type": "click", "button": "left", "x": 100, "y": 200} if seen_screen else {"type": "screenshot"}
+COMPUTER_STEPS: tuple[Json, ...] = (
+    {"type": "screenshot"},
+    {"type": "click", "button": "left", "x": 100, "y": 200},
+    {"type": "type", "text": "hello"},
+)
+
+
+def computer_call(tool: Json, step: Json) -> Json:
+    action = dict(step)
     item: Json = {"id": new_id("cu"), "type": "computer_call", "status": "completed", "call_id": new_id("call", 12)}
     if tool["type"] == "computer":  # the GA tool batches actions
         item["actions"] = [action]

@@ -272,13 +272,23 @@ def test_computer_call_loop(client: OpenAI) -> None:
     seen = client.responses.create(
         model="computer-use-preview", previous_response_id=first.id, input=[screenshot], tools=[COMPUTER_TOOL]
     )
-    assert seen.output_text == "Echo (turns=1): tool said computer_screenshot"
-    again = client.responses.create(
-        model="computer-use-preview", previous_response_id=seen.id, input="click it", tools=[COMPUTER_TOOL]
-    )
-    (click,) = again.output
+    (click,) = seen.output
     assert isinstance(click, ResponseComputerToolCall) and click.action is not None
     assert click.action.to_dict() == {"type": "click", "button": "left", "x": 100, "y": 200}
+    typed = client.responses.create(
+        model="computer-use-preview", previous_response_id=seen.id, tools=[COMPUTER_TOOL],
+        input=[{**screenshot, "call_id": click.call_id}],
+    )  # fmt: skip
+    assert typed.output[0].action.to_dict() == {"type": "type", "text": "hello"}
+    done = client.responses.create(
+        model="computer-use-preview", previous_response_id=typed.id, tools=[COMPUTER_TOOL],
+        input=[{**screenshot, "call_id": typed.output[0].call_id}],
+    )  # fmt: skip
+    assert done.output_text == "Echo (turns=1): tool said computer_screenshot"
+    again = client.responses.create(
+        model="computer-use-preview", previous_response_id=done.id, input="click it", tools=[COMPUTER_TOOL]
+    )
+    assert again.output[0].action.type == "screenshot"  # a new user turn starts a new session
 
 
 def test_reasoning_summary_and_encrypted_content(fake: FakeServer, client: OpenAI) -> None:
