@@ -6,8 +6,9 @@ sequence number, on any instance), and its final record is written only while th
 status is still active, so a cancel always wins over a late upstream answer.
 
 Liveness is a lease: the running process renews `lease_until`; a record whose lease ran out
-(the process died) reads as `failed`. Cancels reach the job through the store: the owning
-process re-reads the status of its jobs every CHECK seconds and stops a cancelled one.
+(the process died) reads as `failed`. Cancels and new events reach other instances over the
+store's channel (Postgres LISTEN/NOTIFY); a store without one (SQLite shared by workers) has
+the owning process re-read its jobs' status every CHECK seconds instead.
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ class Jobs:
         self.relay = relay
         self._jobs: dict[str, _Job] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        self._subscribed: bool | None = None  # None: not asked yet
+        self._wakeups: dict[str, asyncio.Event] = {}  # followers of other instances' jobs
+
+    async def _subscribe(self) -> bool:
+        if self._subscribed is None:
+            self._subscribed = await self.relay.store.subscribe(self._on_message)
+        return self._subscribed
+
+    def _on_message(self, message: str) -> None:
+        kind, _, response_id = message.partition(":")
+        if kind == "cancel":
+            self.stop(response_id)
+        elif kind == "event" and (wakeup := self._wakeups.get(response_id)) is not None:
+            wakeup.set()
+
+    async def cancelled(self, response_id: str) -> None:
+        """A cancel was stored: stop the job here, and tell the instance that runs it."""
+        self.stop(response_id)
+        if not self.running(response_id):
+            await self.relay.store.publish(f"cancel:{response_id}")
 
     def running(self, response_id: str) -> bool:
         return response_id in self._jobs
@@ -67,6 +88,7 @@ class Jobs:
             lease_until=int(time.time()) + LEASE,
         )
         await self.relay._put(record)
+        await self._subscribe()
         job = _Job(call)
         self._jobs[call.id] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job, record, events))
@@ -80,6 +102,8 @@ class Jobs:
             async for event in events():
                 job.events.append(event)
                 await store.append_events(job.call.id, [(event.data["sequence_number"], event.type, event.raw)])
+                if self._subscribed:
+                    await store.publish(f"event:{job.call.id}")
                 if event.type == "response.in_progress":
                     record.response = {**record.response, "status": "in_progress"}
                     await store.update_active(record)
@@ -98,15 +122,20 @@ class Jobs:
             self._jobs.pop(job.call.id, None)
 
     async def _watch(self) -> None:
-        """Renew the leases of this process's jobs and stop the ones cancelled elsewhere."""
+        """Renew the leases of this process's jobs; without a channel, also stop the ones
+        whose stored status says they were cancelled elsewhere."""
         store = self.relay.store
+        renewed = time.monotonic()
         while self._jobs:
             await asyncio.sleep(CHECK)
-            for response_id, job in list(self._jobs.items()):
-                record = await store.get(response_id, job.call.owner)
-                if record is None or record.status not in ACTIVE:
-                    self.stop(response_id)
-                else:
+            if not self._subscribed:
+                for response_id, job in list(self._jobs.items()):
+                    record = await store.get(response_id, job.call.owner)
+                    if record is None or record.status not in ACTIVE:
+                        self.stop(response_id)
+            if time.monotonic() - renewed >= LEASE / 3:
+                renewed = time.monotonic()
+                for response_id in list(self._jobs):
                     await store.renew_lease(response_id, int(time.time()) + LEASE)
 
     def stop(self, response_id: str) -> None:
@@ -128,9 +157,21 @@ class Jobs:
                 if job.done:
                     return
                 await job.changed.wait()
-        store = self.relay.store
         last = after
+        wakeup = self._wakeups.setdefault(record.id, asyncio.Event()) if await self._subscribe() else None
+        try:
+            async for event in self._follow_store(record, last, wakeup):
+                yield event
+        finally:
+            self._wakeups.pop(record.id, None)
+
+    async def _follow_store(
+        self, record: StoredResponse, last: int, wakeup: asyncio.Event | None
+    ) -> AsyncIterator[StreamEvent]:
+        store = self.relay.store
         while True:
+            if wakeup is not None:
+                wakeup.clear()
             for seq, kind, data in await store.events_after(record.id, last):
                 last = seq
                 yield StreamEvent(kind, raw=data)
@@ -141,7 +182,11 @@ class Jobs:
                 return
             if expired(current):
                 return
-            await asyncio.sleep(FOLLOW_POLL)
+            if wakeup is None:
+                await asyncio.sleep(FOLLOW_POLL)
+            else:  # woken by the running instance's NOTIFY; the timeout only guards a lost one
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), FOLLOW_POLL * 10)
 
     async def aclose(self) -> None:
         for response_id in list(self._jobs):

@@ -473,7 +473,7 @@ class Relay:
             record.response = {**record.response, "status": "cancelled"}
             record.lease_until = None
             if await self.store.update_active(record):
-                self.jobs.stop(response_id)
+                await self.jobs.cancelled(response_id)
                 return record.response
             return await self.cancel(response_id, owner=owner)  # it finished meanwhile
         dep = self._deployments.get(record.deployment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +95,12 @@ class ResponseStore(Protocol):
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         """True when something was deleted."""
+
+    async def subscribe(self, callback: Callable[[str], None]) -> bool:
+        """Deliver messages other instances publish to `callback`; False when the store has
+        no such channel (then jobs fall back to reading their status now and then)."""
+
+    async def publish(self, message: str) -> None: ...
 
     async def ping(self) -> None:
         """Raise when the store cannot serve requests."""

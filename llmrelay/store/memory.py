@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 from .base import ACTIVE, Conversation, Event, Json, StoredResponse
 
@@ -72,6 +73,12 @@ class MemoryStore:
             return False
         conv.items = (conv.items if append else []) + copy.deepcopy(items)
         return True
+
+    async def subscribe(self, callback: Callable[[str], None]) -> bool:
+        return False  # one process (or workers polling the file): no channel
+
+    async def publish(self, message: str) -> None:
+        return None
 
     async def ping(self) -> None:
         return None

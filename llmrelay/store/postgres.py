@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 
 import asyncpg
 import orjson
 
 from .base import Conversation, Event, Json, StoredResponse
 
+CHANNEL = "llmrelay"
 SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
@@ -60,6 +62,7 @@ class PostgresStore:
         self._sizes = (min_size, max_size)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = weakref.WeakKeyDictionary()
         self._migrated = False
+        self._listeners: list[asyncpg.Connection] = []
 
     async def _pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
@@ -200,6 +203,17 @@ class PostgresStore:
             await pool.execute("DELETE FROM llmrelay_response_events WHERE response_id = $1", response_id)
         return status.endswith(" 1")
 
+    async def subscribe(self, callback: Callable[[str], None]) -> bool:
+        """LISTEN on one dedicated connection (per loop) for the other instances' NOTIFYs."""
+        conn = await asyncpg.connect(self.url)
+        await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: callback(payload))
+        self._listeners.append(conn)
+        return True
+
+    async def publish(self, message: str) -> None:
+        pool = await self._pool()
+        await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, message)
+
     async def ping(self) -> None:
         pool = await self._pool()
         await pool.fetchval("SELECT 1")
@@ -209,3 +223,6 @@ class PostgresStore:
         pool = self._pools.pop(loop, None)
         if pool is not None:
             await pool.close()
+        for conn in self._listeners:
+            await conn.close()
+        self._listeners.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,12 @@ class SQLiteStore:
             finally:
                 db.execute("COMMIT")
         return row is not None
+
+    async def subscribe(self, callback: Callable[[str], None]) -> bool:
+        return False  # one process (or workers polling the file): no channel
+
+    async def publish(self, message: str) -> None:
+        return None
 
     async def ping(self) -> None:
         self._run("SELECT 1").fetchone()

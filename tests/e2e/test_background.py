@@ -133,6 +133,16 @@ def test_two_instances_on_postgres_get_and_cancel_a_job_running_on_the_other(
             == "in_progress"
         )
         assert on_b.responses.cancel(job.id).status == "cancelled"
+        started = time.monotonic()
         wait_for(lambda: anthropic_fake.requests()[-1], lambda req: req.get("disconnected"), timeout=8)
         assert anthropic_fake.requests()[-1].get("disconnected") is True  # A stopped its upstream call
+        assert time.monotonic() - started < 1.5  # told over LISTEN/NOTIFY, not found by a status poll
         assert on_a.responses.retrieve(job.id).status == "cancelled"
+        # B follows the events of a job A runs, live, to the end
+        anthropic_fake.enqueue({"delta_delay": 0.2})
+        streamed = on_a.responses.create(model="claude", input="one two three four", background=True, stream=True)
+        first = next(iter(streamed))
+        events = list(on_b.responses.retrieve(first.response.id, stream=True, starting_after=0))
+        assert events[0].sequence_number == 1 and events[-1].type == "response.completed"
+        assert events[-1].response.output_text == "Echo (turns=1): one two three four"
+        streamed.close()
