@@ -317,3 +317,25 @@ def test_input_tokens_count(client: OpenAI, upstream: FakeServer) -> None:
     assert upstream.requests()[-1]["path"] == "/v1/responses/input_tokens"
     with pytest.raises(openai.BadRequestError):
         client.responses.input_tokens.count(input="no model")
+
+
+def test_entries_with_one_model_name_form_a_group(
+    openai_fake: FakeServer, openai_fake_b: FakeServer, tmp_path: Path
+) -> None:
+    openai_fake.reset()
+    openai_fake_b.reset()
+    group = [{"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k", "api_base": f.url}}
+             for f in (openai_fake, openai_fake_b)]  # fmt: skip
+    with start_proxy("--config", str(write_config({"model_list": group}, tmp_path))) as proxy:
+        client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+        first = None
+        for _ in range(16):
+            first = client.responses.create(model="gpt", input="spread")
+        assert len(openai_fake.requests()) > 0 and len(openai_fake_b.requests()) > 0
+        assert [m.id for m in client.models.list()] == ["gpt"]
+        # a continuation goes where the upstream holds the previous response
+        before = (len(openai_fake.requests()), len(openai_fake_b.requests()))
+        client.responses.create(model="gpt", input="next", previous_response_id=first.id)
+        after = (len(openai_fake.requests()), len(openai_fake_b.requests()))
+        went = openai_fake if after[0] > before[0] else openai_fake_b
+        assert went.requests()[-1]["body"].get("previous_response_id")  # native continuation, no replay
