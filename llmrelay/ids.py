@@ -8,7 +8,3 @@ import secrets
 def new_id(prefix: str) -> str:
     """`resp_` + 50 hex digits, the same length OpenAI's own ids have (and `msg_`, `fc_`, ...)."""
     return f"{prefix}_{secrets.token_hex(25)}"
-
-
-def is_response_id(value: object) -> bool:
-    return isinstance(value, str) and value.startswith("resp_") and 5 < len(value) <= 128
