@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from .config import ConfigError, load_config, parse_config
 
@@ -59,15 +61,61 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(config.general_settings.graceful_shutdown_timeout),
         access_log=False,
     )
-    server = uvicorn.Server(server_config)
     sock = _listen(args.host, args.port)
-    if args.workers > 1:
+    if args.workers > 1 and hasattr(os, "fork"):
+        _prefork(server_config, sock, args.workers)
+    elif args.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
         Multiprocess(server_config, sockets=[sock]).run()
     else:
-        server.run(sockets=[sock])
+        uvicorn.Server(server_config).run(sockets=[sock])
     return 0
+
+
+def _prefork(server_config: Any, sock: socket.socket, workers: int) -> None:
+    """Workers forked from one process that imported the app once: each starts in
+    milliseconds instead of re-importing everything (uvicorn's workers are spawned). A worker
+    that dies is replaced; SIGTERM / SIGINT go to every worker, which drain and exit."""
+    import uvicorn
+
+    import llmrelay.proxy.app  # noqa: F401  # the heavy imports, done once, inherited by every worker
+
+    children: set[int] = set()
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: uvicorn installs its own handlers and re-raises into these
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: None)
+            code = 0
+            try:
+                uvicorn.Server(server_config).run(sockets=[sock])
+            except BaseException:
+                code = 1
+            os._exit(code)
+        children.add(pid)
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    for _ in range(workers):
+        spawn()
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            spawn()
 
 
 def _listen(host: str, port: int) -> socket.socket:

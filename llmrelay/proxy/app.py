@@ -6,6 +6,7 @@ Every route is served with and without the `/v1` prefix.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import os
@@ -261,6 +262,9 @@ def create_app(config: Config, relay: Relay | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.relay.store.ping()  # opens the store and creates or migrates its schema
+        # Everything alive now lives as long as the process: keep it out of every GC pass.
+        gc.collect()
+        gc.freeze()
         yield
         await proxy.relay.aclose()
 
