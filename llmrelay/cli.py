@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=args.log_level,
+        log_level="debug" if config.litellm_settings.set_verbose else args.log_level,
         timeout_graceful_shutdown=int(config.general_settings.graceful_shutdown_timeout),
         access_log=False,
     )
