@@ -28,6 +28,7 @@ from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
+from . import keys
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
@@ -53,21 +54,27 @@ class Proxy:
 
     # -- request plumbing --------------------------------------------------------------------
 
-    def owner(self, request: HTTPConnection) -> str | None:
-        """Check the caller's key; the owner its records are scoped to (None: the master key)."""
-        if self._master is None:
-            return None
+    async def owner(self, request: HTTPConnection) -> str | None:
+        """Check the caller's key and return the owner its records are scoped to: None for
+        the master key (or an open proxy), the key's own id for a virtual key."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
             token = request.headers.get("api-key") or request.headers.get("x-api-key") or ""
-        if not hmac.compare_digest(token.strip().encode(), self._master):
-            raise errors.status_error(
-                401,
-                "Invalid or missing API key. Send 'Authorization: Bearer <key>'.",
-                code="invalid_api_key",
-            )
-        return None
+        token = token.strip()
+        if self._master is not None and hmac.compare_digest(token.encode(), self._master):
+            return None
+        if token.startswith(keys.PREFIX) and (owner := await self.relay.store.key_owner(keys.digest(token))):
+            return owner
+        if self._master is None:
+            return None
+        raise errors.status_error(
+            401, "Invalid or missing API key. Send 'Authorization: Bearer <key>'.", code="invalid_api_key"
+        )
+
+    async def _master_only(self, request: Request) -> None:
+        if self._master is None or await self.owner(request) is not None:
+            raise errors.status_error(403, "Only the master key manages keys.", type="permission_error")
 
     async def json_body(self, request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
@@ -102,7 +109,7 @@ class Proxy:
     # -- routes ------------------------------------------------------------------------------
 
     async def create_response(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         body = await self.json_body(request)
         self.refuse_call_options(body)
         dropped: list[str] = []
@@ -119,19 +126,19 @@ class Proxy:
         return response
 
     async def compact(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         body = await self.json_body(request)
         self.refuse_call_options(body)
         return _json(await self.relay.compact(body, owner=owner))
 
     async def count_input_tokens(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         body = await self.json_body(request)
         self.refuse_call_options(body)
         return _json(await self.relay.count_input_tokens(body, owner=owner))
 
     async def retrieve_response(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         response_id = request.path_params["response_id"]
         if request.query_params.get("stream") in ("true", "1"):
             after = request.query_params.get("starting_after")
@@ -146,15 +153,15 @@ class Proxy:
         return _json(await self.relay.retrieve(response_id, owner=owner))
 
     async def delete_response(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         return _json(await self.relay.delete(request.path_params["response_id"], owner=owner))
 
     async def cancel_response(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         return _json(await self.relay.cancel(request.path_params["response_id"], owner=owner))
 
     async def input_items(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         q = request.query_params
         limit = q.get("limit", "20")
         if not limit.isdigit():
@@ -172,13 +179,13 @@ class Proxy:
     # -- conversations -----------------------------------------------------------------------
 
     async def create_conversation(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         body = await self.json_body(request) if await _has_body(request) else {}
         return _json(await self.relay.conversations.create(items_=body.get("items"), metadata=body.get("metadata"),
                                                            owner=owner))  # fmt: skip
 
     async def conversation(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         cid = request.path_params["conversation_id"]
         convs = self.relay.conversations
         if request.method == "GET":
@@ -189,7 +196,7 @@ class Proxy:
         return _json(await convs.update(cid, metadata=body.get("metadata"), owner=owner))
 
     async def conversation_items(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         cid = request.path_params["conversation_id"]
         if request.method == "POST":
             body = await self.json_body(request)
@@ -204,17 +211,27 @@ class Proxy:
         return _json(page)
 
     async def conversation_item(self, request: Request) -> Response:
-        owner = self.owner(request)
+        owner = await self.owner(request)
         cid, item_id = request.path_params["conversation_id"], request.path_params["item_id"]
         if request.method == "DELETE":
             return _json(await self.relay.conversations.delete_item(cid, item_id, owner=owner))
         return _json(await self.relay.conversations.get_item(cid, item_id, owner=owner))
 
+    async def generate_key(self, request: Request) -> Response:
+        await self._master_only(request)
+        body = await self.json_body(request) if await _has_body(request) else {}
+        return _json(await keys.generate(self.relay.store, body.get("key_alias")))
+
+    async def delete_keys(self, request: Request) -> Response:
+        await self._master_only(request)
+        body = await self.json_body(request)
+        return _json(await keys.delete(self.relay.store, body.get("keys")))
+
     async def socket(self, ws: WebSocket) -> None:
         await responses_socket(ws, self)
 
     async def models(self, request: Request) -> Response:
-        self.owner(request)
+        await self.owner(request)
         names = self.relay.router.names() if self.relay.router else []
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return _json({"object": "list", "data": data})
@@ -250,6 +267,8 @@ class Proxy:
         ]
         routes += [WebSocketRoute(prefix + "/responses", self.socket) for prefix in ("/v1", "")]
         routes += [
+            Route("/key/generate", _guard(self.generate_key), methods=["POST"]),
+            Route("/key/delete", _guard(self.delete_keys), methods=["POST"]),
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
         ]

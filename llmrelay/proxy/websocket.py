@@ -26,7 +26,7 @@ POLICY_VIOLATION = 1008
 
 async def responses_socket(ws: WebSocket, proxy: Proxy) -> None:
     try:
-        owner = proxy.owner(ws)
+        owner = await proxy.owner(ws)
     except openai.APIStatusError:
         await ws.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
         return

@@ -96,6 +96,13 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         """True when something was deleted."""
 
+    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
+        """A virtual API key (stored as its hash) and the owner its records belong to."""
+
+    async def key_owner(self, key_hash: str) -> str | None: ...
+
+    async def delete_key(self, key_hash: str) -> bool: ...
+
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """Deliver messages other instances publish to `callback`; False when the store has
         no such channel (then jobs fall back to reading their status now and then)."""

@@ -13,6 +13,7 @@ class MemoryStore:
         self._records: dict[str, StoredResponse] = {}
         self._events: dict[str, list[Event]] = {}
         self._conversations: dict[str, Conversation] = {}
+        self._keys: dict[str, str] = {}
 
     async def put(self, record: StoredResponse) -> None:
         self._records[record.id] = copy.deepcopy(record)
@@ -73,6 +74,15 @@ class MemoryStore:
             return False
         conv.items = (conv.items if append else []) + copy.deepcopy(items)
         return True
+
+    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
+        self._keys[key_hash] = owner
+
+    async def key_owner(self, key_hash: str) -> str | None:
+        return self._keys.get(key_hash)
+
+    async def delete_key(self, key_hash: str) -> bool:
+        return self._keys.pop(key_hash, None) is not None
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel

@@ -7,6 +7,7 @@ belong to one event loop, so there is one pool per loop that uses the store.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ import orjson
 from .base import Conversation, Event, Json, StoredResponse
 
 CHANNEL = "llmrelay"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS llmrelay_responses (
@@ -46,6 +47,14 @@ _MIGRATIONS = {
         created_at BIGINT NOT NULL,
         metadata JSONB NOT NULL,
         items JSONB NOT NULL
+    );
+    """,
+    3: """
+    CREATE TABLE IF NOT EXISTS llmrelay_api_keys (
+        key_hash TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        alias TEXT,
+        created_at BIGINT NOT NULL
     );
     """,
 }
@@ -202,6 +211,24 @@ class PostgresStore:
         if status.endswith(" 1"):
             await pool.execute("DELETE FROM llmrelay_response_events WHERE response_id = $1", response_id)
         return status.endswith(" 1")
+
+    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
+        pool = await self._pool()
+        await pool.execute(
+            "INSERT INTO llmrelay_api_keys (key_hash, owner, alias, created_at) VALUES ($1, $2, $3, $4)",
+            key_hash,
+            owner,
+            alias,
+            int(time.time()),
+        )
+
+    async def key_owner(self, key_hash: str) -> str | None:
+        pool = await self._pool()
+        return await pool.fetchval("SELECT owner FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)
+
+    async def delete_key(self, key_hash: str) -> bool:
+        pool = await self._pool()
+        return (await pool.execute("DELETE FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)).endswith(" 1")
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """LISTEN on one dedicated connection (per loop) for the other instances' NOTIFYs."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,14 @@ _MIGRATIONS = [
         created_at INTEGER NOT NULL,
         metadata BLOB NOT NULL,
         items BLOB NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS api_keys (
+        key_hash TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        alias TEXT,
+        created_at INTEGER NOT NULL
     );
     """,
 ]
@@ -169,6 +178,19 @@ class SQLiteStore:
             finally:
                 db.execute("COMMIT")
         return row is not None
+
+    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
+        self._run(
+            "INSERT INTO api_keys (key_hash, owner, alias, created_at) VALUES (?, ?, ?, ?)",
+            (key_hash, owner, alias, int(time.time())),
+        )
+
+    async def key_owner(self, key_hash: str) -> str | None:
+        row = self._run("SELECT owner FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        return row[0] if row else None
+
+    async def delete_key(self, key_hash: str) -> bool:
+        return self._run("DELETE FROM api_keys WHERE key_hash = ?", (key_hash,)).rowcount > 0
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel
