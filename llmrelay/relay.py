@@ -270,12 +270,7 @@ class Relay:
     async def fetch(self, req: HttpRequest, adapter: Adapter, *, timeout: float | None, retries: int) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
         resp = await self.http.send(req, timeout=timeout, retries=retries)
-        try:
-            body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise upstream_failure(exc) from exc
-        finally:
-            resp.release()
+        body = await _read(resp)
         if resp.status >= 400:
             raise adapter.parse_error(resp.status, body, resp.headers)
         return body
@@ -287,13 +282,7 @@ class Relay:
         resp = await self.http.send(adapter.build_request(call), timeout=call.timeout, retries=call.retries)
         if resp.status < 400:
             return resp
-        try:
-            body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise upstream_failure(exc) from exc
-        finally:
-            resp.release()
-        err = adapter.parse_error(resp.status, body, resp.headers)
+        err = adapter.parse_error(resp.status, await _read(resp), resp.headers)
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
@@ -311,13 +300,7 @@ class Relay:
     async def _send(self, call: Call) -> tuple[Json, str | None]:
         adapter = self.adapter(call.deployment)
         resp = await self._open(call, adapter, stream=False)
-        try:
-            body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise upstream_failure(exc) from exc
-        finally:
-            resp.release()
-        return adapter.parse_response(body, call)
+        return adapter.parse_response(await _read(resp), call)
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
@@ -445,9 +428,7 @@ class Relay:
             req.url += f"?stream=true&starting_after={after}"
             resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
             if resp.status >= 400:
-                body = await resp.read()
-                resp.release()
-                raise self._native.parse_error(resp.status, body, resp.headers)
+                raise self._native.parse_error(resp.status, await _read(resp), resp.headers)
             return self._relay_stream(call, self._native, resp)
         return self.jobs.follow(record, after)
 
@@ -530,6 +511,16 @@ class Relay:
         await self.jobs.aclose()
         await self.http.close()
         await self.store.close()
+
+
+async def _read(resp: aiohttp.ClientResponse) -> bytes:
+    """A whole upstream body; the connection goes back to the pool either way."""
+    try:
+        return await resp.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise upstream_failure(exc) from exc
+    finally:
+        resp.release()
 
 
 def _seconds(timeout: Any) -> float | None:
