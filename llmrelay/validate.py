@@ -12,7 +12,8 @@ from openai.types.responses.response_create_params import ResponseCreateParamsBa
 
 from . import errors
 
-KNOWN_FIELDS = frozenset(ResponseCreateParamsBase.__annotations__) | {"stream"}
+# `client_metadata`: what clients such as Codex say about themselves over the WebSocket mode.
+KNOWN_FIELDS = frozenset(ResponseCreateParamsBase.__annotations__) | {"stream", "client_metadata"}
 
 # llmrelay's own per-call options: never sent upstream as body fields.
 CALL_OPTIONS = frozenset(

@@ -15,7 +15,7 @@ from .. import errors
 # Fields the core honours for every provider: routing, storage, chaining, streaming, background.
 CORE_FIELDS = frozenset(
     {"model", "input", "instructions", "stream", "store", "metadata", "previous_response_id", "stream_options",
-     "background", "conversation"}
+     "background", "conversation", "client_metadata"}
 )  # fmt: skip
 
 

@@ -40,7 +40,9 @@ def until_done(conn) -> list:
 def test_responses_over_a_websocket(proxy: ProxyProcess, model: str) -> None:
     client = OpenAI(base_url=proxy.url, api_key="sk-master", max_retries=0)
     with client.responses.connect() as conn:
-        conn.send({"type": "response.create", "model": model, "input": "hello", "store": False})
+        # Codex sends client_metadata with every frame
+        conn.send({"type": "response.create", "model": model, "input": "hello", "store": False,
+                   "client_metadata": {"originator": "codex_exec"}})  # fmt: skip
         first = until_done(conn)
         assert first[0].type == "response.created" and first[-1].type == "response.completed"
         assert [e.sequence_number for e in first] == list(range(len(first)))
