@@ -20,6 +20,7 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
+from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
 from .providers.chat import Chat
@@ -163,9 +164,11 @@ class Relay:
                 )
         dep = self._deployment(params["model"], opts, prefer=previous.deployment if previous else None)
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
+        namespaces: dict[str, tuple[str, str]] = {}
         if mock is None and dep.provider.api != "mock":
             require_key(dep)
             if support := getattr(self.adapter(dep), "support", None):
+                namespaces = convert.flatten_namespaces(params)
                 drop = _first_bool(opts.get("drop_params"), dep.extra.get("drop_params"), self.drop_params)
                 if names := strip_unsupported(params, support, drop=drop):
                     log.warning("dropped %s: not supported by provider %r", ", ".join(names), support.provider)
@@ -185,6 +188,7 @@ class Relay:
             extra_body=dict(opts.get("extra_body") or {}),
             extra_query=dict(opts.get("extra_query") or {}),
             memory=memory,
+            namespaces=namespaces,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:

@@ -197,7 +197,7 @@ def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
             else:
                 push("assistant" if role == "assistant" else "user", [_block(p) for p in convert.parts(item)])
         elif kind == "function_call":
-            tool_use = {"type": "tool_use", "id": item["call_id"], "name": item["name"],
+            tool_use = {"type": "tool_use", "id": item["call_id"], "name": convert.tool_name(item),
                         "input": convert.arguments(item.get("arguments"), NAME)}  # fmt: skip
             push("assistant", [tool_use])
         elif kind == "function_call_output":

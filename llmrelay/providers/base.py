@@ -41,6 +41,7 @@ class Call:
     conversation_id: str | None = None  # a conversation in llmrelay's store this turn belongs to
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
+    namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
 
     @property
     def stream(self) -> bool:

@@ -125,8 +125,8 @@ def _messages(history: list[Json]) -> list[Json]:
             role = item.get("role", "user")
             messages.append({"role": "system" if role == "developer" else role, "content": _content(item)})
         elif kind == "function_call":
-            call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"}}  # fmt: skip
+            function = {"name": convert.tool_name(item), "arguments": item.get("arguments") or "{}"}
+            call = {"id": item["call_id"], "type": "function", "function": function}
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)

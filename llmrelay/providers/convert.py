@@ -20,6 +20,33 @@ def conversation(call: Call) -> list[Json]:
     return call.context + items.as_items(call.params.get("input") or [])
 
 
+NAMESPACE_SEP = "__"
+
+
+def flatten_namespaces(params: Json) -> dict[str, tuple[str, str]]:
+    """`namespace` tools (groups of function tools, as Codex sends them) as plain function tools
+    named `<namespace>__<name>`, for providers without namespaces; returns flat name -> both."""
+    flat: dict[str, tuple[str, str]] = {}
+    tools: list[Json] = []
+    for tool in params.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            for inner in tool.get("tools") or []:
+                name = f"{tool['name']}{NAMESPACE_SEP}{inner.get('name', '')}"
+                flat[name] = (tool["name"], inner.get("name", ""))
+                tools.append({**inner, "name": name})
+        else:
+            tools.append(tool)
+    if flat:
+        params["tools"] = tools
+    return flat
+
+
+def tool_name(item: Json) -> str:
+    """A function_call's name as a provider without namespaces knows it."""
+    ns = item.get("namespace")
+    return f"{ns}{NAMESPACE_SEP}{item['name']}" if ns else str(item["name"])
+
+
 def data_url(url: str) -> tuple[str, str] | None:
     """("image/png", base64 data) for a data: URL, else None."""
     m = _DATA_URL.match(url)

@@ -185,8 +185,8 @@ def _contents(history: list[Json], size: tuple[int, int] | None = None) -> tuple
             for part in convert.parts(item):
                 push("model" if role == "assistant" else "user", _part(part))
         elif kind == "function_call":
-            names[item["call_id"]] = item["name"]
-            call = {"name": item["name"], "args": convert.arguments(item.get("arguments"), NAME)}
+            names[item["call_id"]] = convert.tool_name(item)
+            call = {"name": convert.tool_name(item), "args": convert.arguments(item.get("arguments"), NAME)}
             push("model", {"functionCall": _with_id(call, item["call_id"])})
         elif kind == "function_call_output":
             name = names.get(item["call_id"], item.get("name") or item["call_id"])

@@ -14,7 +14,7 @@ Json = dict[str, Any]
 
 class BuilderTranslator:
     def __init__(self, call: Call) -> None:
-        self.builder = ResponseBuilder(response_skeleton(call), call.new_id)
+        self.builder = ResponseBuilder(response_skeleton(call), call.new_id, call.namespaces)
         self.response: Json | None = None
         self.upstream_id: str | None = None  # translated upstreams keep no state llmrelay uses
         self._started = False

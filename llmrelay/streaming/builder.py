@@ -29,8 +29,11 @@ class _Open:
 
 
 class ResponseBuilder:
-    def __init__(self, response: Json, new_id: Callable[[str], str]):
+    def __init__(
+        self, response: Json, new_id: Callable[[str], str], namespaces: dict[str, tuple[str, str]] | None = None
+    ):
         self.response = response
+        self._namespaces = namespaces or {}
         self.response.setdefault("output", [])
         self.response["status"] = "in_progress"
         self._new_id = new_id
@@ -122,6 +125,8 @@ class ResponseBuilder:
         events = self._close()
         item = {"id": self._new_id("fc"), "type": "function_call", "status": "in_progress",
                 "arguments": "", "call_id": call_id, "name": name}  # fmt: skip
+        if name in self._namespaces:  # a tool that was flattened out of a namespace
+            item["namespace"], item["name"] = self._namespaces[name]
         events += self._add("function_call", item)
         return events
 

@@ -195,3 +195,16 @@ async def test_count_input_tokens_uses_the_providers_counter(target: Target, rel
     assert small.object == "response.input_tokens" and 0 < small.input_tokens < big.input_tokens
     path = target.fake.requests()[-1]["path"]
     assert path.endswith(("/messages/count_tokens", ":countTokens"))
+
+
+async def test_namespace_tools_are_flattened_and_restored(sdk: SDK, target: Target) -> None:
+    # Codex groups tools in namespaces; providers without them see "<namespace>__<name>".
+    namespace = {"type": "namespace", "name": "crm", "description": "CRM tools", "tools": [TOOL]}
+    r = await sdk.create(**target.params(), input="find Ada", tools=[namespace])
+    call = r.output[-1]
+    assert call.type == "function_call" and call.name == "lookup" and call.namespace == "crm"
+    sent = json.dumps(target.fake.requests()[-1]["body"])
+    assert "crm__lookup" in sent
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "found"}
+    done = await sdk.create(**target.params(), input=[output], tools=[namespace], previous_response_id=r.id)
+    assert done.output_text == "Echo (turns=1): tool said found"
