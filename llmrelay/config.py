@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -70,7 +70,7 @@ class LitellmSettings(_Section):
 
 
 class RouterSettings(_Section):
-    routing_strategy: str = "simple-shuffle"
+    routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
 

@@ -44,3 +44,16 @@ def test_provider_without_default_base_needs_one(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
     with pytest.raises(llmrelay.BadRequestError, match="HOSTED_VLLM_API_BASE"):
         make_deployment("hosted_vllm/llama")
+
+
+def test_config_refuses_what_it_cannot_honour() -> None:
+    from llmrelay.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"router_settings.routing_strategy"):
+        parse_config({"model_list": [], "router_settings": {"routing_strategy": "least-busy"}})
+    with pytest.raises(ConfigError, match=r"general_settings.alerting: unknown key"):
+        parse_config({"model_list": [], "general_settings": {"alerting": ["slack"]}})
+    entry = {"model_name": "a", "model_info": {"max_input_tokens": 100},
+             "litellm_params": {"model": "anthropic/claude", "api_key": "k", "drop_params": True}}  # fmt: skip
+    (dep,) = parse_config({"model_list": [entry]}).deployments()
+    assert dep.extra == {"max_input_tokens": 100, "drop_params": True}
