@@ -507,10 +507,6 @@ class Relay:
         await self._put(record)
         return record
 
-    def remember(self, dep: Deployment) -> None:
-        """Make a deployment known for background GET/cancel (e.g. after a restart)."""
-        self._deployments[dep.id] = dep
-
     async def aclose(self) -> None:
         await self.jobs.aclose()
         await self.http.close()
