@@ -157,10 +157,9 @@ class Jobs:
                 if job.done:
                     return
                 await job.changed.wait()
-        last = after
         wakeup = self._wakeups.setdefault(record.id, asyncio.Event()) if await self._subscribe() else None
         try:
-            async for event in self._follow_store(record, last, wakeup):
+            async for event in self._follow_store(record, after, wakeup):
                 yield event
         finally:
             self._wakeups.pop(record.id, None)

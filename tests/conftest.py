@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +10,6 @@ import pytest
 import llmrelay
 from llmrelay import Relay
 from tests.fakes.process import FakeServer, start_fake
-
-IN_CI = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="session")
