@@ -74,8 +74,8 @@ class Jobs:
     def running(self, response_id: str) -> bool:
         return response_id in self._jobs
 
-    async def start(self, call: Call, events: Callable[[], AsyncIterator[StreamEvent]]) -> dict:
-        """Store the queued record, run `events()` as a task, return the queued Response."""
+    async def start(self, call: Call, events: Callable[[], AsyncIterator[StreamEvent]]) -> StoredResponse:
+        """Store the queued record, run `events()` as a task, return the queued record."""
         queued = response_skeleton(call) | {"status": "queued", "background": True}
         record = StoredResponse(
             id=call.id,
@@ -94,7 +94,7 @@ class Jobs:
         job.task = asyncio.get_running_loop().create_task(self._run(job, record, events))
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        return queued
+        return record
 
     async def _run(self, job: _Job, record: StoredResponse, events: Callable[[], AsyncIterator[StreamEvent]]) -> None:
         store = self.relay.store

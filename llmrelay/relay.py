@@ -83,7 +83,7 @@ class Relay:
         `drop_params` are appended to `dropped`."""
         call, mock = await self._prepare(params, owner, dropped)
         if self._runs_in_background(call, mock):
-            return await self.jobs.start(call, self._job_events(call, mock))
+            return (await self.jobs.start(call, self._job_events(call, mock))).response
         if mock is not None:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
@@ -105,8 +105,7 @@ class Relay:
         keeps store=false responses (a WebSocket connection's) so they can be continued."""
         call, mock = await self._prepare(params, owner, dropped, memory)
         if self._runs_in_background(call, mock):
-            await self.jobs.start(call, self._job_events(call, mock))
-            record = await self._record(call.id, owner)
+            record = await self.jobs.start(call, self._job_events(call, mock))
             return self.jobs.follow(record, after=-1)
         if mock is not None:
             return self._mock_stream(call, mock)
