@@ -7,7 +7,6 @@ Every route is served with and without the `/v1` prefix.
 from __future__ import annotations
 
 import gc
-import hmac
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,13 +21,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .. import errors, validate
+from .. import errors
 from ..config import Config, load_config, parse_config
 from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 from . import keys
+from .auth import Auth, refuse_call_options
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
@@ -48,32 +48,16 @@ class Proxy:
             timeout=config.timeout,
             drop_params=config.litellm_settings.drop_params,
         )
-        key = config.general_settings.master_key
-        self._master = key.encode() if key else None
+        self.auth = Auth(config.general_settings.master_key, self.relay.store)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
 
     # -- request plumbing --------------------------------------------------------------------
 
     async def owner(self, request: HTTPConnection) -> str | None:
-        """Check the caller's key and return the owner its records are scoped to: None for
-        the master key (or an open proxy), the key's own id for a virtual key."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer":
-            token = request.headers.get("api-key") or request.headers.get("x-api-key") or ""
-        token = token.strip()
-        if self._master is not None and hmac.compare_digest(token.encode(), self._master):
-            return None
-        if token.startswith(keys.PREFIX) and (owner := await self.relay.store.key_owner(keys.digest(token))):
-            return owner
-        if self._master is None:
-            return None
-        raise errors.status_error(
-            401, "Invalid or missing API key. Send 'Authorization: Bearer <key>'.", code="invalid_api_key"
-        )
+        return await self.auth.owner(request)
 
     async def _master_only(self, request: Request) -> None:
-        if self._master is None or await self.owner(request) is not None:
+        if self.auth.open or await self.owner(request) is not None:
             raise errors.status_error(403, "Only the master key manages keys.", type="permission_error")
 
     async def json_body(self, request: Request) -> dict[str, Any]:
@@ -96,22 +80,12 @@ class Proxy:
             raise errors.bad_request("The request body must be a JSON object.", code="invalid_json")
         return body
 
-    @staticmethod
-    def refuse_call_options(body: dict[str, Any]) -> None:
-        # Per-call upstream options are the SDK's; through the proxy they would let a client
-        # point the server's keys at any URL.
-        for key in body:
-            if key in validate.CALL_OPTIONS:
-                raise errors.bad_request(
-                    f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter"
-                )
-
     # -- routes ------------------------------------------------------------------------------
 
     async def create_response(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
-        self.refuse_call_options(body)
+        refuse_call_options(body)
         dropped: list[str] = []
         headers = {}
         if body.get("stream") is True:
@@ -128,13 +102,13 @@ class Proxy:
     async def compact(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
-        self.refuse_call_options(body)
+        refuse_call_options(body)
         return _json(await self.relay.compact(body, owner=owner))
 
     async def count_input_tokens(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
-        self.refuse_call_options(body)
+        refuse_call_options(body)
         return _json(await self.relay.count_input_tokens(body, owner=owner))
 
     async def retrieve_response(self, request: Request) -> Response:
@@ -228,7 +202,7 @@ class Proxy:
         return _json(await keys.delete(self.relay.store, body.get("keys")))
 
     async def socket(self, ws: WebSocket) -> None:
-        await responses_socket(ws, self)
+        await responses_socket(ws, self.relay, self.auth)
 
     async def models(self, request: Request) -> Response:
         await self.owner(request)

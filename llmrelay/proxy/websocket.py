@@ -8,25 +8,24 @@ failed continuation evicts the response it continued.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import openai
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import errors
+from ..relay import Relay
 from ..store.base import StoredResponse
-
-if TYPE_CHECKING:
-    from .app import Proxy
+from .auth import Auth, refuse_call_options
 
 log = logging.getLogger("llmrelay.proxy")
 POLICY_VIOLATION = 1008
 
 
-async def responses_socket(ws: WebSocket, proxy: Proxy) -> None:
+async def responses_socket(ws: WebSocket, relay: Relay, auth: Auth) -> None:
     try:
-        owner = await proxy.owner(ws)
+        owner = await auth.owner(ws)
     except openai.APIStatusError:
         await ws.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
         return
@@ -34,13 +33,13 @@ async def responses_socket(ws: WebSocket, proxy: Proxy) -> None:
     memory: dict[str, StoredResponse] = {}
     try:
         while True:
-            await _serve_one(ws, proxy, owner, memory, await ws.receive_text())
+            await _serve_one(ws, relay, owner, memory, await ws.receive_text())
     except WebSocketDisconnect:
         return
 
 
 async def _serve_one(
-    ws: WebSocket, proxy: Proxy, owner: str | None, memory: dict[str, StoredResponse], text: str
+    ws: WebSocket, relay: Relay, owner: str | None, memory: dict[str, StoredResponse], text: str
 ) -> None:
     try:
         frame = orjson.loads(text)
@@ -58,8 +57,8 @@ async def _serve_one(
     previous = frame.get("previous_response_id")
     sent = 0
     try:
-        proxy.refuse_call_options(frame)
-        events = await proxy.relay.stream({**frame, "stream": True}, owner=owner, memory=memory)
+        refuse_call_options(frame)
+        events = await relay.stream({**frame, "stream": True}, owner=owner, memory=memory)
         async for event in events:
             data: dict[str, Any] = event.data
             if event.type == "error" and "error" not in data:  # the SSE grammar's error, in WS shape
