@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -28,6 +29,9 @@ class ProviderSpec:
     auth: Auth = "bearer"
     key_required: bool = True
     headers: tuple[tuple[str, str], ...] = ()
+    # Appended to a base URL that names no API version ("http://host", as google-genai's
+    # base_url takes it); a base that ends in one ("/v1beta", "/v1") is used as is.
+    version_path: str | None = None
 
 
 _P = ProviderSpec
@@ -41,7 +45,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _P("hosted_vllm", "responses", None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",), key_required=False),
         _P("ollama", "responses", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
         _P("anthropic", "anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"), auth="x-api-key", headers=(("anthropic-version", "2023-06-01"),)),
-        _P("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("GEMINI_API_BASE",), auth="x-goog-api-key"),
+        _P("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("GEMINI_API_BASE",), auth="x-goog-api-key", version_path="v1beta"),
         _P("groq", "chat", "https://api.groq.com/openai/v1", ("GROQ_API_KEY",), ("GROQ_API_BASE",)),
         _P("mistral", "chat", "https://api.mistral.ai/v1", ("MISTRAL_API_KEY",), ("MISTRAL_API_BASE",)),
         _P("deepseek", "chat", "https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",)),
@@ -116,6 +120,9 @@ def split_model(model: str) -> tuple[ProviderSpec, str]:
     return spec, rest
 
 
+_VERSION = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
+
+
 def _env(names: tuple[str, ...]) -> str | None:
     for name in names:
         if value := os.environ.get(name):
@@ -153,6 +160,8 @@ def make_deployment(
     if spec.name == "azure":
         api_version = api_version or os.environ.get("AZURE_API_VERSION")
     base = base.rstrip("/")
+    if spec.version_path and not _VERSION.search(base):
+        base += "/" + spec.version_path
     # Keys and bases are part of the identity: a response stored upstream lives in one
     # account, so only the same account may continue it natively.
     ident = "\0".join((spec.name, spec.api, upstream_model, base, key or "", api_version or ""))

@@ -208,3 +208,13 @@ async def test_namespace_tools_are_flattened_and_restored(sdk: SDK, target: Targ
     output = {"type": "function_call_output", "call_id": call.call_id, "output": "found"}
     done = await sdk.create(**target.params(), input=[output], tools=[namespace], previous_response_id=r.id)
     assert done.output_text == "Echo (turns=1): tool said found"
+
+
+@pytest.mark.parametrize("path", ["", "/", "/v1beta"])
+async def test_gemini_api_base_with_or_without_the_version_path(sdk: SDK, gemini_fake: FakeServer, path: str) -> None:
+    gemini_fake.reset()
+    base = gemini_fake.root + path  # "http://host", as google-genai's base_url takes it, or ".../v1beta"
+    r = await sdk.create(model="gemini/gemini-2.5-flash", api_key="test-key", api_base=base, input="hi")
+    assert r.output_text == "Echo (turns=1): hi"
+    (req,) = gemini_fake.requests()
+    assert req["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"

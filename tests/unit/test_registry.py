@@ -57,3 +57,22 @@ def test_config_refuses_what_it_cannot_honour() -> None:
              "litellm_params": {"model": "anthropic/claude", "api_key": "k", "drop_params": True}}  # fmt: skip
     (dep,) = parse_config({"model_list": [entry]}).deployments()
     assert dep.extra == {"max_input_tokens": 100, "drop_params": True}
+
+
+@pytest.mark.parametrize(
+    ("base", "used"),
+    [
+        ("http://g.test", "http://g.test/v1beta"),
+        ("http://g.test/", "http://g.test/v1beta"),
+        ("http://g.test/gateway", "http://g.test/gateway/v1beta"),
+        ("http://g.test/v1beta", "http://g.test/v1beta"),
+        ("http://g.test/v1beta/", "http://g.test/v1beta"),
+        ("http://g.test/v1", "http://g.test/v1"),
+        ("http://g.test/v1alpha", "http://g.test/v1alpha"),
+    ],
+)
+def test_gemini_base_with_or_without_its_version_path(base: str, used: str) -> None:
+    dep = make_deployment("gemini/gemini-2.5-flash", api_base=base, api_key="k")
+    assert dep.api_base == used
+    # other providers take their base as given
+    assert make_deployment("openai/gpt-4o", api_base=base, api_key="k").api_base == base.rstrip("/")
