@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -27,7 +28,7 @@ from .providers.chat import Chat
 from .providers.gemini import Gemini
 from .providers.mock import echo_text, mock_events
 from .providers.openai import OpenAIResponses
-from .providers.registry import Deployment, make_deployment, require_key
+from .providers.registry import Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
@@ -225,7 +226,7 @@ class Relay:
                 )
             return dep
         dep = make_deployment(
-            model,
+            with_provider(model, opts.get("custom_llm_provider")),
             api_key=opts.get("api_key"),
             api_base=opts.get("api_base") or opts.get("base_url"),
             api_version=opts.get("api_version"),
@@ -406,15 +407,24 @@ class Relay:
             raise errors.not_found(f"No response found with id '{response_id}'.", param="response_id")
         return record
 
-    async def retrieve(self, response_id: str, *, owner: str | None = None) -> Json:
+    async def retrieve(self, response_id: str, *, owner: str | None = None, options: Json | None = None) -> Json:
+        """A stored response; one the upstream runs is refreshed from there first. `options`
+        are the SDK's per-call options (`api_key`, `api_base`, ...): they name the upstream for
+        a process that never saw the deployment which created the response."""
         record = await self._live_record(response_id, owner)
-        dep = self._deployments.get(record.deployment)
+        dep = self._upstream(record, options)
         if record.status in ACTIVE and record.upstream_id and dep is not None:
-            record = await self._refresh(record, dep, self._native.retrieve_request(dep, record.upstream_id))
+            req = self._native.retrieve_request(dep, record.upstream_id)
+            record = await self._refresh(record, dep, req, options)
         return record.response
 
     async def retrieve_stream(
-        self, response_id: str, *, starting_after: int | None = None, owner: str | None = None
+        self,
+        response_id: str,
+        *,
+        starting_after: int | None = None,
+        owner: str | None = None,
+        options: Json | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """`GET /v1/responses/{id}?stream=true&starting_after=N`: a background response's events
         after N (the original sequence numbers), then the live ones, to the terminal event."""
@@ -422,14 +432,15 @@ class Relay:
         if not record.background:
             raise errors.bad_request("Only background responses can be streamed again.", param="stream")
         after = -1 if starting_after is None else starting_after
-        dep = self._deployments.get(record.deployment)
+        dep = self._upstream(record, options)
         if record.upstream_id and dep is not None and record.lease_until is None:
             call = Call(id=record.id, params={"previous_response_id": record.previous_response_id, "stream": True},
                         deployment=dep, input_items=record.input_items, created_at=record.created_at,
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
             req.url += f"?stream=true&starting_after={after}"
-            resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
+            timeout, retries = self._with_options(req, dep, options)
+            resp = await self.http.send(req, timeout=timeout, retries=retries)
             if resp.status >= 400:
                 raise self._native.parse_error(resp.status, await _read(resp), resp.headers)
             return self._relay_stream(call, self._native, resp)
@@ -443,7 +454,7 @@ class Relay:
             await self.store.update_active(record)
         return record
 
-    async def cancel(self, response_id: str, *, owner: str | None = None) -> Json:
+    async def cancel(self, response_id: str, *, owner: str | None = None, options: Json | None = None) -> Json:
         record = await self._live_record(response_id, owner)
         if not record.background:
             raise errors.bad_request(
@@ -459,25 +470,26 @@ class Relay:
             if await self.store.update_active(record):
                 await self.jobs.cancelled(response_id)
                 return record.response
-            return await self.cancel(response_id, owner=owner)  # it finished meanwhile
-        dep = self._deployments.get(record.deployment)
+            return await self.cancel(response_id, owner=owner, options=options)  # it finished meanwhile
+        dep = self._upstream(record, options)
         if dep is None or not record.upstream_id:
             raise errors.bad_request(
                 "The upstream that runs this response is not known to this process; pass its api_key and api_base.",
                 param="response_id",
             )
-        record = await self._refresh(record, dep, self._native.cancel_request(dep, record.upstream_id))
+        record = await self._refresh(record, dep, self._native.cancel_request(dep, record.upstream_id), options)
         return record.response
 
-    async def delete(self, response_id: str, *, owner: str | None = None) -> Json:
+    async def delete(self, response_id: str, *, owner: str | None = None, options: Json | None = None) -> Json:
         record = await self._record(response_id, owner)
         await self.store.delete(response_id, owner)
-        dep = self._deployments.get(record.deployment)
+        dep = self._upstream(record, options)
         if record.upstream_id and dep is not None:
             # Best effort: the record is gone from llmrelay either way.
             req = self._native.delete_request(dep, record.upstream_id)
+            timeout, _ = self._with_options(req, dep, options)
             with contextlib.suppress(errors.APIConnectionError, errors.APITimeoutError):
-                (await self.http.send(req, timeout=10.0)).release()
+                (await self.http.send(req, timeout=timeout or 10.0)).release()
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
     async def input_items(
@@ -497,9 +509,28 @@ class Relay:
         record = await self._record(response_id, owner)
         return page_items(record.input_items, after=after, before=before, limit=limit, order=order)
 
-    async def _refresh(self, record: StoredResponse, dep: Deployment, req: HttpRequest) -> StoredResponse:
+    def _upstream(self, record: StoredResponse, options: Json | None) -> Deployment | None:
+        """The deployment that holds a stored response upstream: the one this process knows by
+        the record's id, with whatever the caller's options say about where it is."""
+        known = self._deployments.get(record.deployment)
+        return stored_deployment(known, str(record.response.get("model") or ""), options or {})
+
+    def _with_options(self, req: HttpRequest, dep: Deployment, options: Json | None) -> tuple[float | None, int]:
+        """Put the caller's extra_headers / extra_query on a request about a stored response;
+        return its timeout and retries."""
+        opts = options or {}
+        req.headers.update(opts.get("extra_headers") or {})
+        if query := opts.get("extra_query"):
+            req.url += ("&" if "?" in req.url else "?") + urlencode(query)
+        timeout = _seconds(opts.get("timeout")) or dep.timeout or self.timeout
+        return timeout, _first_int(opts.get("num_retries"), dep.max_retries, self.num_retries)
+
+    async def _refresh(
+        self, record: StoredResponse, dep: Deployment, req: HttpRequest, options: Json | None
+    ) -> StoredResponse:
         """Ask the upstream for the current state of a response it runs, and store it."""
-        response = orjson.loads(await self.fetch(req, self._native, timeout=self.timeout, retries=self.num_retries))
+        timeout, retries = self._with_options(req, dep, options)
+        response = orjson.loads(await self.fetch(req, self._native, timeout=timeout, retries=retries))
         response["id"] = record.id
         response["previous_response_id"] = record.previous_response_id
         record.response = response

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from openai import BaseModel, omit
 from openai._models import construct_type  # the openai client's own untyped-dict -> model path
@@ -106,7 +106,7 @@ async def aresponses(
 ) -> Response | AsyncResponseStream:
     """Create a response (`POST /v1/responses`). Takes every Responses field (`model`,
     `input`, `instructions`, `tools`, `previous_response_id`, ...) plus llmrelay's call
-    options: `api_key`, `api_base`, `api_version`, `timeout`, `num_retries`,
+    options: `api_key`, `api_base`, `api_version`, `custom_llm_provider`, `timeout`, `num_retries`,
     `extra_headers`, `extra_body`, `extra_query`, `mock_response`, `drop_params`.
 
     `text_format=SomePydanticModel` asks for that schema on any provider and returns a
@@ -163,48 +163,113 @@ def compact_responses(*, relay: Relay | None = None, **params: Any) -> Compacted
 # -- stored responses ------------------------------------------------------------------------
 
 
+class CallOptions(TypedDict, total=False):
+    """Per-call options of the functions on a stored response, as `responses()` takes them.
+    They say where its upstream is: a process that did not create a background response
+    knows the upstream only from these (the store keeps no key and no URL)."""
+
+    api_key: str
+    api_base: str
+    api_version: str
+    custom_llm_provider: str
+    timeout: float
+    extra_headers: dict[str, str]
+    extra_query: dict[str, str]
+    num_retries: int
+
+
+_OPTION_NAMES = frozenset(CallOptions.__annotations__)
+
+
+def _options(function: str, options: dict[str, Any]) -> dict[str, Any]:
+    for name in options:
+        if name not in _OPTION_NAMES:  # what Python says for an unknown keyword, with the valid ones
+            valid = ", ".join(sorted(_OPTION_NAMES))
+            raise TypeError(f"{function}() got an unexpected keyword argument '{name}' (options: {valid})")
+    return options
+
+
 @overload
 async def aget_responses(
-    response_id: str, *, stream: Literal[False] = False, starting_after: None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: Literal[False] = False,
+    starting_after: None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> Response: ...
 @overload
 async def aget_responses(
-    response_id: str, *, stream: Literal[True], starting_after: int | None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: Literal[True],
+    starting_after: int | None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> AsyncResponseStream: ...
 async def aget_responses(
-    response_id: str, *, stream: bool = False, starting_after: int | None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: bool = False,
+    starting_after: int | None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> Response | AsyncResponseStream:
-    """Retrieve a stored response (`GET /v1/responses/{id}`). With `stream=True`, a background
-    response's events after `starting_after`, then the live ones, to the end."""
+    """Retrieve a stored response (`GET /v1/responses/{id}`); one an upstream runs in the
+    background is refreshed from there. With `stream=True`, a background response's events
+    after `starting_after`, then the live ones, to the end."""
+    opts = _options("get_responses", dict(options))
     if stream:
-        return AsyncResponseStream(await _relay(relay).retrieve_stream(response_id, starting_after=starting_after))
-    return _response(await _relay(relay).retrieve(response_id))
+        events = await _relay(relay).retrieve_stream(response_id, starting_after=starting_after, options=opts)
+        return AsyncResponseStream(events)
+    return _response(await _relay(relay).retrieve(response_id, options=opts))
 
 
 @overload
 def get_responses(
-    response_id: str, *, stream: Literal[False] = False, starting_after: None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: Literal[False] = False,
+    starting_after: None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> Response: ...
 @overload
 def get_responses(
-    response_id: str, *, stream: Literal[True], starting_after: int | None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: Literal[True],
+    starting_after: int | None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> SyncIterator[ResponseStreamEvent]: ...
 def get_responses(
-    response_id: str, *, stream: bool = False, starting_after: int | None = None, relay: Relay | None = None
+    response_id: str,
+    *,
+    stream: bool = False,
+    starting_after: int | None = None,
+    relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> Response | SyncIterator[ResponseStreamEvent]:
     if stream:
-        events = _runner.run(aget_responses(response_id, stream=True, starting_after=starting_after, relay=relay))
-        return _runner.iterate(events)
-    return _runner.run(aget_responses(response_id, relay=relay))
+        coro = aget_responses(response_id, stream=True, starting_after=starting_after, relay=relay, **options)
+        return _runner.iterate(_runner.run(coro))
+    return _runner.run(aget_responses(response_id, relay=relay, **options))
 
 
-async def adelete_responses(response_id: str, *, relay: Relay | None = None) -> DeleteResponseResult:
-    """Delete a stored response (`DELETE /v1/responses/{id}`); a later GET raises NotFoundError."""
-    return DeleteResponseResult(**await _relay(relay).delete(response_id))
+async def adelete_responses(
+    response_id: str, *, relay: Relay | None = None, **options: Unpack[CallOptions]
+) -> DeleteResponseResult:
+    """Delete a stored response (`DELETE /v1/responses/{id}`), and its upstream copy when the
+    upstream keeps one; a later GET raises NotFoundError."""
+    opts = _options("delete_responses", dict(options))
+    return DeleteResponseResult(**await _relay(relay).delete(response_id, options=opts))
 
 
-def delete_responses(response_id: str, *, relay: Relay | None = None) -> DeleteResponseResult:
-    return _runner.run(adelete_responses(response_id, relay=relay))
+def delete_responses(
+    response_id: str, *, relay: Relay | None = None, **options: Unpack[CallOptions]
+) -> DeleteResponseResult:
+    return _runner.run(adelete_responses(response_id, relay=relay, **options))
 
 
 async def alist_input_items(
@@ -215,8 +280,11 @@ async def alist_input_items(
     limit: int = 20,
     order: Literal["asc", "desc"] = "desc",
     relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> ResponseItemList:
-    """The input items of a stored response (`GET /v1/responses/{id}/input_items`)."""
+    """The input items of a stored response (`GET /v1/responses/{id}/input_items`). They come
+    from llmrelay's store for every provider, so the call options are accepted but not needed."""
+    _options("list_input_items", dict(options))
     page = await _relay(relay).input_items(response_id, after=after, before=before, limit=limit, order=order)
     return construct_type(type_=ResponseItemList, value=page)  # type: ignore[no-any-return]
 
@@ -229,18 +297,22 @@ def list_input_items(
     limit: int = 20,
     order: Literal["asc", "desc"] = "desc",
     relay: Relay | None = None,
+    **options: Unpack[CallOptions],
 ) -> ResponseItemList:
-    coro = alist_input_items(response_id, after=after, before=before, limit=limit, order=order, relay=relay)
+    coro = alist_input_items(response_id, after=after, before=before, limit=limit, order=order, relay=relay, **options)
     return _runner.run(coro)
 
 
-async def acancel_responses(response_id: str, *, relay: Relay | None = None) -> Response:
+async def acancel_responses(
+    response_id: str, *, relay: Relay | None = None, **options: Unpack[CallOptions]
+) -> Response:
     """Cancel a background response (`POST /v1/responses/{id}/cancel`)."""
-    return _response(await _relay(relay).cancel(response_id))
+    opts = _options("cancel_responses", dict(options))
+    return _response(await _relay(relay).cancel(response_id, options=opts))
 
 
-def cancel_responses(response_id: str, *, relay: Relay | None = None) -> Response:
-    return _runner.run(acancel_responses(response_id, relay=relay))
+def cancel_responses(response_id: str, *, relay: Relay | None = None, **options: Unpack[CallOptions]) -> Response:
+    return _runner.run(acancel_responses(response_id, relay=relay, **options))
 
 
 # -- conversations ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ CALL_OPTIONS = frozenset(
         "api_base",
         "base_url",
         "api_version",
+        "custom_llm_provider",
         "timeout",
         "num_retries",
         "max_retries",

@@ -74,17 +74,17 @@ class SDK:
             return list(llmrelay.responses(stream=True, relay=self.relay, **params))
         return [e async for e in await llmrelay.aresponses(stream=True, relay=self.relay, **params)]
 
-    async def get(self, response_id: str) -> Any:
-        return await self._call("get_responses", response_id)
+    async def get(self, response_id: str, **options: Any) -> Any:
+        return await self._call("get_responses", response_id, **options)
 
-    async def delete(self, response_id: str) -> Any:
-        return await self._call("delete_responses", response_id)
+    async def delete(self, response_id: str, **options: Any) -> Any:
+        return await self._call("delete_responses", response_id, **options)
 
     async def items(self, response_id: str, **kw: Any) -> Any:
         return await self._call("list_input_items", response_id, **kw)
 
-    async def cancel(self, response_id: str) -> Any:
-        return await self._call("cancel_responses", response_id)
+    async def cancel(self, response_id: str, **options: Any) -> Any:
+        return await self._call("cancel_responses", response_id, **options)
 
 
 @pytest.fixture(params=["sync", "async"])

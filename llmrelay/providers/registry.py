@@ -180,6 +180,35 @@ def make_deployment(
     )
 
 
+def with_provider(model: str, custom_llm_provider: str | None) -> str:
+    """`custom_llm_provider="anthropic"` with "claude-x" -> "anthropic/claude-x" (LiteLLM's way)."""
+    if custom_llm_provider and not model.startswith(custom_llm_provider + "/"):
+        return f"{custom_llm_provider}/{model}"
+    return model
+
+
+_ADDRESS = ("api_key", "api_base", "base_url", "api_version", "custom_llm_provider")
+
+
+def stored_deployment(known: Deployment | None, model: str, options: dict[str, Any]) -> Deployment | None:
+    """Where to reach a response an upstream keeps: `known` (the deployment that created it,
+    when this process has it), with the caller's api_key / api_base / api_version /
+    custom_llm_provider in place of its own. A process that never saw that deployment has
+    only those options: then the provider defaults to OpenAI, and `model` (the response's)
+    only fills the name, since the upstream finds the response by its id."""
+    if not any(options.get(k) for k in _ADDRESS):
+        return known
+    provider = options.get("custom_llm_provider") or (known.provider.name if known else "openai")
+    base = known if known is not None and known.provider.name == provider else None
+    dep = make_deployment(
+        f"{provider}/{base.model if base else model or 'unknown'}",
+        api_key=options.get("api_key") or (base.api_key if base else None),
+        api_base=options.get("api_base") or options.get("base_url") or (base.api_base if base else None),
+        api_version=options.get("api_version") or (base.api_version if base else None),
+    )
+    return replace(dep, timeout=base.timeout, max_retries=base.max_retries, headers=base.headers) if base else dep
+
+
 def require_key(dep: Deployment) -> None:
     if dep.provider.key_required and not dep.api_key:
         env = " or ".join(dep.provider.key_env)
