@@ -9,6 +9,7 @@ before anything starts, and unknown keys are errors, not silently ignored settin
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import errors
-from .providers.registry import Deployment, make_deployment
+from .providers.registry import Deployment, make_deployment, with_provider
+from .router import Wildcard
 
 
 class ConfigError(Exception):
@@ -97,35 +99,55 @@ class Config(_Section):
         return gs.store or gs.database_url or os.environ.get("DATABASE_URL") or None
 
     def deployments(self) -> list[Deployment]:
+        """The deployments of the exact model names (wildcard entries are `wildcards()`)."""
+        return [self._deployment(i, e) for i, e in enumerate(self.model_list) if "*" not in e.model_name]
+
+    def wildcards(self) -> list[Wildcard]:
+        """The entries whose model_name holds `*`, LiteLLM's wildcard routing: each serves the
+        names its pattern matches, its litellm_params applied to the model filled in per request."""
         out = []
         for i, entry in enumerate(self.model_list):
-            p = entry.litellm_params
-            model = p.model
-            if p.custom_llm_provider and not model.startswith(p.custom_llm_provider + "/"):
-                model = f"{p.custom_llm_provider}/{model}"
-            where = f"model_list[{i}].litellm_params"
-            headers = {**(p.headers or {}), **(p.extra_headers or {})}
-            if p.organization:
-                headers["openai-organization"] = p.organization
-            try:
-                dep = make_deployment(
-                    model,
-                    api_key=p.api_key,
-                    api_base=p.api_base,
-                    api_version=p.api_version,
-                    model_name=entry.model_name,
-                    timeout=p.timeout,
-                    max_retries=p.num_retries if p.num_retries is not None else p.max_retries,
-                    headers=headers,
-                    extra=_extra(p, entry.model_info),
-                    chat_api=p.use_chat_completions_api,
-                    deployment_id=str(entry.model_info["id"]) if "id" in entry.model_info else None,
-                )
-            except errors.APIStatusError as exc:
-                field = "api_base" if exc.body and exc.body.get("param") == "api_base" else "model"
-                raise ConfigError(f"{where}.{field}", exc.message) from None
-            out.append(dep)
+            if "*" in entry.model_name:
+                template = self._deployment(i, entry)  # its provider and api_base checked now
+                p = entry.litellm_params
+                build = partial(_build, provider=p.custom_llm_provider, options=_options(entry))
+                out.append(Wildcard(entry.model_name, p.model, build, template.id))
         return out
+
+    def _deployment(self, i: int, entry: ModelEntry) -> Deployment:
+        p = entry.litellm_params
+        try:
+            return make_deployment(
+                with_provider(p.model, p.custom_llm_provider),
+                model_name=entry.model_name,
+                deployment_id=str(entry.model_info["id"]) if "id" in entry.model_info else None,
+                **_options(entry),
+            )
+        except errors.APIStatusError as exc:
+            field = "api_base" if exc.body and exc.body.get("param") == "api_base" else "model"
+            raise ConfigError(f"model_list[{i}].litellm_params.{field}", exc.message) from None
+
+
+def _build(model: str, *, provider: str | None, options: dict[str, Any]) -> Deployment:
+    return make_deployment(with_provider(model, provider), **options)
+
+
+def _options(entry: ModelEntry) -> dict[str, Any]:
+    """make_deployment's arguments from an entry, but the model."""
+    p = entry.litellm_params
+    headers = {**(p.headers or {}), **(p.extra_headers or {})}
+    if p.organization:
+        headers["openai-organization"] = p.organization
+    return {
+        "api_key": p.api_key,
+        "api_base": p.api_base,
+        "api_version": p.api_version,
+        "timeout": p.timeout,
+        "max_retries": p.num_retries if p.num_retries is not None else p.max_retries,
+        "headers": headers,
+        "extra": _extra(p, entry.model_info),
+        "chat_api": p.use_chat_completions_api,
+    }
 
 
 def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +186,7 @@ def parse_config(raw: Any) -> Config:
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(path, message) from None
     config.deployments()  # surface unknown providers and missing api_base now
+    config.wildcards()
     return config
 
 

@@ -68,12 +68,10 @@ class Relay:
             "chat": Chat(),
             "gemini": Gemini(),
         }
-        # Deployments seen by this process, by id: background GET/cancel need the upstream's
-        # URL and key again, and the store keeps neither.
+        # Deployments this process built from SDK call options, by id: background GET/cancel
+        # need the upstream's URL and key again, and the store keeps neither (the router knows
+        # its own).
         self._deployments: dict[str, Deployment] = {}
-        if router is not None:
-            for group in router.groups.values():
-                self._deployments.update((d.id, d) for d in group)
         self.jobs = Jobs(self)
         self.conversations = Conversations(self.store)
 
@@ -217,14 +215,7 @@ class Relay:
 
     def _deployment(self, model: str, opts: Json, prefer: str | None) -> Deployment:
         if self.router is not None:
-            dep = self.router.pick(model, prefer)
-            if dep is None:
-                raise errors.not_found(
-                    f"The model '{model}' does not exist or you do not have access to it.",
-                    param="model",
-                    code="model_not_found",
-                )
-            return dep
+            return self.router.pick(model, prefer)
         dep = make_deployment(
             with_provider(model, opts.get("custom_llm_provider")),
             api_key=opts.get("api_key"),
@@ -513,6 +504,8 @@ class Relay:
         """The deployment that holds a stored response upstream: the one this process knows by
         the record's id, with whatever the caller's options say about where it is."""
         known = self._deployments.get(record.deployment)
+        if known is None and self.router is not None:
+            known = self.router.deployment(record.deployment)
         return stored_deployment(known, str(record.response.get("model") or ""), options or {})
 
     def _with_options(self, req: HttpRequest, dep: Deployment, options: Json | None) -> tuple[float | None, int]:

@@ -1,30 +1,152 @@
-"""Which deployment serves a request: groups of deployments under one public model name."""
+"""Which deployment serves a request: groups of deployments under one public model name.
+
+A requested name resolves, first match wins, to
+1. the group of exactly that name;
+2. the one group whose name is the requested name behind a provider prefix ("o1-pro" ->
+   "openai/o1-pro": clients such as the OpenAI Agents SDK strip that prefix); when several
+   groups fit, the name is ambiguous: a 404 that lists them, unless a wildcard serves it;
+3. the most specific wildcard entry that matches ("anthropic/*" before "*"), with the
+   requested name put into its model, as LiteLLM routes them.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from .providers.registry import Deployment
+from . import errors
+from .providers.registry import PROVIDERS, Deployment
+
+_FILLED_CACHE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Wildcard:
+    """A model_list entry whose model_name holds `*` ("anthropic/*", "*"). `build` applies the
+    entry's litellm_params to one concrete "<provider>/<model>" string; `id` names the entry
+    and is stable across processes."""
+
+    pattern: str
+    model: str  # litellm_params.model: "anthropic/*", "openai/*", "*", or a fixed model
+    build: Callable[[str], Deployment]
+    id: str
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = "(.*)".join(re.escape(part) for part in self.pattern.split("*"))
+        object.__setattr__(self, "regex", re.compile(regex, re.DOTALL))
+
+    @property
+    def specificity(self) -> int:
+        """How much of the pattern is literal: "anthropic/claude-*" beats "anthropic/*" beats "*"."""
+        return len(self.pattern) - self.pattern.count("*")
+
+    def target(self, requested: str) -> str | None:
+        """The model this entry sends upstream for `requested`, or None when it does not match.
+        Each `*` of the model takes the part the pattern's `*` matched, in order; a model
+        with fewer `*`s than the pattern takes the whole requested name."""
+        match = self.regex.fullmatch(requested)
+        if match is None:
+            return None
+        parts = match.groups()
+        wildcards = self.model.count("*")
+        if not wildcards:
+            return self.model
+        if len(parts) > wildcards:
+            return requested
+        model = self.model
+        for part in parts:
+            model = model.replace("*", part, 1)
+        return model
+
+    def deployment(self, model: str, requested: str) -> Deployment:
+        dep = self.build(model)
+        return replace(dep, model_name=requested, id=f"{self.id}:{dep.provider.name}")
 
 
 class Router:
-    def __init__(self, deployments: Iterable[Deployment]) -> None:
+    def __init__(self, deployments: Iterable[Deployment], wildcards: Iterable[Wildcard] = ()) -> None:
         self.groups: dict[str, list[Deployment]] = {}
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)
+        self._by_id = {dep.id: dep for group in self.groups.values() for dep in group}
+        self._bare: dict[str, list[str]] = {}
+        for name in self.groups:
+            prefix, _, rest = name.partition("/")
+            if rest and prefix in PROVIDERS:
+                self._bare.setdefault(rest, []).append(name)
+        patterns: dict[str, list[Wildcard]] = {}
+        for wildcard in wildcards:
+            patterns.setdefault(wildcard.pattern, []).append(wildcard)
+        # most specific first; `sorted` keeps config order among equals
+        self.wildcards = sorted(patterns.values(), key=lambda entries: -entries[0].specificity)
+        self._wildcard_ids = {w.id: w for entries in self.wildcards for w in entries}
+        self._filled: dict[tuple[str, str], Deployment] = {}
 
     def names(self) -> list[str]:
-        return list(self.groups)
+        """The names `/v1/models` lists: every exact name, then each wildcard pattern."""
+        return [*self.groups, *(entries[0].pattern for entries in self.wildcards)]
 
-    def pick(self, model_name: str, prefer: str | None = None) -> Deployment | None:
-        """A deployment of the group; the one named by `prefer` (a Deployment.id) when it is
-        in the group, so a continuation lands where the upstream already holds the state."""
-        group = self.groups.get(model_name)
-        if not group:
+    def pick(self, model: str, prefer: str | None = None) -> Deployment:
+        """A deployment serving `model`; the one named by `prefer` (a Deployment.id) when it
+        serves it, so a continuation lands where the upstream already holds the state.
+        A name nothing serves is a 404 `model_not_found`."""
+        group = self.groups.get(model)
+        if group is not None:
+            return _choose(group, prefer)
+        bare = self._bare.get(model, ())
+        if len(bare) == 1:
+            return _choose(self.groups[bare[0]], prefer)
+        for entries in self.wildcards:
+            if (dep := self._fill(entries, model, prefer)) is not None:
+                return dep
+        if bare:
+            names = ", ".join(f"'{n}'" for n in sorted(bare))
+            raise errors.not_found(
+                f"The model '{model}' is ambiguous: it could be any of {names}. Ask for one of them by its full name.",
+                param="model",
+                code="model_not_found",
+            )
+        raise errors.not_found(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def deployment(self, dep_id: str) -> Deployment | None:
+        """The deployment with this id, as `pick` made it, in any process with the same config:
+        a stored response names its deployment by id only."""
+        if dep := self._by_id.get(dep_id):
+            return dep
+        entry_id, _, provider = dep_id.rpartition(":")
+        wildcard = self._wildcard_ids.get(entry_id)
+        if wildcard is None or provider not in PROVIDERS:
             return None
-        if prefer is not None:
-            for dep in group:
-                if dep.id == prefer:
-                    return dep
-        return group[0] if len(group) == 1 else random.choice(group)
+        # the model is not needed to reach a stored response: its id is
+        return wildcard.deployment(f"{provider}/*", "")
+
+    def _fill(self, entries: Sequence[Wildcard], model: str, prefer: str | None) -> Deployment | None:
+        if entries[0].regex.fullmatch(model) is None:
+            return None
+        entry = _choose(entries, prefer.rpartition(":")[0] if prefer else None)
+        key = (entry.id, model)
+        dep = self._filled.get(key)
+        if dep is None:
+            if len(self._filled) >= _FILLED_CACHE:  # any name may come in: keep the cache bounded
+                self._filled.clear()
+            dep = self._filled[key] = entry.deployment(entry.target(model) or model, model)
+        return dep
+
+
+_T = TypeVar("_T", Deployment, Wildcard)
+
+
+def _choose(group: Sequence[_T], prefer: str | None) -> _T:
+    if prefer is not None:
+        for dep in group:
+            if dep.id == prefer:
+                return dep
+    return group[0] if len(group) == 1 else random.choice(group)

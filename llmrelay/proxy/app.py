@@ -43,7 +43,7 @@ class Proxy:
         self.config = config
         self.relay = relay or Relay(
             store=config.store_url,
-            router=Router(config.deployments()),
+            router=Router(config.deployments(), config.wildcards()),
             num_retries=config.num_retries,
             timeout=config.timeout,
             drop_params=config.litellm_settings.drop_params,
