@@ -76,3 +76,25 @@ def test_gemini_base_with_or_without_its_version_path(base: str, used: str) -> N
     assert dep.api_base == used
     # other providers take their base as given
     assert make_deployment("openai/gpt-4o", api_base=base, api_key="k").api_base == base.rstrip("/")
+
+
+def test_stored_deployment_takes_the_callers_options_over_what_the_process_knows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmrelay.providers.registry import stored_deployment
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    known = make_deployment("azure/dep", api_key="old", api_base="https://r.test", api_version="2025-03-01", timeout=5)
+    assert stored_deployment(known, "gpt-4o", {}) is known
+    assert stored_deployment(known, "gpt-4o", {"timeout": 3}) is known  # not an address: nothing to rebuild
+    rotated = stored_deployment(known, "gpt-4o", {"api_key": "new"})
+    assert (rotated.provider.name, rotated.api_key, rotated.api_base, rotated.api_version, rotated.timeout) == (
+        "azure", "new", "https://r.test", "2025-03-01", 5
+    )  # fmt: skip
+    # another provider inherits nothing from the known deployment, its key least of all
+    other = stored_deployment(known, "gpt-4o", {"custom_llm_provider": "openai", "api_base": "http://o.test/v1"})
+    assert (other.provider.name, other.api_key, other.api_base) == ("openai", None, "http://o.test/v1")
+    # a process that never saw the deployment: OpenAI unless told otherwise
+    fresh = stored_deployment(None, "o1-pro-2025-03-19", {"api_key": "k", "api_base": "http://o.test/v1"})
+    assert (fresh.provider.name, fresh.model, fresh.api_key) == ("openai", "o1-pro-2025-03-19", "k")
+    assert stored_deployment(None, "m", {}) is None
