@@ -60,6 +60,7 @@ class GeneralSettings(_Section):
     store: str | None = None  # llmrelay: a SQLite path, "memory" or a Postgres URL
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
+    access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
 
 
 class LitellmSettings(_Section):

@@ -162,6 +162,7 @@ class Relay:
                     code="previous_response_not_found",
                 )
         dep = self._deployment(params["model"], opts, prefer=previous.deployment if previous else None)
+        log.debug("model %r -> deployment %s (%s)", params["model"], dep.id, dep.provider.name)
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
         namespaces: dict[str, tuple[str, str]] = {}
         if mock is None and dep.provider.api != "mock":
