@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"llmrelay: config error: {exc}", file=sys.stderr)
         return 2
+    if config.skipped:
+        names = ", ".join(dict.fromkeys(re.sub(r"^model_list\[\d+\]", "model_list[*]", p) for p in config.skipped))
+        print(f"llmrelay: warning: skipping config keys llmrelay does not implement yet: {names}", file=sys.stderr)
     if args.access_log:
         env["LLMRELAY_ACCESS_LOG"] = "1"
     env["LLMRELAY_BODY_TIMEOUT"] = str(args.body_timeout)

@@ -128,3 +128,69 @@ def test_demo_counts_input_tokens(tmp_path: Path) -> None:
         chained = client.responses.input_tokens.count(model="demo", input="four", previous_response_id=first.id)
         second = client.responses.create(model="demo", input="four", previous_response_id=first.id)
         assert second.usage is not None and chained.input_tokens == second.usage.input_tokens > 1
+
+
+# -- LiteLLM config compatibility -------------------------------------------------------------
+
+LITELLM_CONFIG = {
+    "model_list": [
+        {
+            "model_name": "demo",
+            "litellm_params": {"model": "mock/demo", "input_cost_per_token": 0.000001},
+            "model_info": {"mode": "chat", "base_model": "gpt-4o"},
+        },
+        {"model_name": "demo-2", "litellm_params": {"model": "mock/demo"}, "model_info": {"mode": "chat"}},
+    ],
+    "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
+    "general_settings": {
+        "master_key": "sk-1234",
+        "alerting": ["slack"],
+        "proxy_batch_write_at": 60,
+        "database_connection_pool_limit": 10,
+    },
+}
+
+
+def test_a_litellm_config_with_unimplemented_settings_starts_with_one_warning(tmp_path: Path) -> None:
+    config = write_config(LITELLM_CONFIG, tmp_path)
+    with start_proxy("--config", str(config), store=str(tmp_path / "c.db")) as proxy:
+        client = OpenAI(base_url=proxy.url, api_key="sk-1234", max_retries=0)
+        assert client.responses.create(model="demo", input="hi").status == "completed"
+        warnings = [line for line in proxy.output().splitlines() if "not implement" in line]
+    assert warnings == [  # in the file's order (write_config sorts keys), each key once
+        "llmrelay: warning: skipping config keys llmrelay does not implement yet: "
+        "general_settings.alerting, general_settings.database_connection_pool_limit, "
+        "general_settings.proxy_batch_write_at, litellm_settings.success_callback, "
+        "model_list[*].litellm_params.input_cost_per_token, model_list[*].model_info.base_model, "
+        "model_list[*].model_info.mode"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("router_settings", "fallbacks", [{"demo": ["demo-2"]}]),
+        ("litellm_settings", "context_window_fallbacks", [{"demo": ["demo-2"]}]),
+        ("general_settings", "max_parallel_requests", 10),
+    ],
+)
+def test_a_behaviour_changing_key_is_refused(section: str, key: str, value: object, tmp_path: Path) -> None:
+    config = {**LITELLM_CONFIG, section: {**LITELLM_CONFIG.get(section, {}), key: value}}  # type: ignore[dict-item]
+    result = run_cli("--config", str(write_config(config, tmp_path)))
+    assert result.returncode == 2
+    assert f"config error: {section}.{key}: not supported yet: llmrelay does not implement" in result.stderr
+    assert "RUNNING" not in result.stdout
+
+
+def test_a_rate_limited_deployment_is_refused(tmp_path: Path) -> None:
+    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "rpm": 60}}]}
+    result = run_cli("--config", str(write_config(config, tmp_path)))
+    assert result.returncode == 2
+    assert "model_list[0].litellm_params.rpm: not supported yet: llmrelay does not implement rate" in result.stderr
+
+
+def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:
+    config = {**LITELLM_CONFIG, "general_settings": {"mastr_key": "sk-1234"}}
+    result = run_cli("--config", str(write_config(config, tmp_path)))
+    assert result.returncode == 2
+    assert "config error: general_settings.mastr_key: unknown key; did you mean 'master_key'?" in result.stderr
