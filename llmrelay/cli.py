@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--detailed_debug", action="store_true", help="debug logging (same as --log-level debug)")
     parser.add_argument("--access-log", action="store_true", help="log method, path, status, model, latency")
-    seconds = {"type": float, "metavar": "SECONDS"}
+    seconds = {"type": _seconds, "metavar": "SECONDS"}
     parser.add_argument("--header-timeout", default=10.0, help="408 when the headers take longer", **seconds)
     parser.add_argument("--body-timeout", default=60.0, help="408 when the body takes longer", **seconds)
     args = parser.parse_args(argv)
@@ -179,6 +179,13 @@ def _listen(host: str, port: int) -> socket.socket:
         raise SystemExit(f"llmrelay: cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ or refused, as config_keys.py lists them; other unknown keys are errors.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,7 +210,7 @@ def _screen(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return out, skipped
 
 
-def _keep(section: dict[str, Any], kind: str, path: str, known: Any, skipped: list[str]) -> dict[str, Any]:
+def _keep(section: dict[str, Any], kind: str, path: str, known: Collection[str], skipped: list[str]) -> dict[str, Any]:
     kept = {}
     for key, value in section.items():
         where = f"{path}.{key}" if path else str(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -46,6 +47,8 @@ def test_running_is_printed_once_the_port_answers(workers: list[str], tmp_path: 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    watchdog = threading.Timer(30, process.kill)  # a proxy that never says RUNNING fails, not hangs
+    watchdog.start()
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -60,6 +63,7 @@ def test_running_is_printed_once_the_port_answers(workers: list[str], tmp_path: 
     finally:
         process.terminate()
         rest, _ = process.communicate(timeout=20)
+        watchdog.cancel()
     assert "RUNNING" not in rest  # one line, also with several workers
     assert process.returncode == 0
 
@@ -194,3 +198,8 @@ def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:
     result = run_cli("--config", str(write_config(config, tmp_path)))
     assert result.returncode == 2
     assert "config error: general_settings.mastr_key: unknown key; did you mean 'master_key'?" in result.stderr
+
+
+def test_timeouts_must_be_positive() -> None:
+    result = run_cli("demo", "--header-timeout", "0")
+    assert result.returncode == 2 and "--header-timeout: must be a positive number of seconds" in result.stderr
