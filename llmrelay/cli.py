@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import re
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from .config import ConfigError, load_config, parse_config
@@ -20,12 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="llmrelay", description="The OpenAI Responses API for every LLM provider, as a proxy."
     )
     parser.add_argument("command", nargs="?", choices=["demo"], help="demo: serve a built-in local demo model")
+    parser.add_argument("--version", action="version", version=f"llmrelay {_version()}")
     parser.add_argument("--config", help="path to config.yaml (LiteLLM's format)")
     parser.add_argument("--model", help="serve one model without a config file, e.g. openai/gpt-4o")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=4000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", "--num_workers", dest="workers", type=int, default=1)
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--detailed_debug", action="store_true", help="debug logging (same as --log-level debug)")
+    parser.add_argument("--access-log", action="store_true", help="log method, path, status, model, latency")
+    seconds = {"type": _seconds, "metavar": "SECONDS"}
+    parser.add_argument("--header-timeout", default=10.0, help="408 when the headers take longer", **seconds)
+    parser.add_argument("--body-timeout", default=60.0, help="408 when the body takes longer", **seconds)
     args = parser.parse_args(argv)
 
     env = _environment(args)
@@ -38,15 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"llmrelay: config error: {exc}", file=sys.stderr)
         return 2
+    if config.skipped:
+        names = ", ".join(dict.fromkeys(re.sub(r"^model_list\[\d+\]", "model_list[*]", p) for p in config.skipped))
+        print(f"llmrelay: warning: skipping config keys llmrelay does not implement yet: {names}", file=sys.stderr)
+    if args.access_log:
+        env["LLMRELAY_ACCESS_LOG"] = "1"
+    env["LLMRELAY_BODY_TIMEOUT"] = str(args.body_timeout)
     os.environ.update(env)
+    debug = args.detailed_debug or config.litellm_settings.set_verbose
+    log_level = "debug" if debug else args.log_level
+    _configure_logging(log_level)
 
     import uvicorn
+
+    from .proxy.guard import guarded_protocol
 
     names = ", ".join(e.model_name for e in config.model_list) or "(none)"
     print(f"llmrelay: models: {names}")
     if args.command == "demo":
         _print_demo_help(args.port)
-    print(f"RUNNING on http://{args.host}:{args.port}", flush=True)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
     # handler that was there before it: a no-op here, so a graceful stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,29 +77,56 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="debug" if config.litellm_settings.set_verbose else args.log_level,
+        http=guarded_protocol(header_timeout=args.header_timeout),
+        log_level=log_level,
         timeout_graceful_shutdown=int(config.general_settings.graceful_shutdown_timeout),
         access_log=False,
     )
     sock = _listen(args.host, args.port)
+    running = f"RUNNING on http://{args.host}:{args.port}"
+    sys.stdout.flush()  # nothing buffered may be inherited by (and repeated from) forked workers
     if args.workers > 1 and hasattr(os, "fork"):
-        _prefork(server_config, sock, args.workers)
+        _prefork(server_config, sock, args.workers, running)
     elif args.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
+        print(running, flush=True)  # spawned workers: no hook into their startup
         Multiprocess(server_config, sockets=[sock]).run()
     else:
-        uvicorn.Server(server_config).run(sockets=[sock])
+        _serve(server_config, sock, lambda: print(running, flush=True))
     return 0
 
 
-def _prefork(server_config: Any, sock: socket.socket, workers: int) -> None:
-    """Workers forked from one process that imported the app once: each starts in
-    milliseconds instead of re-importing everything (uvicorn's workers are spawned). A worker
-    that dies is replaced; SIGTERM / SIGINT go to every worker, which drain and exit."""
+def _serve(server_config: Any, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+    """Run one uvicorn server on `sock`; `on_ready` runs once it accepts connections (the app's
+    startup done), so whoever waits for the RUNNING line can connect at once."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                on_ready()
+
+    Server(server_config).run(sockets=[sock])
+
+
+def _prefork(server_config: Any, sock: socket.socket, workers: int, running: str) -> None:
+    """Workers forked from one process that imported the app once: each starts in
+    milliseconds instead of re-importing everything (uvicorn's workers are spawned). A worker
+    that dies is replaced; SIGTERM / SIGINT go to every worker, which drain and exit. The
+    first worker to be ready prints the RUNNING line: it takes the one byte of a pipe."""
     import llmrelay.proxy.app  # noqa: F401  # the heavy imports, done once, inherited by every worker
+
+    token, writer = os.pipe()
+    os.write(writer, b"!")
+    os.close(writer)
+    os.set_blocking(token, False)
+
+    def announce() -> None:
+        with contextlib.suppress(BlockingIOError):
+            if os.read(token, 1):
+                print(running, flush=True)
 
     children: set[int] = set()
     stopping = False
@@ -91,7 +138,7 @@ def _prefork(server_config: Any, sock: socket.socket, workers: int) -> None:
                 signal.signal(sig, lambda *_: None)
             code = 0
             try:
-                uvicorn.Server(server_config).run(sockets=[sock])
+                _serve(server_config, sock, announce)
             except BaseException:
                 code = 1
             os._exit(code)
@@ -132,6 +179,30 @@ def _listen(host: str, port: int) -> socket.socket:
         raise SystemExit(f"llmrelay: cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("llmrelay")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _configure_logging(level: str) -> None:
+    """llmrelay's own loggers at the chosen level, one prefixed line each (uvicorn configures
+    only its own)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("llmrelay")
+    root.addHandler(handler)
+    root.setLevel(level.upper())
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str] | None:

@@ -3,20 +3,22 @@
 `environment_variables`, and `os.environ/VAR` secrets).
 
 Every problem is reported with its path in the file (`model_list[1].litellm_params.model: ...`)
-before anything starts, and unknown keys are errors, not silently ignored settings.
+before anything starts. LiteLLM keys llmrelay does not implement yet are skipped (and named)
+or refused, as config_keys.py lists them; other unknown keys are errors.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from . import errors
+from . import config_keys, errors
 from .providers.registry import Deployment, make_deployment, with_provider
 from .router import Wildcard
 
@@ -62,6 +64,7 @@ class GeneralSettings(_Section):
     store: str | None = None  # llmrelay: a SQLite path, "memory" or a Postgres URL
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
+    access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
 
 
 class LitellmSettings(_Section):
@@ -83,6 +86,12 @@ class Config(_Section):
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    _skipped: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Paths of the LiteLLM keys that were skipped: llmrelay does not implement them yet."""
+        return self._skipped
 
     @property
     def num_retries(self) -> int:
@@ -150,6 +159,14 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
+MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
+_SETTINGS: dict[str, type[BaseModel]] = {
+    "general_settings": GeneralSettings,
+    "litellm_settings": LitellmSettings,
+    "router_settings": RouterSettings,
+}
+
+
 def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if isinstance(info.get("max_input_tokens"), int):
@@ -177,7 +194,8 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError("", "the config must be a mapping with a model_list")
     for name, value in (raw.get("environment_variables") or {}).items():
         os.environ.setdefault(str(name), str(value))
-    resolved = _resolve_env(raw, "")
+    screened, skipped = _screen(raw)
+    resolved = _resolve_env(screened, "")
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
@@ -187,7 +205,52 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError(path, message) from None
     config.deployments()  # surface unknown providers and missing api_base now
     config.wildcards()
+    config._skipped = skipped
     return config
+
+
+def _screen(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The config without the LiteLLM keys llmrelay skips (their paths are returned); a key it
+    must not ignore, or does not know, stops here with its path."""
+    skipped: list[str] = []
+    out = _keep(raw, "top", "", Config.model_fields, skipped)
+    for name, model in _SETTINGS.items():
+        if out.get(name, {}) is None:
+            del out[name]  # an empty section, as LiteLLM configs often have
+        elif isinstance(out.get(name), dict):
+            out[name] = _keep(out[name], name, name, model.model_fields, skipped)
+    if isinstance(out.get("model_list"), list):
+        entries = []
+        for i, entry in enumerate(out["model_list"]):
+            if isinstance(entry, dict):
+                where = f"model_list[{i}]"
+                entry = _keep(entry, "model", where, ModelEntry.model_fields, skipped)
+                for part, known in (("litellm_params", LitellmParams.model_fields), ("model_info", MODEL_INFO_KEYS)):
+                    if isinstance(entry.get(part), dict):
+                        entry[part] = _keep(entry[part], part, f"{where}.{part}", known, skipped)
+            entries.append(entry)
+        out["model_list"] = entries
+    return out, skipped
+
+
+def _keep(section: dict[str, Any], kind: str, path: str, known: Collection[str], skipped: list[str]) -> dict[str, Any]:
+    kept = {}
+    for key, value in section.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key in known:
+            kept[key] = value
+            continue
+        verdict = config_keys.classify(kind, str(key), known)
+        if verdict == "skip":
+            skipped.append(where)
+        elif verdict == "refuse":
+            what = config_keys.governs(kind, str(key))
+            raise ConfigError(where, f"not supported yet: llmrelay does not implement {what}, and ignoring "
+                                     "this key would change what requests do; remove it to start")  # fmt: skip
+        else:
+            hint = config_keys.suggestion(kind, str(key), known)
+            raise ConfigError(where, "unknown key" + (f"; did you mean '{hint}'?" if hint else ""))
+    return kept
 
 
 def _resolve_env(value: Any, path: str) -> Any:

@@ -26,7 +26,7 @@ from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
 from .providers.chat import Chat
 from .providers.gemini import Gemini
-from .providers.mock import echo_text, mock_events
+from .providers.mock import echo_text, input_tokens, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
@@ -161,6 +161,7 @@ class Relay:
                     code="previous_response_not_found",
                 )
         dep = self._deployment(params["model"], opts, prefer=previous.deployment if previous else None)
+        log.debug("model %r -> deployment %s (%s)", params["model"], dep.id, dep.provider.name)
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
         namespaces: dict[str, tuple[str, str]] = {}
         if mock is None and dep.provider.api != "mock":
@@ -367,10 +368,12 @@ class Relay:
 
     async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
-        call, _ = await self._prepare({**params, "input": params.get("input") or []}, owner)
+        call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner)
+        if mock is not None:  # a mocked call never reaches an upstream, nor does its count
+            return {"object": "response.input_tokens", "input_tokens": input_tokens(call)}
         adapter = self.adapter(call.deployment)
         counter = getattr(adapter, "count_request", None)
-        if counter is None or call.deployment.provider.api == "mock":
+        if counter is None:
             raise errors.bad_request(
                 f"Provider '{call.deployment.provider.name}' has no token counter llmrelay can use.",
                 param="model",

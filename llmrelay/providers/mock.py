@@ -19,9 +19,16 @@ def mock_events(call: Call, text: str) -> tuple[list[StreamEvent], dict]:
     events = builder.start()
     for piece in re.findall(r"\S+\s*|\s+", text) or [""]:
         events += builder.text(piece)
-    prompt_words = sum(len(_text(item).split()) for item in call.input_items)
-    events += builder.finish(usage=usage(max(prompt_words, 1), len(text.split())))
+    events += builder.finish(usage=usage(input_tokens(call), len(text.split())))
     return events, builder.response
+
+
+def input_tokens(call: Call) -> int:
+    """A deterministic estimate, one token a word of everything the call sends (instructions,
+    replayed history, this turn), the same number a create reports as its usage."""
+    words = len(str(call.params.get("instructions") or "").split())
+    words += sum(len(_text(item).split()) for item in call.context + call.input_items)
+    return max(words, 1)
 
 
 def echo_text(call: Call) -> str:

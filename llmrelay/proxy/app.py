@@ -6,6 +6,7 @@ Every route is served with and without the `/v1` prefix.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -16,7 +17,8 @@ from typing import Any
 import openai
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -28,19 +30,23 @@ from ..router import Router
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 from . import keys
+from .access_log import MODEL, AccessLog
 from .auth import Auth, refuse_call_options
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
+CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
+_PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Proxy:
     """Per-app state: the relay, the master key and the limits."""
 
-    def __init__(self, config: Config, relay: Relay | None = None) -> None:
+    def __init__(self, config: Config, relay: Relay | None = None, body_timeout: float = 60.0) -> None:
         self.config = config
+        self.body_timeout = body_timeout
         self.relay = relay or Relay(
             store=config.store_url,
             router=Router(config.deployments(), config.wildcards()),
@@ -65,11 +71,20 @@ class Proxy:
         if length and length.isdigit() and int(length) > self.max_body:
             raise _too_large(self.max_body)
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise _too_large(self.max_body)
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise _too_large(self.max_body)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise errors.status_error(
+                408,
+                f"The request body did not arrive within {self.body_timeout:g} seconds.",
+                code="request_timeout",
+                headers=CLOSE,
+            ) from None
         try:
             body = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
@@ -78,6 +93,7 @@ class Proxy:
             ) from None
         if not isinstance(body, dict):
             raise errors.bad_request("The request body must be a JSON object.", code="invalid_json")
+        request.scope[MODEL] = body.get("model")  # for the access log
         return body
 
     # -- routes ------------------------------------------------------------------------------
@@ -249,8 +265,10 @@ class Proxy:
         return routes
 
 
-def create_app(config: Config, relay: Relay | None = None) -> Starlette:
-    proxy = Proxy(config, relay)
+def create_app(
+    config: Config, relay: Relay | None = None, *, body_timeout: float = 60.0, access_log: bool = False
+) -> Starlette:
+    proxy = Proxy(config, relay, body_timeout)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -267,18 +285,29 @@ def create_app(config: Config, relay: Relay | None = None) -> Starlette:
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
 
-    app = Starlette(routes=proxy.routes(), lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    logged = access_log or config.general_settings.access_log
+    app = Starlette(
+        routes=proxy.routes(),
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed},
+        middleware=[Middleware(AccessLog)] if logged else [],  # not even a pass-through when off
+    )
     app.state.proxy = proxy
     return app
 
 
 def app_from_env() -> Starlette:
     """The app factory uvicorn workers call: the CLI passes its choices through the environment."""
+    options = {
+        "body_timeout": float(os.environ.get("LLMRELAY_BODY_TIMEOUT", "60")),
+        "access_log": os.environ.get("LLMRELAY_ACCESS_LOG") == "1",
+    }
     if path := os.environ.get("LLMRELAY_CONFIG"):
-        return create_app(load_config(path))
+        return create_app(load_config(path), **options)
     model = os.environ.get("LLMRELAY_MODEL", "mock/demo")
     name = os.environ.get("LLMRELAY_MODEL_NAME", model)
-    return create_app(parse_config({"model_list": [{"model_name": name, "litellm_params": {"model": model}}]}))
+    config = parse_config({"model_list": [{"model_name": name, "litellm_params": {"model": model}}]})
+    return create_app(config, **options)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -296,6 +325,9 @@ def _guard(handler: Handler) -> Handler:
             return _error(errors.status_error(504, "The upstream did not answer in time.", type="timeout_error"))
         except openai.APIConnectionError as exc:
             return _error(errors.status_error(502, exc.message, type="api_connection_error"))
+        except ClientDisconnect:  # nobody is left to answer: one line, no traceback
+            log.warning("client went away before sending the whole body of %s %s", request.method, request.url.path)
+            return Response(status_code=400)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return _error(errors.status_error(500, "Internal server error.", type="server_error"))
@@ -327,9 +359,10 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(exc: openai.APIStatusError) -> Response:
-    headers = {k: v for k, v in exc.response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
+    headers = {k: v for k, v in exc.response.headers.items() if k.lower() in _PASSED_HEADERS}
     return Response(orjson.dumps(errors.error_body(exc)), exc.status_code, headers, "application/json")
 
 
 def _too_large(limit: int) -> errors.APIStatusError:
-    return errors.status_error(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+    message = f"Request body too large: the limit is {limit} bytes."
+    return errors.status_error(413, message, code="request_too_large", headers=CLOSE)

@@ -51,8 +51,8 @@ def test_config_refuses_what_it_cannot_honour() -> None:
 
     with pytest.raises(ConfigError, match=r"router_settings.routing_strategy"):
         parse_config({"model_list": [], "router_settings": {"routing_strategy": "least-busy"}})
-    with pytest.raises(ConfigError, match=r"general_settings.alerting: unknown key"):
-        parse_config({"model_list": [], "general_settings": {"alerting": ["slack"]}})
+    with pytest.raises(ConfigError, match=r"general_settings.alertin: unknown key; did you mean 'alerting'"):
+        parse_config({"model_list": [], "general_settings": {"alertin": ["slack"]}})
     entry = {"model_name": "a", "model_info": {"max_input_tokens": 100},
              "litellm_params": {"model": "anthropic/claude", "api_key": "k", "drop_params": True}}  # fmt: skip
     (dep,) = parse_config({"model_list": [entry]}).deployments()
