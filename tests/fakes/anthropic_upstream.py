@@ -43,8 +43,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.chat_upstream import CHUNK, Control, serve, words
-from tests.fakes.openai_upstream import DropConnection, TruncatedResponse, json_response
+from tests.fakes.chat_upstream import CHUNK, words
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, json_response, serve
 
 Json = dict[str, Any]
 
@@ -403,7 +403,7 @@ def sse_frame(event: Json) -> bytes:
 
 
 def build_app() -> Starlette:
-    control = Control("anthropic")
+    control = Control("anthropic", BASE_PATH)
 
     def check_headers(request: Request) -> None:
         # Classic clients send x-api-key; the current official SDK sends the key as a bearer token.
