@@ -430,6 +430,8 @@ def build_app() -> Starlette:
             script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
+            if (bent := await control.before(request, record, script)) is not None:
+                return bent
             try:
                 if int(script.get("status", 200)) >= 400:
                     response = scripted_error(script, request_id)
@@ -438,7 +440,7 @@ def build_app() -> Starlette:
                         check_headers(request)
                     if record.get("raw_body") is not None:
                         raise ApiError(400, "There was an issue with your request body: invalid JSON.")
-                    response = await handler(request, record, script)
+                    response = control.after(request, record, script, await handler(request, record, script))
             except ApiError as error:
                 response = json_response(error.body(request_id), error.status)
             response.headers["request-id"] = request_id

@@ -507,8 +507,12 @@ def build_app() -> Starlette:
         script = control.next_script(record) if method in GENERATE else {}
         if script.get("delay"):
             await asyncio.sleep(float(script["delay"]))
+        if (bent := await control.before(request, record, script)) is not None:
+            return bent
         try:
-            response = await answer(request, record, script, version, model, method)
+            response = control.after(
+                request, record, script, await answer(request, record, script, version, model, method)
+            )
         except ApiError as error:
             response = json_response(error.body(), error.code)
         response.headers.update(HEADERS | {"server-timing": f"gfet4t7; dur={int((time.monotonic() - started) * 1000)}"})

@@ -157,13 +157,15 @@ def build_app(background_delay: float = 0.5) -> Starlette:
             script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
+            if (bent := await control.before(request, record, script)) is not None:
+                return bent
             try:
                 if "body" in script or int(script.get("status", 200)) >= 400:
                     response = scripted_reply(script)
                 else:
                     if auth:
                         check_auth(request)
-                    response = await handler(request, record, script)
+                    response = control.after(request, record, script, await handler(request, record, script))
             except ApiError as error:
                 response = error_response(error)
             response.headers.update(
