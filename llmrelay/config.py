@@ -37,7 +37,8 @@ class LitellmParams(_Section):
     api_base: str | None = None
     api_version: str | None = None
     custom_llm_provider: str | None = None
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     num_retries: int | None = Field(default=None, ge=0)
     organization: str | None = None
@@ -66,6 +67,8 @@ class LitellmSettings(_Section):
     drop_params: bool = False
     num_retries: int = Field(default=0, ge=0)
     request_timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
     set_verbose: bool = False
 
 
@@ -73,6 +76,7 @@ class RouterSettings(_Section):
     routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
 
 
 class Config(_Section):
@@ -89,7 +93,12 @@ class Config(_Section):
 
     @property
     def timeout(self) -> float | None:
-        return self.router_settings.timeout or self.litellm_settings.request_timeout
+        ls = self.litellm_settings
+        return self.router_settings.timeout or ls.timeout or ls.request_timeout
+
+    @property
+    def stream_timeout(self) -> float | None:
+        return self.router_settings.stream_timeout or self.litellm_settings.stream_timeout
 
     @property
     def store_url(self) -> str | None:
@@ -115,6 +124,7 @@ class Config(_Section):
                     api_version=p.api_version,
                     model_name=entry.model_name,
                     timeout=p.timeout,
+                    stream_timeout=p.stream_timeout,
                     max_retries=p.num_retries if p.num_retries is not None else p.max_retries,
                     headers=headers,
                     extra=_extra(p, entry.model_info),

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 
 from . import compaction, errors, items, validate
@@ -33,7 +34,7 @@ from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import ACTIVE, page_items
 from .streaming.events import StreamEvent
-from .streaming.sse import SSEDecoder
+from .streaming.sse import Frame, SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
 
 log = logging.getLogger("llmrelay")
@@ -52,12 +53,14 @@ class Relay:
         router: Router | None = None,
         num_retries: int = 0,
         timeout: float | None = None,
+        stream_timeout: float | None = None,
         drop_params: bool = False,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
         self.num_retries = num_retries
         self.timeout = timeout
+        self.stream_timeout = stream_timeout
         self.drop_params = drop_params
         self.http = Http()
         self._native = OpenAIResponses()
@@ -182,6 +185,11 @@ class Relay:
             new_id=new_id,
             owner=owner,
             timeout=_seconds(opts.get("timeout")) or dep.timeout or self.timeout,
+            stream_timeout=_seconds(opts.get("timeout"))
+            or dep.stream_timeout
+            or dep.timeout
+            or self.stream_timeout
+            or self.timeout,
             retries=_first_int(opts.get("num_retries"), opts.get("max_retries"), dep.max_retries, self.num_retries),
             extra_headers=dict(opts.get("extra_headers") or {}),
             extra_body=dict(opts.get("extra_body") or {}),
@@ -267,25 +275,35 @@ class Relay:
                 )
 
     async def _count(self, call: Call, adapter: Any) -> int:
-        body = await self.fetch(adapter.count_request(call), adapter, timeout=call.timeout, retries=call.retries)
-        return int(adapter.parse_count(body))
+        dep = call.deployment
+        body = await self.fetch(adapter.count_request(call), adapter, dep, timeout=call.timeout, retries=call.retries)
+        return int(_parsed(dep, adapter.parse_count, body))
 
-    async def fetch(self, req: HttpRequest, adapter: Adapter, *, timeout: float | None, retries: int) -> bytes:
+    async def fetch(
+        self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
+    ) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
-        resp = await self.http.send(req, timeout=timeout, retries=retries)
-        body = await _read(resp)
+        resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
+        body = await _read(resp, dep)
         if resp.status >= 400:
-            raise adapter.parse_error(resp.status, body, resp.headers)
+            raise _upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
     async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
         unread response. An upstream that lost its stored state gets the history replayed."""
         await self._fit(call, adapter)
-        resp = await self.http.send(adapter.build_request(call), timeout=call.timeout, retries=call.retries)
+        dep = call.deployment
+        resp = await self.http.send(
+            adapter.build_request(call),
+            timeout=call.stream_timeout if stream else call.timeout,
+            retries=call.retries,
+            stream=stream,
+            upstream=describe(dep),
+        )
         if resp.status < 400:
             return resp
-        err = adapter.parse_error(resp.status, await _read(resp), resp.headers)
+        err = _upstream_error(adapter.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
@@ -303,7 +321,7 @@ class Relay:
     async def _send(self, call: Call) -> tuple[Json, str | None]:
         adapter = self.adapter(call.deployment)
         resp = await self._open(call, adapter, stream=False)
-        return adapter.parse_response(await _read(resp), call)
+        return _parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
@@ -315,13 +333,16 @@ class Relay:
             try:
                 async for chunk in resp.content.iter_any():
                     for frame in decoder.feed(chunk):
-                        for event in translator.feed(frame):
+                        for event in _translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in translator.feed(f)] + translator.finish()
+                tail = [e for f in decoder.finish() for e in _translate(translator, f, call.deployment)]
+                tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                tail = translator.fail(f"The upstream connection failed mid-stream: {upstream_failure(exc)}")
+                tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
+            except _Garbled as exc:
+                tail = translator.fail(str(exc))
             for event in tail:
                 if event.terminal and translator.response is not None:
                     await self._save(call, translator.response, translator.upstream_id)
@@ -370,8 +391,9 @@ class Relay:
     async def _put(self, record: StoredResponse) -> None:
         try:
             await self.store.put(record)
-        except Exception as exc:  # a store outage must not look like a success
-            raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
+        except Exception as exc:  # a store outage must not look like a success; its words go to the log
+            log.exception("the response store failed to keep %s", record.id)
+            raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
     async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
@@ -392,7 +414,9 @@ class Relay:
         call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
         if call.deployment.provider.api == "responses" and mock is None:
             req = self._native.compact_request(call)
-            return orjson.loads(await self.fetch(req, self._native, timeout=call.timeout, retries=call.retries))
+            dep = call.deployment
+            body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
+            return _parsed(dep, orjson.loads, body)
         history = call.context + items.as_items(call.params.get("input") or [])
         options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
         summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
@@ -429,9 +453,11 @@ class Relay:
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
             req.url += f"?stream=true&starting_after={after}"
-            resp = await self.http.send(req, timeout=self.timeout, retries=self.num_retries)
+            resp = await self.http.send(
+                req, timeout=self.stream_timeout, retries=self.num_retries, stream=True, upstream=describe(dep)
+            )
             if resp.status >= 400:
-                raise self._native.parse_error(resp.status, await _read(resp), resp.headers)
+                raise _upstream_error(self._native.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
             return self._relay_stream(call, self._native, resp)
         return self.jobs.follow(record, after)
 
@@ -499,7 +525,8 @@ class Relay:
 
     async def _refresh(self, record: StoredResponse, dep: Deployment, req: HttpRequest) -> StoredResponse:
         """Ask the upstream for the current state of a response it runs, and store it."""
-        response = orjson.loads(await self.fetch(req, self._native, timeout=self.timeout, retries=self.num_retries))
+        body = await self.fetch(req, self._native, dep, timeout=self.timeout, retries=self.num_retries)
+        response = _parsed(dep, orjson.loads, body)
         response["id"] = record.id
         response["previous_response_id"] = record.previous_response_id
         record.response = response
@@ -512,14 +539,57 @@ class Relay:
         await self.store.close()
 
 
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
+async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
     """A whole upstream body; the connection goes back to the pool either way."""
     try:
         return await resp.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise upstream_failure(exc) from exc
+        raise upstream_failure(exc, describe(dep)) from exc
     finally:
         resp.release()
+
+
+def describe(dep: Deployment) -> str:
+    """A deployment as errors name it to clients: its public name and upstream model."""
+    return f"deployment '{dep.model_name}' ({dep.provider.name}/{dep.model})"
+
+
+class _Garbled(Exception):
+    """The upstream sent a stream frame its protocol cannot have."""
+
+
+def _translate(translator: Any, frame: Frame, dep: Deployment) -> list[StreamEvent]:
+    if frame.data == b"[DONE]" and translator.response is not None:
+        return []  # the end marker vLLM and gateways send after the terminal event
+    try:
+        return translator.feed(frame)
+    except Exception as exc:
+        log.warning("%s sent an unreadable stream frame %r: %s", describe(dep), frame.data[:200], exc)
+        raise _Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+
+
+def _parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
+    """An upstream reply read by `parse`; one it cannot read is a 502 naming the deployment."""
+    try:
+        return parse(*args)
+    except openai.APIError:
+        raise
+    except Exception as exc:
+        body = args[0] if args and isinstance(args[0], bytes) else b""
+        log.warning("%s sent an unreadable reply %r: %s", describe(dep), body[:200], exc)
+        raise errors.status_error(
+            502, f"The upstream of {describe(dep)} sent a reply that is not valid.", code="bad_upstream_reply"
+        ) from exc
+
+
+def _upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APIStatusError:
+    """An upstream's own 401 means the deployment's key was refused, not the client's: say so."""
+    if err.status_code != 401:
+        return err
+    body = err.body if isinstance(err.body, dict) else {}
+    message = f"The upstream of {describe(dep)} refused the deployment's API key: {body.get('message') or err.message}"
+    return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
+                               headers=err.response.headers)  # fmt: skip
 
 
 def _seconds(timeout: Any) -> float | None:
