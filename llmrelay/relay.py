@@ -559,8 +559,8 @@ class _Garbled(Exception):
 
 
 def _translate(translator: Any, frame: Frame, dep: Deployment) -> list[StreamEvent]:
-    if frame.data == b"[DONE]" and translator.response is not None:
-        return []  # the end marker vLLM and gateways send after the terminal event
+    if frame.data == b"[DONE]":  # the end marker vLLM and gateways send, on any protocol
+        return translator.finish()
     try:
         return translator.feed(frame)
     except Exception as exc:

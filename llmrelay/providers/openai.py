@@ -116,8 +116,6 @@ class NativeStream:
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         self._count += 1
-        if frame.data == b"[DONE]":  # an end marker some servers send: the stream is over
-            return self.finish()
         kind = frame.event
         if kind is None or kind in LIFECYCLE or kind == "error":
             data = orjson.loads(frame.data)
