@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import openai
 import orjson
 
 from . import compaction, errors, items, validate
@@ -34,8 +33,9 @@ from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import ACTIVE, page_items
 from .streaming.events import StreamEvent
-from .streaming.sse import Frame, SSEDecoder
+from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
+from .upstream import Garbled, describe, parsed, translate, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -277,7 +277,7 @@ class Relay:
     async def _count(self, call: Call, adapter: Any) -> int:
         dep = call.deployment
         body = await self.fetch(adapter.count_request(call), adapter, dep, timeout=call.timeout, retries=call.retries)
-        return int(_parsed(dep, adapter.parse_count, body))
+        return int(parsed(dep, adapter.parse_count, body))
 
     async def fetch(
         self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
@@ -286,7 +286,7 @@ class Relay:
         resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
         body = await _read(resp, dep)
         if resp.status >= 400:
-            raise _upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
+            raise upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
     async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
@@ -303,7 +303,7 @@ class Relay:
         )
         if resp.status < 400:
             return resp
-        err = _upstream_error(adapter.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
+        err = upstream_error(adapter.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
@@ -321,7 +321,7 @@ class Relay:
     async def _send(self, call: Call) -> tuple[Json, str | None]:
         adapter = self.adapter(call.deployment)
         resp = await self._open(call, adapter, stream=False)
-        return _parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+        return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
@@ -333,15 +333,15 @@ class Relay:
             try:
                 async for chunk in resp.content.iter_any():
                     for frame in decoder.feed(chunk):
-                        for event in _translate(translator, frame, call.deployment):
+                        for event in translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in _translate(translator, f, call.deployment)]
+                tail = [e for f in decoder.finish() for e in translate(translator, f, call.deployment)]
                 tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
-            except _Garbled as exc:
+            except Garbled as exc:
                 tail = translator.fail(str(exc))
             for event in tail:
                 if event.terminal and translator.response is not None:
@@ -416,7 +416,7 @@ class Relay:
             req = self._native.compact_request(call)
             dep = call.deployment
             body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
-            return _parsed(dep, orjson.loads, body)
+            return parsed(dep, orjson.loads, body)
         history = call.context + items.as_items(call.params.get("input") or [])
         options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
         summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
@@ -457,7 +457,7 @@ class Relay:
                 req, timeout=self.stream_timeout, retries=self.num_retries, stream=True, upstream=describe(dep)
             )
             if resp.status >= 400:
-                raise _upstream_error(self._native.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
+                raise upstream_error(self._native.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
             return self._relay_stream(call, self._native, resp)
         return self.jobs.follow(record, after)
 
@@ -526,7 +526,7 @@ class Relay:
     async def _refresh(self, record: StoredResponse, dep: Deployment, req: HttpRequest) -> StoredResponse:
         """Ask the upstream for the current state of a response it runs, and store it."""
         body = await self.fetch(req, self._native, dep, timeout=self.timeout, retries=self.num_retries)
-        response = _parsed(dep, orjson.loads, body)
+        response = parsed(dep, orjson.loads, body)
         response["id"] = record.id
         response["previous_response_id"] = record.previous_response_id
         record.response = response
@@ -547,49 +547,6 @@ async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
         raise upstream_failure(exc, describe(dep)) from exc
     finally:
         resp.release()
-
-
-def describe(dep: Deployment) -> str:
-    """A deployment as errors name it to clients: its public name and upstream model."""
-    return f"deployment '{dep.model_name}' ({dep.provider.name}/{dep.model})"
-
-
-class _Garbled(Exception):
-    """The upstream sent a stream frame its protocol cannot have."""
-
-
-def _translate(translator: Any, frame: Frame, dep: Deployment) -> list[StreamEvent]:
-    if frame.data == b"[DONE]":  # the end marker vLLM and gateways send, on any protocol
-        return translator.finish()
-    try:
-        return translator.feed(frame)
-    except Exception as exc:
-        log.warning("%s sent an unreadable stream frame %r: %s", describe(dep), frame.data[:200], exc)
-        raise _Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
-
-
-def _parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
-    """An upstream reply read by `parse`; one it cannot read is a 502 naming the deployment."""
-    try:
-        return parse(*args)
-    except openai.APIError:
-        raise
-    except Exception as exc:
-        body = args[0] if args and isinstance(args[0], bytes) else b""
-        log.warning("%s sent an unreadable reply %r: %s", describe(dep), body[:200], exc)
-        raise errors.status_error(
-            502, f"The upstream of {describe(dep)} sent a reply that is not valid.", code="bad_upstream_reply"
-        ) from exc
-
-
-def _upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APIStatusError:
-    """An upstream's own 401 means the deployment's key was refused, not the client's: say so."""
-    if err.status_code != 401:
-        return err
-    body = err.body if isinstance(err.body, dict) else {}
-    message = f"The upstream of {describe(dep)} refused the deployment's API key: {body.get('message') or err.message}"
-    return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
-                               headers=err.response.headers)  # fmt: skip
 
 
 def _seconds(timeout: Any) -> float | None:
