@@ -41,7 +41,8 @@ class LitellmParams(_Section):
     api_base: str | None = None
     api_version: str | None = None
     custom_llm_provider: str | None = None
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     num_retries: int | None = Field(default=None, ge=0)
     organization: str | None = None
@@ -71,6 +72,8 @@ class LitellmSettings(_Section):
     drop_params: bool = False
     num_retries: int = Field(default=0, ge=0)
     request_timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
     set_verbose: bool = False
 
 
@@ -78,6 +81,7 @@ class RouterSettings(_Section):
     routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
 
 
 class Config(_Section):
@@ -100,7 +104,12 @@ class Config(_Section):
 
     @property
     def timeout(self) -> float | None:
-        return self.router_settings.timeout or self.litellm_settings.request_timeout
+        ls = self.litellm_settings
+        return self.router_settings.timeout or ls.timeout or ls.request_timeout
+
+    @property
+    def stream_timeout(self) -> float | None:
+        return self.router_settings.stream_timeout or self.litellm_settings.stream_timeout
 
     @property
     def store_url(self) -> str | None:
@@ -152,6 +161,7 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
         "api_base": p.api_base,
         "api_version": p.api_version,
         "timeout": p.timeout,
+        "stream_timeout": p.stream_timeout,
         "max_retries": p.num_retries if p.num_retries is not None else p.max_retries,
         "headers": headers,
         "extra": _extra(p, entry.model_info),

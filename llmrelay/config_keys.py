@@ -32,7 +32,6 @@ _CACHE = "response caching"
 _GUARDRAILS = "guardrails"
 _DEFAULTS = "request defaults the proxy adds or overrides"
 _CREDENTIALS = "credentials llmrelay cannot read yet"
-_TIMEOUTS = "timeouts"
 
 SKIP: dict[str, frozenset[str]] = {
     "top": frozenset({
@@ -116,11 +115,11 @@ REFUSE: dict[str, dict[str, str]] = {
         "model_group_alias": _ROUTING, "retry_policy": _RETRIES, "model_group_retry_policy": _RETRIES,
         "retry_after": _RETRIES, "default_max_parallel_requests": _LIMITS, "provider_budget_config": _BUDGETS,
         "cache_responses": _CACHE, "caching_groups": _CACHE, "guardrail_list": _GUARDRAILS,
-        "default_litellm_params": _DEFAULTS, "stream_timeout": _TIMEOUTS,
+        "default_litellm_params": _DEFAULTS,
     },
     "litellm_params": {
         "rpm": _LIMITS, "tpm": _LIMITS, "max_parallel_requests": _LIMITS, "weight": _ROUTING, "order": _ROUTING,
-        "max_budget": _BUDGETS, "budget_duration": _BUDGETS, "stream_timeout": _TIMEOUTS,
+        "max_budget": _BUDGETS, "budget_duration": _BUDGETS,
         "guardrails": _GUARDRAILS, "cache_control_injection_points": "request rewriting",
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",
         "configurable_clientside_auth_params": _ACCESS, "litellm_credential_name": _CREDENTIALS,

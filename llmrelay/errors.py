@@ -78,7 +78,8 @@ class APIConnectionError(openai.APIConnectionError):
 
 
 class APITimeoutError(openai.APITimeoutError):
-    pass
+    def __init__(self, request: Any, message: str = "Request timed out.") -> None:
+        openai.APIConnectionError.__init__(self, message=message, request=request)
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
@@ -167,5 +168,12 @@ def connection_error(message: str, request: Any = None) -> APIConnectionError:
     return APIConnectionError(message=message, request=request or _LOCAL)
 
 
-def timeout_error(request: Any = None) -> APITimeoutError:
-    return APITimeoutError(request=request or _LOCAL)
+def upstream_failure_status(exc: openai.APIError) -> APIStatusError:
+    """A failed upstream call as the status a server answers: 504 for a timeout, else 502."""
+    if isinstance(exc, openai.APITimeoutError):
+        return status_error(504, exc.message, type="timeout_error", code="upstream_timeout")
+    return status_error(502, exc.message, type="api_connection_error")
+
+
+def timeout_error(message: str = "Request timed out.", request: Any = None) -> APITimeoutError:
+    return APITimeoutError(request=request or _LOCAL, message=message)

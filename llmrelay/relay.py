@@ -36,6 +36,7 @@ from .store.base import ACTIVE, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
+from .upstream import Garbled, describe, parsed, translate, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -53,12 +54,14 @@ class Relay:
         router: Router | None = None,
         num_retries: int = 0,
         timeout: float | None = None,
+        stream_timeout: float | None = None,
         drop_params: bool = False,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
         self.num_retries = num_retries
         self.timeout = timeout
+        self.stream_timeout = stream_timeout
         self.drop_params = drop_params
         self.http = Http()
         self._native = OpenAIResponses()
@@ -173,6 +176,7 @@ class Relay:
                     log.warning("dropped %s: not supported by provider %r", ", ".join(names), support.provider)
                     if dropped is not None:
                         dropped.extend(names)
+        timeout, stream_timeout = self._timeouts(opts, dep)
         call = Call(
             id=new_id("resp"),
             params=params,
@@ -181,7 +185,8 @@ class Relay:
             created_at=int(time.time()),
             new_id=new_id,
             owner=owner,
-            timeout=_seconds(opts.get("timeout")) or dep.timeout or self.timeout,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
             retries=_first_int(opts.get("num_retries"), opts.get("max_retries"), dep.max_retries, self.num_retries),
             extra_headers=dict(opts.get("extra_headers") or {}),
             extra_body=dict(opts.get("extra_body") or {}),
@@ -260,25 +265,35 @@ class Relay:
                 )
 
     async def _count(self, call: Call, adapter: Any) -> int:
-        body = await self.fetch(adapter.count_request(call), adapter, timeout=call.timeout, retries=call.retries)
-        return int(adapter.parse_count(body))
+        dep = call.deployment
+        body = await self.fetch(adapter.count_request(call), adapter, dep, timeout=call.timeout, retries=call.retries)
+        return int(parsed(dep, adapter.parse_count, body))
 
-    async def fetch(self, req: HttpRequest, adapter: Adapter, *, timeout: float | None, retries: int) -> bytes:
+    async def fetch(
+        self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
+    ) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
-        resp = await self.http.send(req, timeout=timeout, retries=retries)
-        body = await _read(resp)
+        resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
+        body = await _read(resp, dep)
         if resp.status >= 400:
-            raise adapter.parse_error(resp.status, body, resp.headers)
+            raise upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
     async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
         unread response. An upstream that lost its stored state gets the history replayed."""
         await self._fit(call, adapter)
-        resp = await self.http.send(adapter.build_request(call), timeout=call.timeout, retries=call.retries)
+        dep = call.deployment
+        resp = await self.http.send(
+            adapter.build_request(call),
+            timeout=call.stream_timeout if stream else call.timeout,
+            retries=call.retries,
+            stream=stream,
+            upstream=describe(dep),
+        )
         if resp.status < 400:
             return resp
-        err = adapter.parse_error(resp.status, await _read(resp), resp.headers)
+        err = upstream_error(adapter.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
@@ -296,7 +311,7 @@ class Relay:
     async def _send(self, call: Call) -> tuple[Json, str | None]:
         adapter = self.adapter(call.deployment)
         resp = await self._open(call, adapter, stream=False)
-        return adapter.parse_response(await _read(resp), call)
+        return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
@@ -308,13 +323,16 @@ class Relay:
             try:
                 async for chunk in resp.content.iter_any():
                     for frame in decoder.feed(chunk):
-                        for event in translator.feed(frame):
+                        for event in translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in translator.feed(f)] + translator.finish()
+                tail = [e for f in decoder.finish() for e in translate(translator, f, call.deployment)]
+                tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                tail = translator.fail(f"The upstream connection failed mid-stream: {upstream_failure(exc)}")
+                tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
+            except Garbled as exc:
+                tail = translator.fail(str(exc))
             for event in tail:
                 if event.terminal and translator.response is not None:
                     await self._save(call, translator.response, translator.upstream_id)
@@ -363,8 +381,9 @@ class Relay:
     async def _put(self, record: StoredResponse) -> None:
         try:
             await self.store.put(record)
-        except Exception as exc:  # a store outage must not look like a success
-            raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
+        except Exception as exc:  # a store outage must not look like a success; its words go to the log
+            log.exception("the response store failed to keep %s", record.id)
+            raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
     async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
@@ -387,7 +406,9 @@ class Relay:
         call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
         if call.deployment.provider.api == "responses" and mock is None:
             req = self._native.compact_request(call)
-            return orjson.loads(await self.fetch(req, self._native, timeout=call.timeout, retries=call.retries))
+            dep = call.deployment
+            body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
+            return parsed(dep, orjson.loads, body)
         history = call.context + items.as_items(call.params.get("input") or [])
         options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
         summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
@@ -433,10 +454,10 @@ class Relay:
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
             req.url += f"?stream=true&starting_after={after}"
-            timeout, retries = self._with_options(req, dep, options)
-            resp = await self.http.send(req, timeout=timeout, retries=retries)
+            _, timeout, retries = self._with_options(req, dep, options)
+            resp = await self.http.send(req, timeout=timeout, retries=retries, stream=True, upstream=describe(dep))
             if resp.status >= 400:
-                raise self._native.parse_error(resp.status, await _read(resp), resp.headers)
+                raise upstream_error(self._native.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
             return self._relay_stream(call, self._native, resp)
         return self.jobs.follow(record, after)
 
@@ -481,9 +502,9 @@ class Relay:
         if record.upstream_id and dep is not None:
             # Best effort: the record is gone from llmrelay either way.
             req = self._native.delete_request(dep, record.upstream_id)
-            timeout, _ = self._with_options(req, dep, options)
+            timeout, _, _ = self._with_options(req, dep, options)
             with contextlib.suppress(errors.APIConnectionError, errors.APITimeoutError):
-                (await self.http.send(req, timeout=timeout or 10.0)).release()
+                (await self.http.send(req, timeout=timeout or 10.0, upstream=describe(dep))).release()
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
     async def input_items(
@@ -511,22 +532,31 @@ class Relay:
             known = self.router.deployment(record.deployment)
         return stored_deployment(known, str(record.response.get("model") or ""), options or {})
 
-    def _with_options(self, req: HttpRequest, dep: Deployment, options: Json | None) -> tuple[float | None, int]:
+    def _with_options(
+        self, req: HttpRequest, dep: Deployment, options: Json | None
+    ) -> tuple[float | None, float | None, int]:
         """Put the caller's extra_headers / extra_query on a request about a stored response;
-        return its timeout and retries."""
+        return its timeout, stream timeout and retries."""
         opts = options or {}
         req.headers.update(opts.get("extra_headers") or {})
         if query := opts.get("extra_query"):
             req.url += ("&" if "?" in req.url else "?") + urlencode(query)
-        timeout = _seconds(opts.get("timeout")) or dep.timeout or self.timeout
-        return timeout, _first_int(opts.get("num_retries"), dep.max_retries, self.num_retries)
+        return (*self._timeouts(opts, dep), _first_int(opts.get("num_retries"), dep.max_retries, self.num_retries))
+
+    def _timeouts(self, opts: Json, dep: Deployment) -> tuple[float | None, float | None]:
+        """A call's (timeout, stream timeout): the caller's, the deployment's, then the relay's;
+        a deployment's `timeout` bounds its streams too unless it sets `stream_timeout`."""
+        asked = _seconds(opts.get("timeout"))
+        timeout = asked or dep.timeout or self.timeout
+        return timeout, asked or dep.stream_timeout or dep.timeout or self.stream_timeout or self.timeout
 
     async def _refresh(
         self, record: StoredResponse, dep: Deployment, req: HttpRequest, options: Json | None
     ) -> StoredResponse:
         """Ask the upstream for the current state of a response it runs, and store it."""
-        timeout, retries = self._with_options(req, dep, options)
-        response = orjson.loads(await self.fetch(req, self._native, timeout=timeout, retries=retries))
+        timeout, _, retries = self._with_options(req, dep, options)
+        body = await self.fetch(req, self._native, dep, timeout=timeout, retries=retries)
+        response = parsed(dep, orjson.loads, body)
         response["id"] = record.id
         response["previous_response_id"] = record.previous_response_id
         record.response = response
@@ -539,12 +569,12 @@ class Relay:
         await self.store.close()
 
 
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
+async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
     """A whole upstream body; the connection goes back to the pool either way."""
     try:
         return await resp.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise upstream_failure(exc) from exc
+        raise upstream_failure(exc, describe(dep)) from exc
     finally:
         resp.release()
 

@@ -1,6 +1,11 @@
 """Upstream HTTP: pooled keep-alive connections (one aiohttp session per event loop),
 timeouts, and retries with exponential backoff that honours Retry-After.
 
+Timeouts bound connecting (CONNECT_TIMEOUT) and every wait for the upstream's next bytes: the
+headers, then each read of the body. A non-streamed reply waits up to `timeout` (600 s, as
+the openai SDK does); a stream waits up to `stream_timeout` for its first byte and for every
+gap between chunks, never for the stream as a whole. Nothing waits forever by default.
+
 aiohttp rather than httpx: its client costs a fraction of httpx's CPU per request
 (bench/http_client.py measures both), and the hot path is mostly this.
 """
@@ -11,6 +16,7 @@ import asyncio
 import atexit
 import contextlib
 import email.utils
+import logging
 import random
 import time
 import weakref
@@ -22,8 +28,11 @@ import orjson
 
 from . import errors
 
+log = logging.getLogger("llmrelay")
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-DEFAULT_TIMEOUT = 600.0
+CONNECT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 600.0  # seconds a non-streamed reply may take to arrive
+DEFAULT_STREAM_TIMEOUT = 600.0  # seconds a stream may stay silent (reasoning can be quiet for minutes)
 MAX_BACKOFF = 30.0
 
 
@@ -73,28 +82,39 @@ class Http:
                 keep.append((ref, session))
         self._sessions = keep
 
-    def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
+    def _timeout(self, seconds: float | None, stream: bool) -> aiohttp.ClientTimeout:
+        if seconds is None:
+            seconds = DEFAULT_STREAM_TIMEOUT if stream else DEFAULT_TIMEOUT
         t = self._timeouts.get(seconds)
         if t is None:
             # Like the openai SDK: the timeout bounds connecting and each read, not a whole stream.
-            t = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+            t = aiohttp.ClientTimeout(total=None, sock_connect=min(CONNECT_TIMEOUT, seconds), sock_read=seconds)
             self._timeouts[seconds] = t
         return t
 
-    async def send(self, req: HttpRequest, *, timeout: float | None, retries: int = 0) -> aiohttp.ClientResponse:
+    async def send(
+        self,
+        req: HttpRequest,
+        *,
+        timeout: float | None,
+        retries: int = 0,
+        stream: bool = False,
+        upstream: str = "the upstream",
+    ) -> aiohttp.ClientResponse:
         """Send with retries on 408/409/429/5xx and connection errors. The caller reads and
-        releases the returned response (also when its status is an error)."""
+        releases the returned response (also when its status is an error). `timeout` None
+        takes the default for a stream or a whole reply; `upstream` names it in errors."""
         session = await self.session()
         attempt = 0
         while True:
             wait: float | None = None
             try:
                 resp = await session.request(
-                    req.method, req.url, data=req.body, headers=req.headers, timeout=self._timeout(timeout)
+                    req.method, req.url, data=req.body, headers=req.headers, timeout=self._timeout(timeout, stream)
                 )
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if attempt >= retries:
-                    raise upstream_failure(exc) from exc
+                    raise upstream_failure(exc, upstream) from exc
             else:
                 if resp.status not in RETRYABLE or attempt >= retries:
                     return resp
@@ -119,11 +139,15 @@ async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterat
             await session.close()
 
 
-def upstream_failure(exc: BaseException) -> Exception:
-    """A transport exception as the openai-style error a caller expects."""
+def upstream_failure(exc: BaseException, upstream: str = "the upstream") -> Exception:
+    """A transport exception as the openai-style error a caller expects. The client learns
+    which upstream failed and how; the transport's own words (hosts, ports) go to the log."""
+    log.warning("%s: %s: %s", upstream, type(exc).__name__, exc)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return errors.timeout_error()
-    return errors.connection_error(f"Connection error: {exc}")
+        return errors.timeout_error(f"The upstream of {upstream} did not answer in time.")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return errors.connection_error(f"The upstream of {upstream} broke off its reply.")
+    return errors.connection_error(f"Could not reach the upstream of {upstream}.")
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -32,7 +32,8 @@ class Call:
     owner: str | None = None
     context: list[Json] = field(default_factory=list)  # replayed history, oldest first
     upstream_previous_id: str | None = None  # continue natively on the upstream's own state
-    timeout: float | None = None
+    timeout: float | None = None  # a whole reply's; None: the transport's default
+    stream_timeout: float | None = None  # a stream's longest silence; None: the transport's default
     retries: int = 0
     extra_headers: dict[str, str] = field(default_factory=dict)
     extra_body: Json = field(default_factory=dict)

@@ -17,7 +17,7 @@ from .. import errors, items
 from ..streaming.events import LIFECYCLE, TERMINAL, StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest, openai_error
-from .base import Call, Json
+from .base import Call, Json, response_skeleton
 from .registry import Deployment
 
 COUNT_FIELDS = frozenset(
@@ -136,11 +136,17 @@ class NativeStream:
         return self.fail("The upstream closed the stream before the response finished.")
 
     def fail(self, message: str) -> list[StreamEvent]:
+        out = []
+        if self._last is None:  # nothing came yet: clients expect response.created first
+            self._last = response_skeleton(self._call)
+            created = {"type": "response.created", "sequence_number": self._count, "response": dict(self._last)}
+            out.append(StreamEvent("response.created", created))
+            self._count += 1
         self.response = self._failed(message)
         event = {"type": "response.failed", "sequence_number": self._count, "response": self.response}
-        return [StreamEvent("response.failed", event)]
+        return [*out, StreamEvent("response.failed", event)]
 
     def _failed(self, message: str) -> Json:
-        response = self._last or {"id": self._call.id, "object": "response", "output": []}
+        response = self._last or response_skeleton(self._call)
         response.update(status="failed", error={"code": "server_error", "message": message})
         return response

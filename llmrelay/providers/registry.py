@@ -68,6 +68,7 @@ class Deployment:
     api_version: str | None = None
     model_name: str = ""  # the public name clients ask for
     timeout: float | None = None
+    stream_timeout: float | None = None
     max_retries: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -138,6 +139,7 @@ def make_deployment(
     api_version: str | None = None,
     model_name: str | None = None,
     timeout: float | None = None,
+    stream_timeout: float | None = None,
     max_retries: int | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
@@ -173,6 +175,7 @@ def make_deployment(
         api_version=api_version,
         model_name=model_name or model,
         timeout=timeout,
+        stream_timeout=stream_timeout,
         max_retries=max_retries,
         headers=tuple((headers or {}).items()),
         extra=extra or {},

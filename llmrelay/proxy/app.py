@@ -7,12 +7,13 @@ Every route is served with and without the `/v1` prefix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 import orjson
@@ -39,6 +40,7 @@ DROPPED_HEADER = "x-llmrelay-dropped-params"
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class Proxy:
@@ -52,6 +54,7 @@ class Proxy:
             router=Router(config.deployments(), config.wildcards()),
             num_retries=config.num_retries,
             timeout=config.timeout,
+            stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
         )
         self.auth = Auth(config.general_settings.master_key, self.relay.store)
@@ -110,7 +113,10 @@ class Proxy:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
             headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
-        response = _json(await self.relay.create(body, owner=owner, dropped=dropped))
+        created = await _unless_client_leaves(request, self.relay.create(body, owner=owner, dropped=dropped))
+        if created is None:
+            return Response(status_code=499)  # nobody reads it
+        response = _json(created)
         if dropped:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
         return response
@@ -321,10 +327,8 @@ def _guard(handler: Handler) -> Handler:
             return await handler(request)
         except openai.APIStatusError as exc:
             return _error(exc)
-        except openai.APITimeoutError:
-            return _error(errors.status_error(504, "The upstream did not answer in time.", type="timeout_error"))
-        except openai.APIConnectionError as exc:
-            return _error(errors.status_error(502, exc.message, type="api_connection_error"))
+        except openai.APIConnectionError as exc:  # a timeout too
+            return _error(errors.upstream_failure_status(exc))
         except ClientDisconnect:  # nobody is left to answer: one line, no traceback
             log.warning("client went away before sending the whole body of %s %s", request.method, request.url.path)
             return Response(status_code=400)
@@ -333,6 +337,31 @@ def _guard(handler: Handler) -> Handler:
             return _error(errors.status_error(500, "Internal server error.", type="server_error"))
 
     return guarded
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Run `work` while the client waits; if it disconnects first, cancel `work`, which closes
+    the upstream connection, so the upstream stops generating what nobody will read."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled() or not task.done():
+        log.info("client left %s %s before its reply: upstream call cancelled", request.method, request.url.path)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body was read already, so the next message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _has_body(request: Request) -> bool:

@@ -70,9 +70,9 @@ async def _serve_one(
     except openai.APIStatusError as exc:
         memory.pop(previous, None)
         await _send_error(ws, exc, stream_id)
-    except openai.APIError as exc:
+    except openai.APIError as exc:  # the upstream unreachable, or silent too long
         memory.pop(previous, None)
-        await _send_error(ws, errors.status_error(502, exc.message, type="api_connection_error"), stream_id)
+        await _send_error(ws, errors.upstream_failure_status(exc), stream_id)
 
 
 async def _send_error(ws: WebSocket, exc: openai.APIStatusError, stream_id: str | None = None) -> None:

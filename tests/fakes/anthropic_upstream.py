@@ -43,8 +43,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.chat_upstream import CHUNK, Control, serve, words
-from tests.fakes.openai_upstream import DropConnection, TruncatedResponse, json_response
+from tests.fakes.chat_upstream import CHUNK, words
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, json_response, serve
 
 Json = dict[str, Any]
 
@@ -403,7 +403,7 @@ def sse_frame(event: Json) -> bytes:
 
 
 def build_app() -> Starlette:
-    control = Control("anthropic")
+    control = Control("anthropic", BASE_PATH)
 
     def check_headers(request: Request) -> None:
         # Classic clients send x-api-key; the current official SDK sends the key as a bearer token.
@@ -430,6 +430,8 @@ def build_app() -> Starlette:
             script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
+            if (bent := await control.before(request, record, script)) is not None:
+                return bent
             try:
                 if int(script.get("status", 200)) >= 400:
                     response = scripted_error(script, request_id)
@@ -438,7 +440,7 @@ def build_app() -> Starlette:
                         check_headers(request)
                     if record.get("raw_body") is not None:
                         raise ApiError(400, "There was an issue with your request body: invalid JSON.")
-                    response = await handler(request, record, script)
+                    response = control.after(request, record, script, await handler(request, record, script))
             except ApiError as error:
                 response = json_response(error.body(request_id), error.status)
             response.headers["request-id"] = request_id

@@ -22,7 +22,8 @@ next ``POST /v1/chat/completions``:
 - ``{"drop_after_events": 3}``: stream 3 chunks, then cut the connection (non-streaming: half the body)
 - ``{"text": "..."}``: the assistant text to produce instead of the echo
 
-``Control`` (requests, scripts, the ``/_fake/*`` routes) is shared with the Anthropic fake.
+Requests, scripts, the ``/_fake/*`` routes and the misbehaviours every fake offers live in
+``tests.fakes.control``.
 """
 
 from __future__ import annotations
@@ -33,28 +34,18 @@ import json
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, json_response, serve
 from tests.fakes.openai_model import ApiError
-from tests.fakes.openai_upstream import (
-    BAD_KEY,
-    DEFAULT_ERRORS,
-    MISSING_KEY,
-    SERVER_ERROR,
-    DropConnection,
-    TruncatedResponse,
-    error_response,
-    json_response,
-)
+from tests.fakes.openai_upstream import BAD_KEY, DEFAULT_ERRORS, MISSING_KEY, SERVER_ERROR, error_response
 
 Json = dict[str, Any]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -65,85 +56,6 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 CHUNK = re.compile(r"\S+\s*|\s+")
 FINGERPRINT = "fp_fake0001"
 DELTAS = ("content", "reasoning_content", "tool_calls")  # the chunks a delta_delay script slows down
-
-
-class Control:
-    """What every fake shares: recorded requests, the FIFO of reply scripts, the ``/_fake/*`` routes."""
-
-    def __init__(self, name: str, base_path: str = BASE_PATH) -> None:
-        self.name = name
-        self.base_path = base_path
-        self.requests: list[Json] = []
-        self.scripts: deque[Json] = deque()
-
-    async def record(self, request: Request) -> Json:
-        """Method, path, query, lower-cased headers and the JSON body (``raw_body`` when not JSON)."""
-        raw = await request.body()
-        query = request.query_params
-        record: Json = {
-            "method": request.method,
-            "path": request.url.path,
-            "query": {k: (v[0] if len(v) == 1 else v) for k in query for v in [query.getlist(k)]},
-            "headers": dict(request.headers),
-            "body": None,
-            "time": time.time(),
-        }
-        if raw:
-            try:
-                record["body"] = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                record["raw_body"] = raw.decode(errors="replace")
-        self.requests.append(record)
-        return record
-
-    def next_script(self, record: Json) -> Json:
-        script: Json = self.scripts.popleft() if self.scripts else {}
-        if script:
-            record["script"] = script
-        return script
-
-    def routes(self) -> list[Route]:
-        async def health(request: Request) -> Response:
-            return json_response({"status": "ok", "name": self.name, "base_path": self.base_path})
-
-        async def requests(request: Request) -> Response:
-            if request.method == "DELETE":
-                self.requests.clear()
-                return json_response({"cleared": True})
-            return json_response(self.requests)
-
-        async def enqueue(request: Request) -> Response:
-            scripts = orjson.loads(await request.body())
-            self.scripts.extend(scripts if isinstance(scripts, list) else [scripts])
-            return json_response({"queued": len(self.scripts)})
-
-        async def reset(request: Request) -> Response:
-            self.requests.clear()
-            self.scripts.clear()
-            return json_response({"reset": True})
-
-        return [
-            Route("/_fake/health", health),
-            Route("/_fake/requests", requests, methods=["GET", "DELETE"]),
-            Route("/_fake/enqueue", enqueue, methods=["POST"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-        ]
-
-
-def serve(
-    build: Callable[[argparse.Namespace], Starlette],
-    description: str,
-    argv: list[str] | None = None,
-    options: dict[str, dict[str, Any]] | None = None,
-) -> None:
-    """Parse ``--host/--port`` plus ``options`` (flag name -> ``add_argument`` kwargs), build the app, run it."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    for name, kwargs in (options or {}).items():
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
-    args = parser.parse_args(argv)
-    uvicorn.run(build(args), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 def words(text: str) -> int:
@@ -333,7 +245,7 @@ def data_frame(payload: Any) -> bytes:
 
 
 def build_app(models: list[str] | None = None) -> Starlette:
-    control = Control("chat")
+    control = Control("chat", BASE_PATH)
 
     def check_auth(request: Request) -> None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -361,13 +273,15 @@ def build_app(models: list[str] | None = None) -> Starlette:
             script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
+            if (bent := await control.before(request, record, script)) is not None:
+                return bent
             try:
                 if int(script.get("status", 200)) >= 400:
                     response = scripted_error(script)
                 else:
                     if auth:
                         check_auth(request)
-                    response = await handler(request, record, script)
+                    response = control.after(request, record, script, await handler(request, record, script))
             except ApiError as error:
                 response = error_response(error)
             response.headers["x-request-id"] = record["request_id"]

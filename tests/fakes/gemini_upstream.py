@@ -26,7 +26,6 @@ generateContent or streamGenerateContent:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -35,18 +34,15 @@ import re
 import secrets
 import string
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.openai_upstream import DropConnection, TruncatedResponse
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, serve
 
 Json = dict[str, Any]
 
@@ -424,20 +420,6 @@ def stream_chunks(reply: Json) -> list[Json]:
 # --- the server ------------------------------------------------------------------------------------------------
 
 
-class State:
-    def __init__(self) -> None:
-        self.requests: list[Json] = []
-        self.scripts: deque[Json] = deque()
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.scripts.clear()
-
-
-def control(payload: Any) -> Response:
-    return Response(orjson.dumps(payload), media_type="application/json")
-
-
 def default_error(code: int, script: Json) -> Json:
     details = None
     if code == 429:
@@ -452,21 +434,7 @@ def default_error(code: int, script: Json) -> Json:
 
 
 def build_app() -> Starlette:
-    state = State()
-
-    async def record_request(request: Request) -> Json:
-        raw = await request.body()
-        params = request.query_params
-        query = {k: vs[0] if len(vs := params.getlist(k)) == 1 else vs for k in params}
-        record: Json = {"method": request.method, "path": request.url.path, "query": query}
-        record |= {"headers": dict(request.headers), "body": None, "time": time.time()}
-        if raw:
-            try:
-                record["body"] = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                record["raw_body"] = raw.decode(errors="replace")
-        state.requests.append(record)
-        return record
+    control = Control("gemini", BASE_PATH)
 
     def check_auth(request: Request) -> None:
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
@@ -535,57 +503,34 @@ def build_app() -> Starlette:
         if not match or request.method != "POST" or match.group(3) not in (*GENERATE, "countTokens"):
             return html_404(request.url.path)
         version, model, method = match.groups()
-        record = await record_request(request)
-        script: Json = state.scripts.popleft() if method in GENERATE and state.scripts else {}
-        if script:
-            record["script"] = script
+        record = await control.record(request)
+        script = control.next_script(record) if method in GENERATE else {}
         if script.get("delay"):
             await asyncio.sleep(float(script["delay"]))
+        if (bent := await control.before(request, record, script)) is not None:
+            return bent
         try:
-            response = await answer(request, record, script, version, model, method)
+            response = control.after(
+                request, record, script, await answer(request, record, script, version, model, method)
+            )
         except ApiError as error:
             response = json_response(error.body(), error.code)
         response.headers.update(HEADERS | {"server-timing": f"gfet4t7; dur={int((time.monotonic() - started) * 1000)}"})
         response.headers.update({str(k).lower(): str(v) for k, v in (script.get("headers") or {}).items()})
         return response
 
-    async def health(request: Request) -> Response:
-        return control({"status": "ok", "name": "gemini", "base_path": BASE_PATH})
-
-    async def get_requests(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.requests.clear()
-            return control({"cleared": True})
-        return control(state.requests)
-
-    async def enqueue(request: Request) -> Response:
-        scripts = orjson.loads(await request.body())
-        state.scripts.extend(scripts if isinstance(scripts, list) else [scripts])
-        return control({"queued": len(state.scripts)})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        return control({"reset": True})
-
     routes = [
-        Route("/_fake/health", health),
-        Route("/_fake/requests", get_requests, methods=["GET", "DELETE"]),
-        Route("/_fake/enqueue", enqueue, methods=["POST"]),
-        Route("/_fake/reset", reset, methods=["POST"]),
+        *control.routes(),
         Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
     ]
     app = Starlette(routes=routes)
-    app.state.fake = state
+    app.state.fake = control
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
     # No uvicorn "server" header: the fake sends Google's own.
-    uvicorn.run(build_app(), host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
+    serve(lambda args: build_app(), __doc__.splitlines()[0], argv, server_header=False)
 
 
 if __name__ == "__main__":

@@ -27,25 +27,21 @@ by the next ``POST /v1/responses``:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from tests.fakes import openai_model as model
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, json_response, serve
 from tests.fakes.openai_model import ApiError
 
 Json = dict[str, Any]
@@ -74,14 +70,6 @@ DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
 }
 
 
-class DropConnection(Exception):
-    """Raised mid-response so that uvicorn closes the socket without finishing the body."""
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
 def error_response(error: ApiError) -> Response:
     return json_response({"error": error.payload()}, error.status)
 
@@ -106,16 +94,13 @@ class Stored:
 class State:
     def __init__(self, background_delay: float) -> None:
         self.background_delay = background_delay
-        self.requests: list[Json] = []
-        self.scripts: deque[Json] = deque()
         self.responses: dict[str, Stored] = {}
+        self.control = Control("openai", BASE_PATH, on_reset=self.forget)
 
-    def reset(self) -> None:
+    def forget(self) -> None:
         for stored in self.responses.values():
             if stored.task is not None:
                 stored.task.cancel()
-        self.requests.clear()
-        self.scripts.clear()
         self.responses.clear()
 
     def lookup(self, response_id: str) -> Stored:
@@ -134,38 +119,10 @@ def numbered(event: Json, sequence_number: int) -> Json:
     return {"type": event["type"], "sequence_number": sequence_number, **event}
 
 
-class TruncatedResponse(Response):
-    """Announces the full Content-Length, sends half of the body, then drops the connection."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        half = self.body[: len(self.body) // 2]
-        await send({"type": "http.response.body", "body": half, "more_body": True})
-        raise DropConnection("scripted drop_after_events")
-
-
 def build_app(background_delay: float = 0.5) -> Starlette:
     state = State(background_delay)
 
-    async def record_request(request: Request) -> Json:
-        raw = await request.body()
-        record: Json = {
-            "method": request.method,
-            "path": request.url.path,
-            "query": {
-                k: (v[0] if len(v) == 1 else v) for k in request.query_params for v in [request.query_params.getlist(k)]
-            },
-            "headers": dict(request.headers),
-            "body": None,
-            "time": time.time(),
-        }
-        if raw:
-            try:
-                record["body"] = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                record["raw_body"] = raw.decode(errors="replace")
-        state.requests.append(record)
-        return record
+    control = state.control
 
     def check_auth(request: Request) -> None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -194,21 +151,21 @@ def build_app(background_delay: float = 0.5) -> Starlette:
 
     def api(handler: Handler, *, scripted: bool = False, auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            record = await record_request(request)
+            record = await control.record(request)
             request_id = "req_" + secrets.token_hex(16)
             record["request_id"] = request_id
-            script: Json = state.scripts.popleft() if scripted and state.scripts else {}
-            if script:
-                record["script"] = script
+            script = control.next_script(record) if scripted else {}
             if script.get("delay"):
                 await asyncio.sleep(float(script["delay"]))
+            if (bent := await control.before(request, record, script)) is not None:
+                return bent
             try:
                 if "body" in script or int(script.get("status", 200)) >= 400:
                     response = scripted_reply(script)
                 else:
                     if auth:
                         check_auth(request)
-                    response = await handler(request, record, script)
+                    response = control.after(request, record, script, await handler(request, record, script))
             except ApiError as error:
                 response = error_response(error)
             response.headers.update(
@@ -408,32 +365,10 @@ def build_app(background_delay: float = 0.5) -> Starlette:
     async def not_found(request: Request, record: Json, script: Json) -> Response:
         raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
 
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok", "name": "openai", "base_path": BASE_PATH})
-
-    async def get_requests(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.requests.clear()
-            return json_response({"cleared": True})
-        return json_response(state.requests)
-
-    async def enqueue(request: Request) -> Response:
-        scripts = orjson.loads(await request.body())
-        scripts = scripts if isinstance(scripts, list) else [scripts]
-        state.scripts.extend(scripts)
-        return json_response({"queued": len(state.scripts)})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        return json_response({"reset": True})
-
     every_method = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     responses = BASE_PATH + "/responses/{response_id}"
     routes = [
-        Route("/_fake/health", health),
-        Route("/_fake/requests", get_requests, methods=["GET", "DELETE"]),
-        Route("/_fake/enqueue", enqueue, methods=["POST"]),
-        Route("/_fake/reset", reset, methods=["POST"]),
+        *control.routes(),
         Route(BASE_PATH + "/responses", api(create_response, scripted=True), methods=["POST"]),
         Route(BASE_PATH + "/responses/input_tokens", api(count_input_tokens), methods=["POST"]),
         Route(BASE_PATH + "/responses/compact", api(compact), methods=["POST"]),
@@ -449,24 +384,10 @@ def build_app(background_delay: float = 0.5) -> Starlette:
     return app
 
 
-class QuietDrops(logging.Filter):
-    """Scripted connection drops are expected: keep their tracebacks out of the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument(
-        "--background-delay", type=float, default=0.5, help="seconds until a background response completes"
-    )
-    args = parser.parse_args(argv)
-    app = build_app(background_delay=args.background_delay)
-    logging.getLogger("uvicorn.error").addFilter(QuietDrops())
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    help_ = "seconds until a background response completes"
+    options = {"background_delay": {"type": float, "default": 0.5, "help": help_}}
+    serve(lambda args: build_app(background_delay=args.background_delay), __doc__.splitlines()[0], argv, options)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ and serve these control endpoints next to its API routes:
 - ``GET /_fake/requests`` / ``DELETE /_fake/requests``: recorded requests, clear them
 - ``POST /_fake/enqueue``: a reply script (or a list of them), consumed FIFO
 - ``POST /_fake/reset``: forget requests, scripts and any stored state
+
+``tests.fakes.control`` implements them once for every fake, with the misbehaviours any
+reply script can ask for (stalls, garbage, truncation, cut connections).
 """
 
 from __future__ import annotations

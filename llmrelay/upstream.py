@@ -1,0 +1,62 @@
+"""What an upstream's reply means to a client: which deployment it came from, and replies or
+stream frames that are not valid (a 502 or a failed stream naming the deployment, the bytes
+in the log only), or an upstream refusing the deployment's own key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+from . import errors
+from .providers.base import StreamTranslator
+from .providers.registry import Deployment
+from .streaming.events import StreamEvent
+from .streaming.sse import Frame
+
+log = logging.getLogger("llmrelay")
+
+
+def describe(dep: Deployment) -> str:
+    """A deployment as errors name it to clients: its public name and upstream model."""
+    return f"deployment '{dep.model_name}' ({dep.provider.name}/{dep.model})"
+
+
+class Garbled(Exception):
+    """The upstream sent a stream frame its protocol cannot have."""
+
+
+def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> list[StreamEvent]:
+    if frame.data == b"[DONE]":  # the end marker vLLM and gateways send, on any protocol
+        return translator.finish()
+    try:
+        return translator.feed(frame)
+    except Exception as exc:
+        log.warning("%s sent an unreadable stream frame %r: %s", describe(dep), frame.data[:200], exc)
+        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+
+
+def parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
+    """An upstream reply read by `parse`; one it cannot read is a 502 naming the deployment."""
+    try:
+        return parse(*args)
+    except openai.APIError:
+        raise
+    except Exception as exc:
+        body = args[0] if args and isinstance(args[0], bytes) else b""
+        log.warning("%s sent an unreadable reply %r: %s", describe(dep), body[:200], exc)
+        raise errors.status_error(
+            502, f"The upstream of {describe(dep)} sent a reply that is not valid.", code="bad_upstream_reply"
+        ) from exc
+
+
+def upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APIStatusError:
+    """An upstream's own 401 means the deployment's key was refused, not the client's: say so."""
+    if err.status_code != 401:
+        return err
+    body = err.body if isinstance(err.body, dict) else {}
+    message = f"The upstream of {describe(dep)} refused the deployment's API key: {body.get('message') or err.message}"
+    return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
+                               headers=err.response.headers)  # fmt: skip
