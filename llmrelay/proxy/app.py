@@ -262,12 +262,16 @@ def create_app(config: Config, relay: Relay | None = None) -> Starlette:
         await proxy.relay.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(errors.not_found(f"Unknown route: {request.method} {request.url.path}"))
+        path = request.url.path
+        hint = f" (without the trailing slash: {path.rstrip('/')})" if path.endswith("/") and path != "/" else ""
+        return _error(errors.not_found(f"Unknown route: {request.method} {path}{hint}"))
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
 
     app = Starlette(routes=proxy.routes(), lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
+    app.router.redirect_slashes = False
     app.state.proxy = proxy
     return app
 
