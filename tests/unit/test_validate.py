@@ -1,8 +1,13 @@
+import json
+from pathlib import Path
+
 import pytest
 
 import llmrelay
 from llmrelay import compaction
-from llmrelay.validate import MAX_DEPTH, check_create, check_items
+from llmrelay.validate import CALL_OPTIONS, MAX_DEPTH, check_create, check_items
+
+GOLDEN = sorted((Path(__file__).parent.parent / "golden").glob("*/*/request.json"))
 
 BASE = {"model": "m"}
 
@@ -167,6 +172,14 @@ VALID_INPUTS = [
 @pytest.mark.parametrize("value", VALID_INPUTS)
 def test_valid_inputs_pass(value: object) -> None:
     check_create({**BASE, "input": value})
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_every_golden_request_and_its_replayed_history_pass(path: Path) -> None:
+    # `_context` is stored output (every provider's translation of it) sent back as input.
+    request = json.loads(path.read_text())
+    check_items(request.pop("_context", []), "input")
+    check_create({k: v for k, v in request.items() if k not in CALL_OPTIONS})
 
 
 def test_codex_shaped_requests_pass() -> None:
