@@ -10,9 +10,10 @@ Deliberately more lenient than the TypedDicts in four ways, so nothing a client 
 is refused: keys the type does not declare are let through (they reach an OpenAI-shaped
 upstream unchanged); null is accepted for every key that is not required; a key the spec
 marks required but nullable (`Required[Optional[X]]`, e.g. a function tool's `strict`) may be
-left out, as the API itself allows; and so may the keys in FILLED_IN, which describe output
-(an assistant message's `annotations`) and which the API fills in when an item sent back
-as input lacks them.
+left out, as the API itself allows; and so may the keys in FILLED_IN, which the API assigns
+to output items and fills in when an item sent back as input lacks them (Codex sends
+reasoning and local_shell_call items without their `id`), unless the object is nothing
+else (an item_reference is only its `id`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _NONE = type(None)
 _LISTS = (list, tuple)
 _SEQUENCES = {list, tuple, Iterable, Sequence, typing.List, typing.Iterable, typing.Sequence}  # noqa: UP006
 _MAPPINGS = {dict, Mapping, typing.Dict, typing.Mapping}  # noqa: UP006
-FILLED_IN = frozenset({"annotations"})
+FILLED_IN = frozenset({"id", "status", "annotations"})
 
 
 class Problem:
@@ -227,9 +228,10 @@ class Compiler:
         required = tuple(
             k
             for k in names
-            if k not in FILLED_IN
-            and all(k in h and get_origin(h[k]) is typing.Required and not _nullable(h[k]) for h in hints)
+            if all(k in h and get_origin(h[k]) is typing.Required and not _nullable(h[k]) for h in hints)
         )
+        if any(k not in FILLED_IN and k != "type" for k in required):
+            required = tuple(k for k in required if k not in FILLED_IN)
         fields: dict[str, Check] = {}
         for k in names:
             # null never reaches a field's check (`_object` lets it through unless the key

@@ -63,6 +63,8 @@ def test_bad_requests_name_the_field(params: dict, param: str) -> None:
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments",
          "missing_required_parameter"),
         ({"input": [{"type": "reasoning", "id": "rs_1"}]}, "input[0].summary", "missing_required_parameter"),
+        ({"input": [{"type": "reasoning", "summary": [{"type": "summary_text"}]}]}, "input[0].summary[0].text",
+         "missing_required_parameter"),
         ({"input": [{"type": "computer_call_output", "call_id": "c", "output": {"type": "computer_screenshot",
                                                                                   "image_url": 3}}]},
          "input[0].output.image_url", "invalid_type"),
@@ -183,8 +185,31 @@ def test_every_golden_request_and_its_replayed_history_pass(path: Path) -> None:
 
 
 def test_codex_shaped_requests_pass() -> None:
+    # Codex leaves out the ids of the reasoning and local_shell_call items it sends back.
+    history = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thinking"}], "encrypted_content": "e"},
+        {
+            "type": "local_shell_call",
+            "call_id": "c1",
+            "status": "completed",
+            "action": {"type": "exec", "command": ["ls"], "env": {}},
+        },
+        {"type": "local_shell_call_output", "call_id": "c1", "output": "a.py"},
+        {"type": "function_call", "name": "shell", "arguments": "{}", "call_id": "c2"},
+        {"type": "function_call_output", "call_id": "c2", "output": "ok"},
+        {"type": "custom_tool_call", "call_id": "c3", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "c3", "output": "done"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "done"}],
+            "phase": "final_answer",
+            "end_turn": True,
+        },
+    ]
     check_create({
-        **BASE, "input": "x", "client_metadata": {"originator": "codex_exec"}, "prompt_cache_key": "k",
+        **BASE, "input": history, "client_metadata": {"originator": "codex_exec"}, "prompt_cache_key": "k",
         "tools": [{"type": "namespace", "name": "crm", "description": "CRM tools",
                    "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]},
                   {"type": "function", "name": "f", "parameters": None, "strict": None},
