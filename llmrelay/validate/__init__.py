@@ -10,6 +10,7 @@ without a change here. The first problem is a 400 whose `param` is its path
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import orjson
@@ -65,6 +66,7 @@ _hints = get_type_hints(ResponseCreateParamsBase, include_extras=True)
 _hints |= {"stream": bool, "client_metadata": dict[str, Any], "instructions": str | ResponseInputParam, "model": str}
 _FIELDS = {name: _compiler.compile(t) for name, t in _hints.items() if name in KNOWN_FIELDS}
 _ITEMS = _compiler.compile(ResponseInputParam)
+_RANGE_KIND = {name: "decimal" if float in union_members(_hints[name]) else "integer" for name in RANGES}
 
 
 def check_create(params: dict[str, Any]) -> None:
@@ -129,13 +131,13 @@ def check_metadata(metadata: dict[str, str], param: str = "metadata") -> None:
 
 def check_storable(value: Any, param: str = "") -> None:
     """Refuse what the store could not write: JSON nested deeper than MAX_DEPTH, or (from the
-    SDK) values that are not JSON at all. One encode in C finds out; only a refusal walks the
-    value in Python to name the path."""
-    wrapped = value
-    for _ in range(_ENCODER_DEPTH - MAX_DEPTH):  # each wrapper costs one of the encoder's levels
-        wrapped = [wrapped]
+    SDK) values that are not JSON at all. One encode in C finds out, with the value placed at
+    the bottom of a shell that uses up the encoder's levels beyond MAX_DEPTH; only a refusal
+    walks the value in Python to name the path."""
+    shell, hole = _shell()
+    hole.append(value)
     try:
-        orjson.dumps(wrapped)
+        orjson.dumps(shell)
     except orjson.JSONEncodeError:
         path, why = _unstorable(value)
         where = _join(param, path)
@@ -144,6 +146,21 @@ def check_storable(value: Any, param: str = "") -> None:
             param=where or None,
             code="invalid_value",
         ) from None
+    finally:
+        hole.clear()
+
+
+_local = threading.local()  # one shell per thread: encoding runs no Python code, so nothing interleaves
+
+
+def _shell() -> tuple[list[Any], list[Any]]:
+    if not hasattr(_local, "shell"):
+        hole: list[Any] = []
+        shell = hole
+        for _ in range(_ENCODER_DEPTH - MAX_DEPTH - 1):
+            shell = [shell]
+        _local.shell, _local.hole = shell, hole
+    return _local.shell, _local.hole
 
 
 def _unstorable(value: Any) -> tuple[list[str | int], str]:
@@ -170,7 +187,7 @@ def _unstorable(value: Any) -> tuple[list[str | int], str]:
 
 
 def _check_range(name: str, value: Any, low: float | None, high: float | None) -> None:
-    kind = "decimal" if float in union_members(_hints[name]) else "integer"
+    kind = _RANGE_KIND[name]
     if low is not None and value < low:
         raise errors.bad_request(
             f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
