@@ -33,6 +33,7 @@ from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
+LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -62,7 +63,7 @@ class Proxy:
 
     async def json_body(self, request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             raise _too_large(self.max_body)
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -116,10 +117,11 @@ class Proxy:
         response_id = request.path_params["response_id"]
         if request.query_params.get("stream") in ("true", "1"):
             after = request.query_params.get("starting_after")
-            if after is not None and not after.lstrip("-").isdigit():
-                raise errors.bad_request("'starting_after' must be an integer.", param="starting_after")
+            message = "'starting_after' must be an integer."
             events = await self.relay.retrieve_stream(
-                response_id, starting_after=None if after is None else int(after), owner=owner
+                response_id,
+                starting_after=None if after is None else _integer(after, "starting_after", message),
+                owner=owner,
             )
             return StreamingResponse(
                 _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
@@ -137,14 +139,12 @@ class Proxy:
     async def input_items(self, request: Request) -> Response:
         owner = await self.owner(request)
         q = request.query_params
-        limit = q.get("limit", "20")
-        if not limit.isdigit():
-            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        limit = _integer(q.get("limit", "20"), "limit", LIMIT_MESSAGE)
         page = await self.relay.input_items(
             request.path_params["response_id"],
             after=q.get("after"),
             before=q.get("before"),
-            limit=int(limit),
+            limit=limit,
             order=q.get("order", "desc"),
             owner=owner,
         )
@@ -176,11 +176,9 @@ class Proxy:
             body = await self.json_body(request)
             return _json(await self.relay.conversations.add_items(cid, body.get("items"), owner=owner))
         q = request.query_params
-        limit = q.get("limit", "20")
-        if not limit.isdigit():
-            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        limit = _integer(q.get("limit", "20"), "limit", LIMIT_MESSAGE)
         page = await self.relay.conversations.list_items(
-            cid, after=q.get("after"), limit=int(limit), order=q.get("order", "desc"), owner=owner
+            cid, after=q.get("after"), limit=limit, order=q.get("order", "desc"), owner=owner
         )
         return _json(page)
 
@@ -333,6 +331,16 @@ def _json(data: Any, status: int = 200) -> Response:
 def _error(exc: openai.APIStatusError) -> Response:
     headers = {k: v for k, v in exc.response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
     return Response(orjson.dumps(errors.error_body(exc)), exc.status_code, headers, "application/json")
+
+
+def _integer(text: str, param: str, message: str) -> int:
+    """A query parameter as an int; str.isdigit alone lets through digits int() refuses ("²")."""
+    try:
+        if text.isascii():
+            return int(text)
+    except ValueError:
+        pass
+    raise errors.bad_request(message, param=param, code="invalid_value")
 
 
 def _too_large(limit: int) -> errors.APIStatusError:

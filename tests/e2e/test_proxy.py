@@ -159,6 +159,12 @@ def test_unknown_routes_ids_and_huge_bodies(proxy: ProxyProcess) -> None:
     assert status == 404 and json.loads(payload)["error"]["type"] == "invalid_request_error"
     status, _, payload = raw(proxy, "GET", "/v1/responses/resp_unknown/input_items?limit=abc")
     assert status == 400
+    # digits str.isdigit() accepts and int() does not
+    for path in ("/v1/responses/resp_unknown/input_items?limit=%C2%B2",
+                 "/v1/responses/resp_unknown?stream=true&starting_after=--5",
+                 "/v1/conversations/conv_unknown/items?limit=%C2%B2"):  # fmt: skip
+        status, _, payload = raw(proxy, "GET", path)
+        assert status == 400 and json.loads(payload)["error"]["param"] in ("limit", "starting_after"), path
     # Announce a body over the limit: the proxy answers 413 before reading it.
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     conn.putrequest("POST", "/v1/responses")
