@@ -1,6 +1,6 @@
 """Checkers compiled from the `openai` package's request TypedDicts.
 
-`compile_type(T)` turns an annotation from `openai.types.responses` (TypedDicts, unions,
+`Compiler().compile(T)` turns an annotation from `openai.types.responses` (TypedDicts, unions,
 literals, lists, dicts, scalars) into a function that returns None for a valid JSON value or
 a `Problem` naming where and why it is not. Compiling once at import keeps a check to plain
 isinstance tests and dict lookups; a newer `openai` release teaches it new item and tool
@@ -358,11 +358,12 @@ def _best(problems: list[Problem]) -> Problem:
 def _literal(values: tuple[Any, ...]) -> Check:
     values = tuple(dict.fromkeys(values))
     allowed = frozenset(values)
-
-    expected = (_NAMES[_kind(typing.Literal[values])],)
+    kind = _kind(typing.Literal[values])
+    accepts: tuple[type, ...] = (str,) if kind == "string" else (int, float)
+    expected = (_NAMES[kind],)
 
     def check(value: Any) -> Problem | None:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, accepts) and not isinstance(value, bool):
             return None if value in allowed else Problem("value", value, allowed=values)
         return Problem("type", value, expected=expected)
 

@@ -84,6 +84,7 @@ def test_bad_requests_name_the_field(params: dict, param: str) -> None:
         # other top-level fields: types, enums, ranges
         ({"input": "x", "tool_choice": "maybe"}, "tool_choice", "invalid_value"),
         ({"input": "x", "truncation": "sometimes"}, "truncation", "invalid_value"),
+        ({"input": "x", "truncation": 1.5}, "truncation", "invalid_type"),
         ({"input": "x", "include": ["nope"]}, "include[0]", "invalid_value"),
         ({"input": "x", "reasoning": {"effort": "huge"}}, "reasoning.effort", "invalid_value"),
         ({"input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format.name",
