@@ -196,7 +196,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    return parse_config(raw or {})
+    if raw is None:  # most likely the wrong file: refuse rather than serve no models
+        raise ConfigError("", f"{path} is empty: give at least a model_list")
+    return parse_config(raw)
 
 
 def parse_config(raw: Any) -> Config:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import errors, items
+from . import errors, items, validate
 from .ids import new_id
 from .store import ResponseStore
 from .store.base import Conversation, page_items
@@ -101,6 +101,7 @@ def _normalize(value: Any) -> list[Json]:
         return []
     if not isinstance(value, list):
         raise errors.bad_request("'items' must be an array of items.", param="items")
+    validate.check_items(value, "items")
     return items.normalize(value, new_id)
 
 

@@ -447,6 +447,8 @@ class Relay:
         if not record.background:
             raise errors.bad_request("Only background responses can be streamed again.", param="stream")
         after = -1 if starting_after is None else starting_after
+        if after < -1:
+            raise _out_of_range(after, "-1 (from the start) or more")
         dep = self._upstream(record, options)
         if record.upstream_id and dep is not None and record.lease_until is None:
             call = Call(id=record.id, params={"previous_response_id": record.previous_response_id, "stream": True},
@@ -459,6 +461,9 @@ class Relay:
             if resp.status >= 400:
                 raise upstream_error(self._native.parse_error(resp.status, await _read(resp, dep), resp.headers), dep)
             return self._relay_stream(call, self._native, resp)
+        finished = record.status not in ACTIVE and not self.jobs.running(record.id)
+        if finished and after >= 0 and not await self.store.events_after(record.id, after - 1):
+            raise _out_of_range(after, "at most the sequence number of the response's last event")
         return self.jobs.follow(record, after)
 
     async def _live_record(self, response_id: str, owner: str | None) -> StoredResponse:
@@ -577,6 +582,14 @@ async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
         raise upstream_failure(exc, describe(dep)) from exc
     finally:
         resp.release()
+
+
+def _out_of_range(after: int, allowed: str) -> errors.APIStatusError:
+    return errors.bad_request(
+        f"Invalid 'starting_after': {after} is out of range; it must be {allowed}.",
+        param="starting_after",
+        code="invalid_value",
+    )
 
 
 def _seconds(timeout: Any) -> float | None:

@@ -39,6 +39,7 @@ log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
+LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
@@ -71,7 +72,7 @@ class Proxy:
 
     async def json_body(self, request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             raise _too_large(self.max_body)
         chunks, size = [], 0
         try:
@@ -138,10 +139,11 @@ class Proxy:
         response_id = request.path_params["response_id"]
         if request.query_params.get("stream") in ("true", "1"):
             after = request.query_params.get("starting_after")
-            if after is not None and not after.lstrip("-").isdigit():
-                raise errors.bad_request("'starting_after' must be an integer.", param="starting_after")
+            message = "'starting_after' must be an integer."
             events = await self.relay.retrieve_stream(
-                response_id, starting_after=None if after is None else int(after), owner=owner
+                response_id,
+                starting_after=None if after is None else _integer(after, "starting_after", message),
+                owner=owner,
             )
             return StreamingResponse(
                 _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
@@ -159,14 +161,12 @@ class Proxy:
     async def input_items(self, request: Request) -> Response:
         owner = await self.owner(request)
         q = request.query_params
-        limit = q.get("limit", "20")
-        if not limit.isdigit():
-            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        limit = _integer(q.get("limit", "20"), "limit", LIMIT_MESSAGE)
         page = await self.relay.input_items(
             request.path_params["response_id"],
             after=q.get("after"),
             before=q.get("before"),
-            limit=int(limit),
+            limit=limit,
             order=q.get("order", "desc"),
             owner=owner,
         )
@@ -198,11 +198,9 @@ class Proxy:
             body = await self.json_body(request)
             return _json(await self.relay.conversations.add_items(cid, body.get("items"), owner=owner))
         q = request.query_params
-        limit = q.get("limit", "20")
-        if not limit.isdigit():
-            raise errors.bad_request("'limit' must be an integer between 1 and 100.", param="limit")
+        limit = _integer(q.get("limit", "20"), "limit", LIMIT_MESSAGE)
         page = await self.relay.conversations.list_items(
-            cid, after=q.get("after"), limit=int(limit), order=q.get("order", "desc"), owner=owner
+            cid, after=q.get("after"), limit=limit, order=q.get("order", "desc"), owner=owner
         )
         return _json(page)
 
@@ -286,7 +284,9 @@ def create_app(
         await proxy.relay.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(errors.not_found(f"Unknown route: {request.method} {request.url.path}"))
+        path = request.url.path
+        hint = f" (without the trailing slash: {path.rstrip('/')})" if path.endswith("/") and path != "/" else ""
+        return _error(errors.not_found(f"Unknown route: {request.method} {path}{hint}"))
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
@@ -298,6 +298,8 @@ def create_app(
         exception_handlers={404: not_found, 405: not_allowed},
         middleware=[Middleware(AccessLog)] if logged else [],  # not even a pass-through when off
     )
+    # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
+    app.router.redirect_slashes = False
     app.state.proxy = proxy
     return app
 
@@ -390,6 +392,16 @@ def _json(data: Any, status: int = 200) -> Response:
 def _error(exc: openai.APIStatusError) -> Response:
     headers = {k: v for k, v in exc.response.headers.items() if k.lower() in _PASSED_HEADERS}
     return Response(orjson.dumps(errors.error_body(exc)), exc.status_code, headers, "application/json")
+
+
+def _integer(text: str, param: str, message: str) -> int:
+    """A query parameter as an int; str.isdigit alone lets through digits int() refuses ("²")."""
+    try:
+        if text.isascii():
+            return int(text)
+    except ValueError:
+        pass
+    raise errors.bad_request(message, param=param, code="invalid_value")
 
 
 def _too_large(limit: int) -> errors.APIStatusError:

@@ -33,7 +33,14 @@ async def responses_socket(ws: WebSocket, relay: Relay, auth: Auth) -> None:
     memory: dict[str, StoredResponse] = {}
     try:
         while True:
-            await _serve_one(ws, relay, owner, memory, await ws.receive_text())
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is None:  # a binary frame: the protocol is JSON text frames
+                message_text = "Binary frames are not accepted: send each event as a text frame holding JSON."
+                await _send_error(ws, errors.bad_request(message_text, code="invalid_frame"))
+                continue
+            await _serve_one(ws, relay, owner, memory, message["text"])
     except WebSocketDisconnect:
         return
 

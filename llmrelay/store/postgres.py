@@ -2,11 +2,17 @@
 
 The schema is created or migrated on first use (`ping` at proxy startup). asyncpg pools
 belong to one event loop, so there is one pool per loop that uses the store.
+
+Postgres text and jsonb cannot hold NUL (U+0000), which JSON strings may. JSON documents are
+written with NUL as the pair ESC "0" and ESC itself as ESC ESC (ESC: U+E000, a private-use
+character), and read back through the inverse, so every string round-trips unchanged; an id
+that holds NUL cannot have been stored, so looking it up finds nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -64,6 +70,41 @@ _COLUMNS = (
 )
 _OWNER = "owner IS NOT DISTINCT FROM"
 
+_ESC = "\ue000"
+_ESC_UTF8 = _ESC.encode()
+_NUL_JSON = b"\\u0000"  # how orjson writes NUL inside a string
+# Left to right, an escaped backslash is consumed whole, so `\\u0000` (a backslash, then the
+# text "u0000") is never read as NUL.
+_ENCODE = re.compile(rb"\\\\|\\u0000|" + re.escape(_ESC_UTF8))
+_DECODE = re.compile(_ESC + "(.)", re.DOTALL)
+
+
+def _dump(value: object) -> str:
+    """JSON text Postgres accepts, for any JSON value."""
+    data = orjson.dumps(value)
+    if _NUL_JSON in data or _ESC_UTF8 in data:
+        data = _ENCODE.sub(_encode, data)
+    return data.decode()
+
+
+def _encode(m: re.Match[bytes]) -> bytes:
+    s = m[0]
+    return s if s == b"\\\\" else _ESC_UTF8 + (b"0" if s == _NUL_JSON else _ESC_UTF8)
+
+
+def _text(stored: str) -> str:
+    """The JSON text `_dump` was given, from what Postgres gives back."""
+    return _DECODE.sub(_decode, stored) if _ESC in stored else stored
+
+
+def _decode(m: re.Match[str]) -> str:
+    return "\\u0000" if m[1] == "0" else m[1]
+
+
+def _escape(value: str) -> str:
+    """A plain text value in the same escaping."""
+    return value.replace(_ESC, _ESC + _ESC).replace("\0", _ESC + "0")
+
 
 class PostgresStore:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
@@ -109,8 +150,8 @@ class PostgresStore:
             record.previous_response_id,
             record.created_at,
             record.status,
-            orjson.dumps(record.response).decode(),
-            orjson.dumps(record.input_items).decode(),
+            _dump(record.response),
+            _dump(record.input_items),
             record.lease_until,
         )
 
@@ -120,7 +161,7 @@ class PostgresStore:
             "UPDATE llmrelay_responses SET response = $2::jsonb, status = $3, upstream_id = $4, lease_until = $5"
             " WHERE id = $1 AND status IN ('queued', 'in_progress')",
             record.id,
-            orjson.dumps(record.response).decode(),
+            _dump(record.response),
             record.status,
             record.upstream_id,
             record.lease_until,
@@ -140,6 +181,8 @@ class PostgresStore:
         )
 
     async def events_after(self, response_id: str, after: int) -> list[Event]:
+        if "\0" in response_id:
+            return []
         pool = await self._pool()
         rows = await pool.fetch(
             "SELECT seq, type, data FROM llmrelay_response_events WHERE response_id = $1 AND seq > $2 ORDER BY seq",
@@ -157,11 +200,13 @@ class PostgresStore:
             c.id,
             c.owner,
             c.created_at,
-            orjson.dumps(c.metadata).decode(),
-            orjson.dumps(c.items).decode(),
+            _dump(c.metadata),
+            _dump(c.items),
         )
 
     async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None:
+        if "\0" in conversation_id:
+            return None
         pool = await self._pool()
         row = await pool.fetchrow(
             "SELECT id, owner, created_at, metadata::text, items::text FROM llmrelay_conversations"
@@ -172,9 +217,11 @@ class PostgresStore:
         if row is None:
             return None
         cid, own, created, metadata, items = row
-        return Conversation(cid, created, orjson.loads(metadata), orjson.loads(items), own)
+        return Conversation(cid, created, orjson.loads(_text(metadata)), orjson.loads(_text(items)), own)
 
     async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool:
+        if "\0" in conversation_id:
+            return False
         pool = await self._pool()
         status = await pool.execute(
             f"DELETE FROM llmrelay_conversations WHERE id = $1 AND {_OWNER} $2", conversation_id, owner
@@ -184,17 +231,21 @@ class PostgresStore:
     async def set_conversation_items(
         self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
     ) -> bool:
+        if "\0" in conversation_id:
+            return False
         pool = await self._pool()
         value = "items || $3::jsonb" if append else "$3::jsonb"  # || appends atomically, in one statement
         status = await pool.execute(
             f"UPDATE llmrelay_conversations SET items = {value} WHERE id = $1 AND {_OWNER} $2",
             conversation_id,
             owner,
-            orjson.dumps(items).decode(),
+            _dump(items),
         )
         return status.endswith(" 1")
 
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
+        if "\0" in response_id:
+            return None
         pool = await self._pool()
         row = await pool.fetchrow(
             f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1 AND {_OWNER} $2",
@@ -203,9 +254,12 @@ class PostgresStore:
         )
         if row is None:
             return None
-        return StoredResponse.from_row(row)
+        *head, response, items, lease = row
+        return StoredResponse.from_row((*head, _text(response), _text(items), lease))
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
+        if "\0" in response_id:
+            return False
         pool = await self._pool()
         status = await pool.execute(f"DELETE FROM llmrelay_responses WHERE id = $1 AND {_OWNER} $2", response_id, owner)
         if status.endswith(" 1"):
@@ -218,7 +272,7 @@ class PostgresStore:
             "INSERT INTO llmrelay_api_keys (key_hash, owner, alias, created_at) VALUES ($1, $2, $3, $4)",
             key_hash,
             owner,
-            alias,
+            None if alias is None else _escape(alias),
             int(time.time()),
         )
 

@@ -98,6 +98,24 @@ def test_stream_resumption_through_the_proxy(
         assert client.responses.retrieve(response_id).status == "completed"
 
 
+def test_starting_after_out_of_range_is_a_400(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    anthropic_fake.reset()
+    with start_proxy("--config", str(write_config(config(anthropic_fake, openai_fake), tmp_path))) as proxy:
+        client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+        job = client.responses.create(model="claude", input="one two", background=True)
+        wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "completed")
+        events = list(client.responses.retrieve(job.id, stream=True))
+        last = events[-1].sequence_number
+        assert events[-1].type == "response.completed"
+        assert list(client.responses.retrieve(job.id, stream=True, starting_after=last)) == []
+        for after in (last + 1, last + 100, -2):
+            with pytest.raises(openai.BadRequestError) as exc:
+                list(client.responses.retrieve(job.id, stream=True, starting_after=after))
+            assert exc.value.body["param"] == "starting_after" and str(after) in exc.value.message
+
+
 def test_a_killed_process_leaves_no_response_in_progress(
     anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
 ) -> None:

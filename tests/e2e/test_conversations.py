@@ -82,3 +82,16 @@ def test_conversations_through_the_proxy_across_providers(proxy: ProxyProcess, o
     assert client.conversations.delete(conv.id).deleted
     with pytest.raises(openai.NotFoundError):
         client.conversations.retrieve(conv.id)
+
+
+def test_conversation_items_get_the_create_item_checks(proxy: ProxyProcess) -> None:
+    client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+    conv = client.conversations.create()
+    with pytest.raises(openai.BadRequestError) as exc:
+        bad = [{"role": "user", "content": "ok"}, {"role": "user", "content": 123}]
+        client.conversations.items.create(conv.id, items=bad)  # type: ignore[list-item]
+    assert exc.value.body["param"] == "items[1].content" and exc.value.body["code"] == "invalid_type"
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.conversations.create(items=[{"type": "no_such_item"}])
+    assert exc.value.body["param"] == "items[0].type"
+    assert list(client.conversations.items.list(conv.id)) == []  # nothing half-added

@@ -132,8 +132,16 @@ def test_routes_without_v1_models_and_health(proxy: ProxyProcess, client: OpenAI
         (b'{"model": "openai/o1-pro", "input": "x", "surprise": 1}', 400, "surprise"),
         (b'{"model": "openai/o1-pro", "input": "x", "api_base": "http://evil"}', 400, "api_base"),
         (b'{"model": "no-such-model", "input": "x"}', 404, "model"),
+        (b'{"model": "openai/o1-pro", "input": [{"role": "user", "content": 123}]}', 400, "input[0].content"),
+        (b'{"model": "openai/o1-pro", "input": [{"foo": 1}]}', 400, "input[0].content"),
+        (b'{"model": "openai/o1-pro", "input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "?"}]}',
+         400, "tools[1].type"),
+        (b'{"model": "openai/o1-pro", "input": "x", "top_p": 2}', 400, "top_p"),
+        # parses (orjson reads 1024 levels) but is deeper than the store can write
+        pytest.param(b'{"model": "openai/o1-pro", "input": "x", "metadata": {"k": ' + b"[" * 300 + b"]" * 300 + b"}}",
+                     400, "metadata.k[0][0][0][0][0][0]", id="nested-300-levels"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_a_4xx_in_openai_shape(proxy: ProxyProcess, body: bytes, status: int, param: str | None) -> None:
     got, _, payload = raw(proxy, "POST", "/v1/responses", body, {"content-type": "application/json"})
     assert got == status
@@ -151,6 +159,12 @@ def test_unknown_routes_ids_and_huge_bodies(proxy: ProxyProcess) -> None:
     assert status == 404 and json.loads(payload)["error"]["type"] == "invalid_request_error"
     status, _, payload = raw(proxy, "GET", "/v1/responses/resp_unknown/input_items?limit=abc")
     assert status == 400
+    # digits str.isdigit() accepts and int() does not
+    for path in ("/v1/responses/resp_unknown/input_items?limit=%C2%B2",
+                 "/v1/responses/resp_unknown?stream=true&starting_after=--5",
+                 "/v1/conversations/conv_unknown/items?limit=%C2%B2"):  # fmt: skip
+        status, _, payload = raw(proxy, "GET", path)
+        assert status == 400 and json.loads(payload)["error"]["param"] in ("limit", "starting_after"), path
     # Announce a body over the limit: the proxy answers 413 before reading it.
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     conn.putrequest("POST", "/v1/responses")
@@ -160,6 +174,14 @@ def test_unknown_routes_ids_and_huge_bodies(proxy: ProxyProcess) -> None:
     answer = conn.getresponse()
     assert answer.status == 413 and json.loads(answer.read())["error"]["code"] == "request_too_large"
     conn.close()
+
+
+def test_a_trailing_slash_is_a_404_naming_the_route(proxy: ProxyProcess) -> None:
+    body = b'{"model": "openai/o1-pro", "input": "x"}'
+    status, headers, payload = raw(proxy, "POST", "/v1/responses/", body, {"content-type": "application/json"})
+    assert status == 404 and "location" not in {k.lower() for k in headers}
+    error = json.loads(payload)["error"]
+    assert error["message"] == "Unknown route: POST /v1/responses/ (without the trailing slash: /v1/responses)"
 
 
 def test_upstream_429_keeps_retry_after(proxy: ProxyProcess, client: OpenAI, upstream: FakeServer) -> None:
@@ -253,6 +275,8 @@ def test_master_key(openai_fake: FakeServer, tmp_path: Path) -> None:
     ("config", "env", "needle"),
     [
         ("model_list: [unclosed", {}, "not valid YAML"),
+        ("", {}, "is empty: give at least a model_list"),
+        ("# only a comment\n", {}, "is empty: give at least a model_list"),
         ({"model_list": [{"model_name": "a", "litellm_params": {"model": "openai/x"}},
                          {"model_name": "b", "litellm_params": {"model": "nope/x"}}]}, {},
          "model_list[1].litellm_params.model: Unknown provider 'nope'"),

@@ -37,3 +37,30 @@ def test_a_response_created_on_one_instance_is_served_by_the_other(openai_fake: 
         on_b.responses.delete(first.id)
         with pytest.raises(openai.NotFoundError):
             on_a.responses.retrieve(first.id)
+
+
+def test_nul_in_input_metadata_items_and_output_round_trips_on_postgres(
+    openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    openai_fake.reset()
+    config = write_config({**SEED_CONFIG, "general_settings": {"database_url": PG_URL}}, tmp_path)
+    env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai_fake.url}
+    text = "a\x00b \ue000 \\u0000"
+    with start_proxy("--config", str(config), env=env, store=None) as proxy:
+        client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+        r = client.responses.create(model="openai/o1-pro", input=text, metadata={"k": text})
+        assert r.output_text == f"Echo (turns=1): {text}"  # the upstream's output holds NUL too
+        got = client.responses.retrieve(r.id)
+        assert got.output_text == r.output_text and got.metadata == {"k": text}
+        assert [i.content[0].text for i in client.responses.input_items.list(r.id)] == [text]
+        assert client.responses.create(model="openai/o1-pro", input="more", previous_response_id=r.id).status == (
+            "completed"
+        )
+        conv = client.conversations.create(items=[{"role": "user", "content": text}], metadata={"k": text})
+        client.conversations.items.create(conv.id, items=[{"role": "user", "content": [{"type": "input_text",
+                                                                                         "text": text}]}])  # fmt: skip
+        listed = client.conversations.items.list(conv.id, order="asc")
+        assert [i.content[0].text for i in listed] == [text, text]
+        assert client.conversations.retrieve(conv.id).metadata == {"k": text}
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve("resp_\x00")

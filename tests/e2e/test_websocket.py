@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 from openai import OpenAI
 from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes.process import FakeServer
@@ -88,3 +90,16 @@ def test_websocket_needs_the_key(proxy: ProxyProcess) -> None:
     with pytest.raises(InvalidStatus, match="403"), client.responses.connect() as conn:
         conn.send({"type": "response.create", "model": "gpt", "input": "x"})
         until_done(conn)
+
+
+def test_a_binary_frame_is_a_400_error_event_and_the_socket_stays_open(proxy: ProxyProcess) -> None:
+    url = f"ws://127.0.0.1:{proxy.port}/v1/responses"
+    with connect(url, additional_headers={"authorization": "Bearer sk-master"}) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt", "input": "x"}).encode())
+        error = json.loads(ws.recv(timeout=10))
+        assert error["type"] == "error" and error["status"] == 400
+        assert error["error"]["code"] == "invalid_frame" and "text frame" in error["error"]["message"]
+        ws.send(json.dumps({"type": "response.create", "model": "gpt", "input": "still here"}))
+        while (event := json.loads(ws.recv(timeout=10)))["type"] != "response.completed":
+            assert event["type"] != "error"
+        assert event["response"]["output"][0]["content"][0]["text"] == "Echo (turns=1): still here"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llmrelay.store import MemoryStore, StoredResponse, open_store
-from llmrelay.store.base import page_items
+from llmrelay.store.base import Conversation, page_items
 from llmrelay.store.postgres import PostgresStore
 from llmrelay.store.sqlite import SQLiteStore
 
@@ -70,3 +70,37 @@ def test_page_items_cursors() -> None:
     page = page_items(items, order="asc", after="i1", before="i4")
     assert [i["id"] for i in page["data"]] == ["i2", "i3"] and not page["has_more"]
     assert page["first_id"] == "i2" and page["last_id"] == "i3"
+
+
+# Strings Postgres text and jsonb cannot hold as they are, and the escape character its store
+# uses for them: every one must come back unchanged, in keys and values.
+AWKWARD = ["nul \x00 here", "\x00", "esc \ue000 alone", "\ue0000 looks encoded", "\ue000\ue000", "\\u0000 as text",
+           "\\\x00", "\x00\ue000\x00"]  # fmt: skip
+
+
+async def test_nul_and_the_escape_character_round_trip(store) -> None:
+    rid = f"resp_{os.urandom(8).hex()}"
+    response = {"id": rid, "status": "completed", "output": [{"type": "message", "text": s} for s in AWKWARD],
+                "metadata": {s: s for s in AWKWARD}}  # fmt: skip
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": s}]} for s in AWKWARD]
+    await store.put(StoredResponse(id=rid, response=response, input_items=items, owner="k1"))
+    got = await store.get(rid, "k1")
+    assert got.response == response and got.input_items == items
+    await store.update_active(StoredResponse(id=rid, response={**response, "status": "queued"}, owner="k1"))
+
+    cid = f"conv_{os.urandom(8).hex()}"
+    await store.put_conversation(Conversation(cid, 1, {"k": AWKWARD[0]}, items[:2], "k1"))
+    assert await store.set_conversation_items(cid, items[2:], "k1")
+    conv = await store.get_conversation(cid, "k1")
+    assert conv.metadata == {"k": AWKWARD[0]} and conv.items == items
+    await store.add_key(f"hash-{os.urandom(8).hex()}", "k1", AWKWARD[0])
+
+
+async def test_ids_holding_nul_find_nothing(store) -> None:
+    bad = "resp_\x00"
+    assert await store.get(bad) is None
+    assert not await store.delete(bad)
+    assert await store.events_after(bad, -1) == []
+    assert await store.get_conversation("conv_\x00") is None
+    assert not await store.delete_conversation("conv_\x00")
+    assert not await store.set_conversation_items("conv_\x00", [{"id": "x"}])
