@@ -31,7 +31,7 @@ from .providers.registry import Deployment, make_deployment, require_key
 from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
-from .store.base import ACTIVE, page_items
+from .store.base import ACTIVE, StoreUnavailable, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
@@ -73,7 +73,7 @@ class Relay:
         if router is not None:
             for group in router.groups.values():
                 self._deployments.update((d.id, d) for d in group)
-        self.jobs = Jobs(self)
+        self.jobs = Jobs(self.store)
         self.conversations = Conversations(self.store)
 
     # -- create ------------------------------------------------------------------------------
@@ -363,13 +363,15 @@ class Relay:
             record.upstream_id = None
             call.memory[call.id] = record  # type: ignore[index]
         elif call.job:
-            await self.store.update_active(record)  # never over a cancel
+            self.jobs.finished(record)  # stored after its terminal event, never over a cancel
         else:
             await self._put(record)
 
     async def _put(self, record: StoredResponse) -> None:
         try:
             await self.store.put(record)
+        except StoreUnavailable:
+            raise
         except Exception as exc:  # a store outage must not look like a success
             raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
 
