@@ -14,12 +14,15 @@ from typing import Any
 import openai
 import pytest
 from openai import OpenAI
+from websockets.exceptions import InvalidStatus
 
 from tests.e2e.private_postgres import PrivatePostgres, private_postgres
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.e2e.test_background import config, wait_for
 from tests.fakes.process import FakeServer
 
+# The openai SDK's own WebSocket plumbing warns about a websockets API it uses internally.
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 MASTER = "sk-master"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -87,6 +90,10 @@ def test_a_postgres_restart_answers_503_meanwhile_then_everything_works_again(
                     attempt()
                 assert_unavailable(err.value)
             assert len(anthropic_fake.requests()) == upstream_calls
+            with pytest.raises(InvalidStatus) as refused, as_key.responses.connect():  # a WebSocket handshake
+                pass
+            assert refused.value.response.status_code == 503
+            assert json.loads(refused.value.response.body)["error"]["code"] == "service_unavailable"
             for proxy in (a, b):
                 ready = readiness(proxy)
                 assert ready["http_status"] == 503 and ready["status"] == "unhealthy"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -85,6 +87,29 @@ def test_a_failed_continuation_evicts_the_response(proxy: ProxyProcess, anthropi
 
 def test_websocket_needs_the_key(proxy: ProxyProcess) -> None:
     client = OpenAI(base_url=proxy.url, api_key="wrong", max_retries=0)
-    with pytest.raises(InvalidStatus, match="403"), client.responses.connect() as conn:
+    with pytest.raises(InvalidStatus) as refused, client.responses.connect() as conn:
         conn.send({"type": "response.create", "model": "gpt", "input": "x"})
         until_done(conn)
+    answer = refused.value.response
+    assert answer.status_code == 401  # the upgrade is answered in HTTP, as any other route
+    assert json.loads(answer.body)["error"]["code"] == "invalid_api_key"
+
+
+def _admin(proxy: ProxyProcess, path: str, body: dict) -> dict:
+    headers = {"authorization": "Bearer sk-master", "content-type": "application/json"}
+    req = urllib.request.Request(proxy.root + path, json.dumps(body).encode(), method="POST", headers=headers)
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_a_key_deleted_while_its_socket_is_open_stops_working_on_that_socket(proxy: ProxyProcess) -> None:
+    key = _admin(proxy, "/key/generate", {})["key"]
+    client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
+    with client.responses.connect() as conn:
+        conn.send({"type": "response.create", "model": "gpt", "input": "before"})
+        assert until_done(conn)[-1].type == "response.completed"
+        assert _admin(proxy, "/key/delete", {"keys": [key]})["deleted_keys"] == [key]
+        conn.send({"type": "response.create", "model": "gpt", "input": "after"})
+        error = until_done(conn)[-1]
+        assert error.type == "error" and error.error.code == "invalid_api_key"
+        assert error.status == 401
