@@ -372,8 +372,9 @@ class Relay:
             await self.store.put(record)
         except StoreUnavailable:
             raise
-        except Exception as exc:  # a store outage must not look like a success
-            raise errors.status_error(500, f"The response store failed: {exc}", type="server_error") from exc
+        except Exception as exc:  # a store failure must not look like a success; its text stays in the log
+            log.exception("the response store failed to save %s", record.id)
+            raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
     async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
