@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from llmrelay.store import MemoryStore, StoredResponse, open_store
-from llmrelay.store.base import page_items
+from llmrelay.store.base import StoreUnavailable, page_items
 from llmrelay.store.postgres import PostgresStore
 from llmrelay.store.sqlite import SQLiteStore
+from tests.fakes.process import free_port
 
 PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -70,3 +71,14 @@ def test_page_items_cursors() -> None:
     page = page_items(items, order="asc", after="i1", before="i4")
     assert [i["id"] for i in page["data"]] == ["i2", "i3"] and not page["has_more"]
     assert page["first_id"] == "i2" and page["last_id"] == "i3"
+
+
+async def test_an_unreachable_postgres_is_a_503_without_database_text() -> None:
+    down = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    for call in (down.ping(), down.key_owner("k"), down.get("resp_x"), down.subscribe(lambda _m: None)):
+        with pytest.raises(StoreUnavailable) as err:
+            await call
+        assert err.value.status_code == 503 and err.value.body["code"] == "service_unavailable"
+        assert "127.0.0.1" not in err.value.message and "refused" not in err.value.message.lower()
+    assert down.listening() is None
+    await down.close()
