@@ -43,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("llmrelay: give --config, --model or the demo command", file=sys.stderr)
         return 2
+    from .jobs import lease_seconds
+
     try:  # validate everything before the port is bound
         config = load_config(env["LLMRELAY_CONFIG"]) if "LLMRELAY_CONFIG" in env else parse_config(_one_model(env))
-    except ConfigError as exc:
+        lease_seconds()
+    except (ConfigError, ValueError) as exc:
         print(f"llmrelay: config error: {exc}", file=sys.stderr)
         return 2
     if config.skipped:

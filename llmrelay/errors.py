@@ -135,6 +135,11 @@ def from_body(
     return cls(str(body.get("message") or f"HTTP {status}"), response=response, body=body)
 
 
+def local_response(status: int, headers: Mapping[str, str] | None = None) -> Any:
+    """The response an error raised by llmrelay itself (not relayed from an upstream) carries."""
+    return httpx.Response(status, headers=dict(headers or {}), request=_LOCAL)
+
+
 _PASSTHROUGH = ("retry-after", "retry-after-ms", "x-request-id", "request-id")
 
 

@@ -32,7 +32,7 @@ from .providers.registry import Deployment, make_deployment, require_key, stored
 from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
-from .store.base import ACTIVE, page_items
+from .store.base import ACTIVE, StoreUnavailable, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
@@ -75,7 +75,7 @@ class Relay:
         # need the upstream's URL and key again, and the store keeps neither (the router knows
         # its own).
         self._deployments: dict[str, Deployment] = {}
-        self.jobs = Jobs(self)
+        self.jobs = Jobs(self.store)
         self.conversations = Conversations(self.store)
 
     # -- create ------------------------------------------------------------------------------
@@ -374,15 +374,17 @@ class Relay:
             record.upstream_id = None
             call.memory[call.id] = record  # type: ignore[index]
         elif call.job:
-            await self.store.update_active(record)  # never over a cancel
+            self.jobs.finished(record)  # stored after its terminal event, never over a cancel
         else:
             await self._put(record)
 
     async def _put(self, record: StoredResponse) -> None:
         try:
             await self.store.put(record)
-        except Exception as exc:  # a store outage must not look like a success; its words go to the log
-            log.exception("the response store failed to keep %s", record.id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a store failure must not look like a success; its text stays in the log
+            log.exception("the response store failed to save %s", record.id)
             raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
     async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:

@@ -234,12 +234,15 @@ class Proxy:
         return _json({"status": "healthy"})
 
     async def readiness(self, request: Request) -> Response:
+        store = self.relay.store
+        # The channel other instances' cancels arrive on, once this instance has subscribed.
+        channel = {} if (up := store.listening()) is None else {"channel": "listening" if up else "reconnecting"}
         try:
-            await self.relay.store.ping()
+            await store.ping()
         except Exception as exc:
             log.warning("readiness: store unavailable: %s", exc)
-            return _json({"status": "unhealthy", "store": "unavailable"}, status=503)
-        return _json({"status": "healthy", "store": "connected"})
+            return _json({"status": "unhealthy", "store": "unavailable", **channel}, status=503)
+        return _json({"status": "healthy", "store": "connected", **channel})
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, Handler, str]] = [

@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import orjson
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import errors
@@ -20,14 +21,14 @@ from ..store.base import StoredResponse
 from .auth import Auth, refuse_call_options
 
 log = logging.getLogger("llmrelay.proxy")
-POLICY_VIOLATION = 1008
 
 
 async def responses_socket(ws: WebSocket, relay: Relay, auth: Auth) -> None:
     try:
-        owner = await auth.owner(ws)
-    except openai.APIStatusError:
-        await ws.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
+        await auth.owner(ws)
+    except openai.APIStatusError as exc:  # answered in HTTP, as any other route would (401, 503)
+        body = orjson.dumps(errors.error_body(exc))
+        await ws.send_denial_response(Response(body, exc.status_code, media_type="application/json"))
         return
     await ws.accept()
     memory: dict[str, StoredResponse] = {}
@@ -40,14 +41,12 @@ async def responses_socket(ws: WebSocket, relay: Relay, auth: Auth) -> None:
                 message_text = "Binary frames are not accepted: send each event as a text frame holding JSON."
                 await _send_error(ws, errors.bad_request(message_text, code="invalid_frame"))
                 continue
-            await _serve_one(ws, relay, owner, memory, message["text"])
+            await _serve_one(ws, relay, auth, memory, message["text"])
     except WebSocketDisconnect:
         return
 
 
-async def _serve_one(
-    ws: WebSocket, relay: Relay, owner: str | None, memory: dict[str, StoredResponse], text: str
-) -> None:
+async def _serve_one(ws: WebSocket, relay: Relay, auth: Auth, memory: dict[str, StoredResponse], text: str) -> None:
     try:
         frame = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -64,6 +63,7 @@ async def _serve_one(
     previous = frame.get("previous_response_id")
     sent = 0
     try:
+        owner = await auth.owner(ws)  # checked per response, so a deleted key stops working here too
         refuse_call_options(frame)
         events = await relay.stream({**frame, "stream": True}, owner=owner, memory=memory)
         async for event in events:

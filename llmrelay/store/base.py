@@ -8,7 +8,19 @@ from typing import Any, Protocol
 
 import orjson
 
+from .. import errors
+
 Json = dict[str, Any]
+UNAVAILABLE = "The response store is unavailable right now. Please retry shortly."
+
+
+class StoreUnavailable(errors.InternalServerError):
+    """The store cannot be reached (a database restart or outage): a 503 the client may retry.
+    The database's own error text goes to the log, never to the client."""
+
+    def __init__(self) -> None:
+        body = {"message": UNAVAILABLE, "type": "service_unavailable", "param": None, "code": "service_unavailable"}
+        super().__init__(UNAVAILABLE, response=errors.local_response(503, {"retry-after": "1"}), body=body)
 
 
 @dataclass(slots=True)
@@ -106,6 +118,10 @@ class ResponseStore(Protocol):
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """Deliver messages other instances publish to `callback`; False when the store has
         no such channel (then jobs fall back to reading their status now and then)."""
+
+    def listening(self) -> bool | None:
+        """True while published messages arrive; False while the channel is down (jobs fall
+        back to reading their status meanwhile); None without a subscription or a channel."""
 
     async def publish(self, message: str) -> None: ...
 

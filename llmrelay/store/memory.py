@@ -87,6 +87,9 @@ class MemoryStore:
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel
 
+    def listening(self) -> bool | None:
+        return None
+
     async def publish(self, message: str) -> None:
         return None
 

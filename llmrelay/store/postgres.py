@@ -1,7 +1,10 @@
 """Postgres store: one database shared by many proxy instances.
 
 The schema is created or migrated on first use (`ping` at proxy startup). asyncpg pools
-belong to one event loop, so there is one pool per loop that uses the store.
+belong to one event loop, so there is one pool (and one LISTEN connection) per loop that
+uses the store. A lost database (a restart, an outage) raises StoreUnavailable, a 503, from
+every method; the pool reconnects by itself once the database is back, and the LISTEN
+connection re-opens itself with backoff.
 
 Postgres text and jsonb cannot hold NUL (U+0000), which JSON strings may. JSON documents are
 written with NUL as the pair ESC "0" and ESC itself as ESC ESC (ESC: U+E000, a private-use
@@ -12,17 +15,54 @@ that holds NUL cannot have been stored, so looking it up finds nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import logging
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
 
-from .base import Conversation, Event, Json, StoredResponse
+from .base import Conversation, Event, Json, StoredResponse, StoreUnavailable
 
+log = logging.getLogger("llmrelay.store")
 CHANNEL = "llmrelay"
+RESYNC = "resync"  # what subscribers hear after the channel was down: messages may have been lost
+CONNECT_TIMEOUT = 5.0
+MAX_BACKOFF = 2.0  # seconds between attempts to re-open a lost LISTEN connection
+# What a lost or unreachable database raises; anything else is a bug and stays a 500.
+_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InsufficientResourcesError,
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _available(
+    method: Callable[Concatenate[PostgresStore, P], Awaitable[R]],
+) -> Callable[Concatenate[PostgresStore, P], Awaitable[R]]:
+    @functools.wraps(method)
+    async def guarded(self: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except _LOST as exc:
+            log.warning("postgres store unavailable in %s: %s: %s", method.__name__, type(exc).__name__, exc)
+            raise StoreUnavailable() from exc
+
+    return guarded
+
+
 SCHEMA_VERSION = 3
 _MIGRATIONS = {
     1: """
@@ -112,13 +152,15 @@ class PostgresStore:
         self._sizes = (min_size, max_size)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = weakref.WeakKeyDictionary()
         self._migrated = False
-        self._listeners: list[asyncpg.Connection] = []
+        self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = weakref.WeakKeyDictionary()
 
     async def _pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
-            pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1])
+            pool = await asyncpg.create_pool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1], timeout=CONNECT_TIMEOUT
+            )
             self._pools[loop] = pool
             if not self._migrated:
                 await self._migrate(pool)
@@ -135,6 +177,7 @@ class PostgresStore:
                 await conn.execute("INSERT INTO llmrelay_schema (version) VALUES ($1)", version)
         self._migrated = True
 
+    @_available
     async def put(self, record: StoredResponse) -> None:
         pool = await self._pool()
         await pool.execute(
@@ -155,6 +198,7 @@ class PostgresStore:
             record.lease_until,
         )
 
+    @_available
     async def update_active(self, record: StoredResponse) -> bool:
         pool = await self._pool()
         status = await pool.execute(
@@ -168,10 +212,12 @@ class PostgresStore:
         )
         return status.endswith(" 1")
 
+    @_available
     async def renew_lease(self, response_id: str, until: int) -> None:
         pool = await self._pool()
         await pool.execute("UPDATE llmrelay_responses SET lease_until = $2 WHERE id = $1", response_id, until)
 
+    @_available
     async def append_events(self, response_id: str, events: list[Event]) -> None:
         pool = await self._pool()
         await pool.executemany(
@@ -180,6 +226,7 @@ class PostgresStore:
             [(response_id, seq, kind, data) for seq, kind, data in events],
         )
 
+    @_available
     async def events_after(self, response_id: str, after: int) -> list[Event]:
         if "\0" in response_id:
             return []
@@ -191,6 +238,7 @@ class PostgresStore:
         )
         return [(r["seq"], r["type"], bytes(r["data"])) for r in rows]
 
+    @_available
     async def put_conversation(self, conversation: Conversation) -> None:
         c = conversation
         pool = await self._pool()
@@ -204,6 +252,7 @@ class PostgresStore:
             _dump(c.items),
         )
 
+    @_available
     async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None:
         if "\0" in conversation_id:
             return None
@@ -219,6 +268,7 @@ class PostgresStore:
         cid, own, created, metadata, items = row
         return Conversation(cid, created, orjson.loads(_text(metadata)), orjson.loads(_text(items)), own)
 
+    @_available
     async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool:
         if "\0" in conversation_id:
             return False
@@ -228,6 +278,7 @@ class PostgresStore:
         )
         return status.endswith(" 1")
 
+    @_available
     async def set_conversation_items(
         self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
     ) -> bool:
@@ -243,6 +294,7 @@ class PostgresStore:
         )
         return status.endswith(" 1")
 
+    @_available
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
         if "\0" in response_id:
             return None
@@ -257,6 +309,7 @@ class PostgresStore:
         *head, response, items, lease = row
         return StoredResponse.from_row((*head, _text(response), _text(items), lease))
 
+    @_available
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         if "\0" in response_id:
             return False
@@ -266,6 +319,7 @@ class PostgresStore:
             await pool.execute("DELETE FROM llmrelay_response_events WHERE response_id = $1", response_id)
         return status.endswith(" 1")
 
+    @_available
     async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
         pool = await self._pool()
         await pool.execute(
@@ -276,25 +330,41 @@ class PostgresStore:
             int(time.time()),
         )
 
+    @_available
     async def key_owner(self, key_hash: str) -> str | None:
         pool = await self._pool()
         return await pool.fetchval("SELECT owner FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)
 
+    @_available
     async def delete_key(self, key_hash: str) -> bool:
         pool = await self._pool()
         return (await pool.execute("DELETE FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)).endswith(" 1")
 
+    @_available
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """LISTEN on one dedicated connection (per loop) for the other instances' NOTIFYs."""
-        conn = await asyncpg.connect(self.url)
-        await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: callback(payload))
-        self._listeners.append(conn)
+        loop = asyncio.get_running_loop()
+        listener = self._listeners.get(loop)
+        if listener is None:
+            listener = _Listener(self.url)
+            await listener.open()
+            self._listeners[loop] = listener
+        listener.callbacks.append(callback)
         return True
 
+    def listening(self) -> bool | None:
+        try:
+            listener = self._listeners.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return None
+        return None if listener is None else listener.up
+
+    @_available
     async def publish(self, message: str) -> None:
         pool = await self._pool()
         await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, message)
 
+    @_available
     async def ping(self) -> None:
         pool = await self._pool()
         await pool.fetchval("SELECT 1")
@@ -304,6 +374,66 @@ class PostgresStore:
         pool = self._pools.pop(loop, None)
         if pool is not None:
             await pool.close()
-        for conn in self._listeners:
-            await conn.close()
-        self._listeners.clear()
+        listener = self._listeners.pop(loop, None)
+        if listener is not None:
+            await listener.close()
+
+
+class _Listener:
+    """One LISTEN connection that re-opens itself, with backoff, whenever it is lost. After a
+    re-open the callbacks hear RESYNC: whatever was published meanwhile never arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.callbacks: list[Callable[[str], None]] = []
+        self._conn: asyncpg.Connection | None = None
+        self._reopen: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def up(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def open(self) -> None:
+        conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+        try:
+            await conn.add_listener(CHANNEL, self._deliver)
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+
+    def _deliver(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        for callback in self.callbacks:
+            callback(payload)
+
+    def _lost(self, _conn: Any) -> None:
+        self._conn = None
+        if not self._closed and (self._reopen is None or self._reopen.done()):
+            log.warning("postgres LISTEN connection lost; re-opening it")
+            self._reopen = asyncio.get_running_loop().create_task(self._reopen_until_up())
+
+    async def _reopen_until_up(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                await self.open()
+            except _LOST as exc:
+                log.debug("postgres LISTEN connection not re-opened yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            log.warning("postgres LISTEN connection re-opened")
+            self._deliver(None, 0, CHANNEL, RESYNC)
+            return
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reopen is not None:
+            self._reopen.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reopen
+        if self._conn is not None:
+            with contextlib.suppress(*_LOST):
+                await self._conn.close(timeout=CONNECT_TIMEOUT)

@@ -13,7 +13,7 @@ from openai import OpenAI
 
 import llmrelay
 from llmrelay import Relay
-from tests.e2e.proxy_process import start_proxy, write_config
+from tests.e2e.proxy_process import run_cli, start_proxy, write_config
 from tests.fakes.process import FakeServer
 
 PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -122,7 +122,7 @@ def test_a_killed_process_leaves_no_response_in_progress(
     anthropic_fake.reset()
     cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
     store = str(tmp_path / "jobs.db")
-    env = {"LLMRELAY_JOB_LEASE": "2"}
+    env = {"LLMRELAY_JOB_LEASE": "4"}
     proxy = start_proxy("--config", str(cfg), store=store, env=env)
     anthropic_fake.enqueue({"delta_delay": 1.0})
     client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
@@ -132,8 +132,24 @@ def test_a_killed_process_leaves_no_response_in_progress(
     proxy.process.wait()
     with start_proxy("--config", str(cfg), store=store, env=env) as again:
         client = OpenAI(base_url=again.url, api_key="k", max_retries=0)
-        got = wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "failed", timeout=8)
+        # a stream resumed while the dead job still looks alive ends, once its lease is out, as failed
+        resumed = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        assert resumed[-1].type == "response.failed" and "stopped" in resumed[-1].response.error.message
+        assert [e.sequence_number for e in resumed] == list(range(1, 1 + len(resumed)))
+        got = client.responses.retrieve(job.id)
         assert got.status == "failed" and "stopped" in got.error.message
+        again_resumed = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        assert [e.type for e in again_resumed] == [e.type for e in resumed]
+
+
+@pytest.mark.parametrize("lease", ["3", "ten"])
+def test_a_job_lease_the_renewal_loop_cannot_keep_alive_is_a_startup_error(
+    lease: str, anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
+    done = run_cli("--config", str(cfg), env={"LLMRELAY_JOB_LEASE": lease})
+    assert done.returncode == 2
+    assert "LLMRELAY_JOB_LEASE" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_two_instances_on_postgres_get_and_cancel_a_job_running_on_the_other(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -87,9 +88,12 @@ def test_a_failed_continuation_evicts_the_response(proxy: ProxyProcess, anthropi
 
 def test_websocket_needs_the_key(proxy: ProxyProcess) -> None:
     client = OpenAI(base_url=proxy.url, api_key="wrong", max_retries=0)
-    with pytest.raises(InvalidStatus, match="403"), client.responses.connect() as conn:
+    with pytest.raises(InvalidStatus) as refused, client.responses.connect() as conn:
         conn.send({"type": "response.create", "model": "gpt", "input": "x"})
         until_done(conn)
+    answer = refused.value.response
+    assert answer.status_code == 401  # the upgrade is answered in HTTP, as any other route
+    assert json.loads(answer.body)["error"]["code"] == "invalid_api_key"
 
 
 def test_a_binary_frame_is_a_400_error_event_and_the_socket_stays_open(proxy: ProxyProcess) -> None:
@@ -103,3 +107,23 @@ def test_a_binary_frame_is_a_400_error_event_and_the_socket_stays_open(proxy: Pr
         while (event := json.loads(ws.recv(timeout=10)))["type"] != "response.completed":
             assert event["type"] != "error"
         assert event["response"]["output"][0]["content"][0]["text"] == "Echo (turns=1): still here"
+
+
+def _admin(proxy: ProxyProcess, path: str, body: dict) -> dict:
+    headers = {"authorization": "Bearer sk-master", "content-type": "application/json"}
+    req = urllib.request.Request(proxy.root + path, json.dumps(body).encode(), method="POST", headers=headers)
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_a_key_deleted_while_its_socket_is_open_stops_working_on_that_socket(proxy: ProxyProcess) -> None:
+    key = _admin(proxy, "/key/generate", {})["key"]
+    client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
+    with client.responses.connect() as conn:
+        conn.send({"type": "response.create", "model": "gpt", "input": "before"})
+        assert until_done(conn)[-1].type == "response.completed"
+        assert _admin(proxy, "/key/delete", {"keys": [key]})["deleted_keys"] == [key]
+        conn.send({"type": "response.create", "model": "gpt", "input": "after"})
+        error = until_done(conn)[-1]
+        assert error.type == "error" and error.error.code == "invalid_api_key"
+        assert error.status == 401

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from llmrelay.store import MemoryStore, StoredResponse, open_store
-from llmrelay.store.base import Conversation, page_items
+from llmrelay.store.base import Conversation, StoreUnavailable, page_items
 from llmrelay.store.postgres import PostgresStore
 from llmrelay.store.sqlite import SQLiteStore
+from tests.fakes.process import free_port
 
 PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -104,3 +105,14 @@ async def test_ids_holding_nul_find_nothing(store) -> None:
     assert await store.get_conversation("conv_\x00") is None
     assert not await store.delete_conversation("conv_\x00")
     assert not await store.set_conversation_items("conv_\x00", [{"id": "x"}])
+
+
+async def test_an_unreachable_postgres_is_a_503_without_database_text() -> None:
+    down = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    for call in (down.ping(), down.key_owner("k"), down.get("resp_x"), down.subscribe(lambda _m: None)):
+        with pytest.raises(StoreUnavailable) as err:
+            await call
+        assert err.value.status_code == 503 and err.value.body["code"] == "service_unavailable"
+        assert "127.0.0.1" not in err.value.message and "refused" not in err.value.message.lower()
+    assert down.listening() is None
+    await down.close()
