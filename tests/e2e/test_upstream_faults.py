@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,6 +15,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.e2e.waits import until_done, wait_for
 from tests.fakes.process import FakeServer, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
@@ -64,15 +64,6 @@ def clean(fakes: dict[str, FakeServer]) -> Iterator[None]:
 @pytest.fixture
 def client(proxy: ProxyProcess) -> OpenAI:
     return OpenAI(base_url=proxy.url, api_key="k", max_retries=0, timeout=30)
-
-
-def wait_for(fn: Callable[[], Any], predicate: Callable[[Any], bool], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def assert_clean(text: str) -> None:
@@ -224,15 +215,6 @@ def test_a_background_job_whose_upstream_stalls_ends_failed(
 
 
 # -- WebSocket -----------------------------------------------------------------------------------
-
-
-def until_done(conn: Any) -> list[Any]:
-    events = []
-    for event in conn:
-        events.append(event)
-        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
-            return events
-    return events
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])
