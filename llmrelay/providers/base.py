@@ -43,6 +43,7 @@ class Call:
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
+    mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
 
     @property
     def stream(self) -> bool:
