@@ -43,14 +43,27 @@ async def _session(target: Target) -> AsyncIterator[Any]:
             await s.initialize()
             yield s
     else:
-        from mcp.client.streamable_http import streamablehttp_client
-
-        async with (
-            streamablehttp_client(server.url, headers=target.headers) as (read, write, _),
-            ClientSession(read, write) as session,
-        ):
+        async with _streamable_http(target) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             yield session
+
+
+@asynccontextmanager
+async def _streamable_http(target: Target) -> AsyncIterator[Any]:
+    from mcp.client import streamable_http
+
+    if not hasattr(streamable_http, "streamable_http_client"):  # older mcp releases
+        async with streamable_http.streamablehttp_client(target.server.url, headers=target.headers) as (r, w, _):
+            yield r, w
+        return
+    import httpx
+
+    timeout = httpx.Timeout(30, read=300)  # the MCP SDK's own defaults; each operation has its own bound
+    async with (
+        httpx.AsyncClient(headers=target.headers, timeout=timeout, follow_redirects=True) as http,
+        streamable_http.streamable_http_client(target.server.url, http_client=http) as (read, write, _),
+    ):
+        yield read, write
 
 
 async def list_tools(target: Target, timeout: float) -> tuple[list[Json], str | None]:

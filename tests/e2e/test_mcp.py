@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes.process import FakeServer, start_fake
 
-MODELS = {"claude": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash"}
+MODELS = {"claude": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash", "llama": "groq/llama-3.3-70b"}
 # the openai class of each stream event type, to validate an event against exactly its own
 EVENTS = {get_args(c.model_fields["type"].annotation)[0]: c for c in get_args(get_args(ResponseStreamEvent)[0])}
 SECRET = "req-secret-0123456789"
@@ -36,9 +36,10 @@ def proxy(
     anthropic_fake: FakeServer,
     gemini_fake: FakeServer,
     openai_fake: FakeServer,
+    chat_fake: FakeServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ProxyProcess]:
-    bases = {"claude": anthropic_fake.url, "gemini": gemini_fake.url}
+    bases = {"claude": anthropic_fake.url, "gemini": gemini_fake.url, "llama": chat_fake.url}
     model_list: list[dict[str, Any]] = [
         {"model_name": name, "litellm_params": {"model": model, "api_key": "k", "api_base": bases[name]}}
         for name, model in MODELS.items()
@@ -176,6 +177,20 @@ def test_approval_round_trip(client: OpenAI, mcp_server: FakeServer, model: str)
     third = client.responses.create(model=model, previous_response_id=first.id, input=[refused], tools=tools)
     assert kinds(third.output) == ["message"]
     assert "declined" in third.output_text
+
+
+def test_stored_mcp_items_replay_to_another_provider(client: OpenAI, mcp_server: FakeServer) -> None:
+    first = client.responses.create(model="claude", input="first", tools=[mcp_tool(mcp_server, "echo")])
+    for model in ("gemini", "llama", "gpt"):
+        nxt = client.responses.create(model=model, input="second", previous_response_id=first.id)
+        assert nxt.output_text == "Echo (turns=2): second"
+    answer = {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": False}
+    asked = {"type": "mcp_approval_request", "id": "mcpr_x", "server_label": "tools", "name": "echo",
+             "arguments": '{"q": "stateless"}'}  # fmt: skip
+    r = client.responses.create(model="llama", input=[asked, answer], tools=[mcp_tool(mcp_server, "echo")])
+    assert "declined" in r.output_text  # an approval answered without a stored chain
+    assert [i.type for i in client.responses.input_items.list(r.id).data][::-1] == [
+        "mcp_approval_request", "mcp_approval_response"]  # fmt: skip
 
 
 def test_an_unknown_approval_request_is_a_400(client: OpenAI, mcp_server: FakeServer) -> None:
