@@ -62,7 +62,6 @@ class ToolLoop:
     def __init__(self, call: Call, plan: Plan, run_round: RunRound) -> None:
         self.call, self.plan, self.run_round = call, plan, run_round
         self.builder = ResponseBuilder(response_skeleton(call), call.new_id, call.namespaces)
-        self.builder.response["tools"] = plan.echo
         self.response: Json | None = None  # set once the terminal event went out
         self.upstream_id: str | None = None
         self._head: list[StreamEvent] = []
@@ -80,7 +79,7 @@ class ToolLoop:
         for item in seen[len(self.plan.history) :]:
             if item.get("type") == "mcp_approval_response":
                 await self._answer(item, seen)
-        self._first = await self.run_round(self._round_call(last=policy.max_rounds <= 1))
+        self._first = await self.run_round(self._round_call(first=True, last=policy.max_rounds <= 1))
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         b = self.builder
@@ -99,7 +98,9 @@ class ToolLoop:
             if result.failure or result.asked or result.client_calls or not result.ran or last:
                 break
             try:
-                inner = await self.run_round(self._round_call(last=rounds + 1 >= self.plan.policy.max_rounds))
+                inner = await self.run_round(
+                    self._round_call(first=False, last=rounds + 1 >= self.plan.policy.max_rounds)
+                )
             except (openai.APIError, aiohttp.ClientError, TimeoutError) as exc:
                 result.failure = {"message": getattr(exc, "message", None) or str(exc), "code": "server_error"}
         if result.failure:
@@ -167,8 +168,14 @@ class ToolLoop:
 
     # -- rounds ------------------------------------------------------------------------------
 
-    def _round_call(self, *, last: bool) -> Call:
+    def _round_call(self, *, first: bool, last: bool) -> Call:
         params = dict(self.call.params)
+        choice = params.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "mcp":  # a server's tools, as functions
+            label, name = str(choice.get("server_label")), choice.get("name")
+            params["tool_choice"] = {"type": "function", "name": flat_name(label, name)} if name else "required"
+        if not first and params.get("tool_choice") not in (None, "none", "auto"):
+            params["tool_choice"] = "auto"  # a forced call is made once, not every round
         params.update(stream=True, store=False, background=False)
         params["input"] = as_function_items(items.as_items(params.get("input") or [])) + self._feed
         params["tools"] = list(params.get("tools") or []) + self._offered

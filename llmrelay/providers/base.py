@@ -116,7 +116,7 @@ def response_skeleton(call: Call) -> Json:
         "temperature": p.get("temperature", 1.0),
         "text": p.get("text") or {"format": {"type": "text"}},
         "tool_choice": p.get("tool_choice", "auto"),
-        "tools": p.get("tools") or [],
+        "tools": call.mcp.echo if call.mcp is not None else p.get("tools") or [],  # MCP secrets left out
         "top_logprobs": p.get("top_logprobs", 0),
         "top_p": p.get("top_p", 1.0),
         "truncation": p.get("truncation") or "disabled",

@@ -193,6 +193,13 @@ def test_stored_mcp_items_replay_to_another_provider(client: OpenAI, mcp_server:
         "mcp_approval_request", "mcp_approval_response"]  # fmt: skip
 
 
+def test_tool_choice_can_force_a_server_tool(client: OpenAI, mcp_server: FakeServer) -> None:
+    tools = [{**mcp_tool(mcp_server, "echo", "whoami"), "server_label": "s"}]
+    choice = {"type": "mcp", "server_label": "s", "name": "whoami"}
+    r = client.responses.create(model="claude", input="forced", tools=tools, tool_choice=choice)
+    assert mcp_call(r).name == "whoami" and r.output_text.startswith("Echo (turns=1): tool said authorization:")
+
+
 def test_an_unknown_approval_request_is_a_400(client: OpenAI, mcp_server: FakeServer) -> None:
     answer = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}
     with pytest.raises(openai.BadRequestError) as exc:
@@ -260,6 +267,7 @@ def test_a_native_openai_upstream_gets_the_mcp_tool_unchanged(
 
 def test_background_mode_runs_the_loop(client: OpenAI, mcp_server: FakeServer) -> None:
     r = client.responses.create(model="claude", input="later", background=True, tools=[mcp_tool(mcp_server, "echo")])
+    assert [t.type for t in r.tools] == ["mcp"]
     deadline = time.monotonic() + 30
     while r.status in ("queued", "in_progress") and time.monotonic() < deadline:
         time.sleep(0.05)

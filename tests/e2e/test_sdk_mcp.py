@@ -49,3 +49,12 @@ async def test_mock_responses_list_the_tools_and_answer(mcp_server: FakeServer) 
     r = await llmrelay.aresponses(model="anthropic/claude-sonnet-4-5", mock_response="mocked", input="x",
                                   tools=[tool(mcp_server, "echo")], relay=llmrelay.Relay(store="memory"))  # fmt: skip
     assert [i.type for i in r.output] == ["mcp_list_tools", "message"] and r.output_text == "mocked"
+
+
+async def test_the_round_limit_makes_the_model_answer(anthropic_fake: FakeServer, mcp_server: FakeServer) -> None:
+    relay = llmrelay.Relay(store="memory", mcp=McpPolicy(max_rounds=1))
+    r = await llmrelay.aresponses(model="anthropic/claude-sonnet-4-5", api_key="k", api_base=anthropic_fake.url,
+                                  input="enough", tools=[tool(mcp_server, "echo")], relay=relay)  # fmt: skip
+    assert [i.type for i in r.output] == ["mcp_list_tools", "message"]
+    assert r.output_text == "Echo (turns=1): enough"
+    await relay.aclose()
