@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
@@ -125,7 +126,8 @@ def _describe(exc: BaseException, target: Target, timeout: float) -> Json:
     if response is not None and hasattr(response, "status_code"):
         return {"type": "http_error", "code": int(response.status_code),
                 "message": f"MCP server '{label}' answered HTTP {response.status_code}."}  # fmt: skip
-    log.warning("MCP server %r at %s failed: %s", label, target.server.url, type(exc).__name__)
+    where = urlsplit(target.server.url)  # a URL's query or user part may hold a token: left out of the log
+    log.warning("MCP server %r at %s%s failed: %s", label, where.hostname, where.path, type(exc).__name__)
     return {"type": "http_error", "code": 502, "message": f"MCP server '{label}' could not be reached."}
 
 

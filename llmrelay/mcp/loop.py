@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -90,8 +91,10 @@ class ToolLoop:
             rounds += 1
             last = rounds >= self.plan.policy.max_rounds
             result = _Round()
-            async for event in self._one_round(inner, result, run=not last):
-                yield event
+            # closed at once when the client goes away, so the upstream connection is let go
+            async with aclosing(self._one_round(inner, result, run=not last)) as events:
+                async for event in events:
+                    yield event
             if result.usage:
                 self._usage.append(result.usage)
             inner = None
@@ -192,36 +195,37 @@ class ToolLoop:
         b = self.builder
         offset = len(b.response["output"])
         pending: dict[int, _Pending] = {}
-        async for event in inner:
-            data, kind = event.data, event.type
-            if kind in ("response.created", "response.in_progress", "response.queued"):
-                continue
-            if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
-                _ending(data, result)
-                continue
-            index = data.get("output_index")
-            item = data.get("item") or {}
-            if (
-                kind == "response.output_item.added"
-                and item.get("type") == "function_call"
-                and (known := self.plan.names.get(item.get("name", "")))
-            ):
-                target, tool = known
-                p = pending[index] = _Pending(target, tool, approval=run and target.needs_approval(tool), run=run)
-                if not p.approval:
-                    p.item = _mcp_item(self.call, target, tool, "")
-                    p.index, events = b.open_item(p.item)
-                    for e in [*events, b.item_event("response.mcp_call.in_progress", p.item, p.index)]:
+        async with aclosing(inner):  # type: ignore[type-var]
+            async for event in inner:
+                data, kind = event.data, event.type
+                if kind in ("response.created", "response.in_progress", "response.queued"):
+                    continue
+                if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
+                    _ending(data, result)
+                    continue
+                index = data.get("output_index")
+                item = data.get("item") or {}
+                if (
+                    kind == "response.output_item.added"
+                    and item.get("type") == "function_call"
+                    and (known := self.plan.names.get(item.get("name", "")))
+                ):
+                    target, tool = known
+                    p = pending[index] = _Pending(target, tool, approval=run and target.needs_approval(tool), run=run)
+                    if not p.approval:
+                        p.item = _mcp_item(self.call, target, tool, "")
+                        p.index, events = b.open_item(p.item)
+                        for e in [*events, b.item_event("response.mcp_call.in_progress", p.item, p.index)]:
+                            yield e
+                    continue
+                if index in pending:
+                    async for e in self._pending_event(pending, index, kind, data, result):
                         yield e
-                continue
-            if index in pending:
-                async for e in self._pending_event(pending, index, kind, data, result):
-                    yield e
-                continue
-            if kind == "response.output_item.done":
-                result.client_calls |= item.get("type") in CLIENT_CALLS
-                self._feed += items.replayable([item])
-            yield b.forward(data, offset)
+                    continue
+                if kind == "response.output_item.done":
+                    result.client_calls |= item.get("type") in CLIENT_CALLS
+                    self._feed += items.replayable([item])
+                yield b.forward(data, offset)
 
     async def _pending_event(
         self, pending: dict[int, _Pending], index: int, kind: str, data: Json, result: _Round
