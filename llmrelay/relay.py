@@ -23,7 +23,7 @@ from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
 from .mcp import McpPolicy, plan_for
 from .mcp.loop import ToolLoop
-from .mcp.servers import has_mcp
+from .mcp.servers import has_mcp, without_secrets
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
@@ -408,7 +408,7 @@ class Relay:
             return
         record = StoredResponse(
             id=call.id,
-            response=response,
+            response=without_secrets(response),
             input_items=call.input_items,
             deployment=call.deployment.id,
             upstream_id=upstream_id,

@@ -143,6 +143,18 @@ def public(tool: Json) -> Json:
     return {k: v for k, v in tool.items() if k not in SECRET_FIELDS}
 
 
+def without_secrets(response: Json) -> Json:
+    """A response whose echoed MCP tools hold no headers or token (an upstream may echo them)."""
+    tools = response.get("tools")
+    if not isinstance(tools, list) or not any(_secret(t) for t in tools):
+        return response
+    return {**response, "tools": [public(t) if _secret(t) else t for t in tools]}
+
+
+def _secret(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("type") == "mcp" and any(tool.get(k) for k in SECRET_FIELDS)
+
+
 def function_tool(target: Target, tool: Json) -> Json:
     return {
         "type": "function",

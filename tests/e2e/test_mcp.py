@@ -3,7 +3,6 @@ MCP server, driven and checked by the official openai SDK."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -258,11 +257,11 @@ def test_a_native_openai_upstream_gets_the_mcp_tool_unchanged(
     client: OpenAI, openai_fake: FakeServer, mcp_server: FakeServer
 ) -> None:
     openai_fake.clear()
-    tool = mcp_tool(mcp_server, "echo", headers={"X-Key": "v"})
-    with contextlib.suppress(openai.APIStatusError):  # what the fake makes of it does not matter
-        client.responses.create(model="gpt", input="x", tools=[tool])
+    tool = mcp_tool(mcp_server, "echo", headers={"X-Key": SECRET})
+    r = client.responses.create(model="gpt", input="x", tools=[tool])
     sent = [r for r in openai_fake.requests() if r.get("path", "").endswith("/responses")][-1]
     assert sent["body"]["tools"] == [tool]
+    assert SECRET not in client.responses.with_raw_response.retrieve(r.id).text  # the upstream's echo is not kept
 
 
 def test_background_mode_runs_the_loop(client: OpenAI, mcp_server: FakeServer) -> None:
