@@ -199,6 +199,20 @@ def test_tool_choice_can_force_a_server_tool(client: OpenAI, mcp_server: FakeSer
     assert mcp_call(r).name == "whoami" and r.output_text.startswith("Echo (turns=1): tool said authorization:")
 
 
+def test_an_upstream_failure_after_a_tool_call_fails_the_stream(
+    client: OpenAI, mcp_server: FakeServer, anthropic_fake: FakeServer
+) -> None:
+    anthropic_fake.enqueue([{}, {"status": 529}])  # the first round calls the tool, the second is refused
+    events = list(client.responses.create(model="claude", input="x", stream=True, tools=[mcp_tool(mcp_server, "echo")]))
+    for event in events:
+        valid(event.model_dump(mode="json", exclude_unset=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    failed = events[-1]
+    assert failed.type == "response.failed" and "verloaded" in failed.response.error.message
+    assert kinds(failed.response.output) == ["mcp_list_tools", "mcp_call"]
+    assert client.responses.retrieve(failed.response.id).status == "failed"
+
+
 def test_an_unknown_approval_request_is_a_400(client: OpenAI, mcp_server: FakeServer) -> None:
     answer = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}
     with pytest.raises(openai.BadRequestError) as exc:
