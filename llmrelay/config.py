@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import config_keys, errors
+from .mcp.servers import TRANSPORTS, McpPolicy, McpServer
 from .providers.registry import Deployment, make_deployment, with_provider
 from .router import Wildcard
 
@@ -66,6 +67,17 @@ class GeneralSettings(_Section):
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
+    mcp_allow_any_url: bool = False  # llmrelay: MCP tools may name servers beyond mcp_servers
+    mcp_call_timeout: float = Field(default=60, gt=0)  # llmrelay: seconds for one MCP list or call
+    mcp_max_output_bytes: int = Field(default=100_000, gt=0)  # llmrelay: a larger tool result is an error
+
+
+class McpServerEntry(BaseModel):
+    # LiteLLM's entries carry more (auth_type, description, ...): kept, unused
+    model_config = ConfigDict(extra="allow")
+    url: str
+    transport: Literal["http", "streamable_http", "streamable-http", "sse"] = "http"
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class LitellmSettings(_Section):
@@ -90,6 +102,7 @@ class Config(_Section):
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerEntry] = Field(default_factory=dict)
     _skipped: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -115,6 +128,14 @@ class Config(_Section):
     def store_url(self) -> str | None:
         gs = self.general_settings
         return gs.store or gs.database_url or os.environ.get("DATABASE_URL") or None
+
+    def mcp_policy(self) -> McpPolicy:
+        """The MCP servers a request may reach: those named here, any other URL only if allowed."""
+        gs = self.general_settings
+        servers = {name: McpServer(name, e.url, TRANSPORTS[e.transport], dict(e.headers))
+                   for name, e in self.mcp_servers.items()}  # fmt: skip
+        return McpPolicy(servers, allow_any_url=gs.mcp_allow_any_url, call_timeout=gs.mcp_call_timeout,
+                         max_output_bytes=gs.mcp_max_output_bytes)  # fmt: skip
 
     def deployments(self) -> list[Deployment]:
         """The deployments of the exact model names (wildcard entries are `wildcards()`)."""

@@ -35,7 +35,7 @@ _CREDENTIALS = "credentials llmrelay cannot read yet"
 
 SKIP: dict[str, frozenset[str]] = {
     "top": frozenset({
-        "callback_settings", "credential_list", "mcp_servers", "assistant_settings", "files_settings",
+        "callback_settings", "credential_list", "assistant_settings", "files_settings",
         "finetune_settings", "search_tools", "vector_store_registry", "prompts",
     }),
     "general_settings": frozenset({

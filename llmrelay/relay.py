@@ -21,6 +21,9 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
+from .mcp import McpPolicy, plan_for
+from .mcp.loop import ToolLoop
+from .mcp.servers import has_mcp, without_secrets
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
@@ -56,6 +59,7 @@ class Relay:
         timeout: float | None = None,
         stream_timeout: float | None = None,
         drop_params: bool = False,
+        mcp: McpPolicy | None = None,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
@@ -63,6 +67,7 @@ class Relay:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
+        self.mcp = mcp or McpPolicy()  # the SDK reaches any MCP server URL; a proxy only its own
         self.http = Http()
         self._native = OpenAIResponses()
         self._adapters: dict[str, Adapter] = {
@@ -86,7 +91,12 @@ class Relay:
         call, mock = await self._prepare(params, owner, dropped)
         if self._runs_in_background(call, mock):
             return (await self.jobs.start(call, self._job_events(call, mock))).response
-        if mock is not None:
+        if call.mcp is not None:
+            loop = await self._tool_loop(call, mock)
+            async for _ in loop.events():
+                pass
+            response, upstream_id = loop.response or {}, None
+        elif mock is not None:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
             response, upstream_id = await self._send(call)
@@ -109,6 +119,8 @@ class Relay:
         if self._runs_in_background(call, mock):
             record = await self.jobs.start(call, self._job_events(call, mock))
             return self.jobs.follow(record, after=-1)
+        if call.mcp is not None:
+            return self._tool_stream(call, await self._tool_loop(call, mock))
         if mock is not None:
             return self._mock_stream(call, mock)
         adapter = self.adapter(call.deployment)
@@ -131,6 +143,10 @@ class Relay:
         call.params["stream"] = True  # run as a stream upstream, so every event can be kept
 
         async def events() -> AsyncIterator[StreamEvent]:
+            if call.mcp is not None:
+                async for event in self._tool_stream(call, await self._tool_loop(call, mock)):
+                    yield event
+                return
             if mock is not None:
                 async for event in self._mock_stream(call, mock):
                     yield event
@@ -167,6 +183,9 @@ class Relay:
         log.debug("model %r -> deployment %s (%s)", params["model"], dep.id, dep.provider.name)
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
         namespaces: dict[str, tuple[str, str]] = {}
+        plan = None
+        if dep.provider.api != "responses" and has_mcp(params):  # OpenAI runs MCP tools itself
+            plan = plan_for(params, self.mcp)
         if mock is None and dep.provider.api != "mock":
             require_key(dep)
             if support := getattr(self.adapter(dep), "support", None):
@@ -193,12 +212,15 @@ class Relay:
             extra_query=dict(opts.get("extra_query") or {}),
             memory=memory,
             namespaces=namespaces,
+            mcp=plan,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:
                 call.upstream_previous_id = previous.upstream_id
             else:
                 call.context = await self._history(previous, owner)
+            if plan is not None:  # earlier listings and approval requests, as stored
+                plan.history = await self._chain_items(previous, owner)
         if conv_id := conversation_id(params.get("conversation")):
             await self._join_conversation(call, conv_id, previous is not None)
         if mock is None and dep.provider.api == "mock":
@@ -234,6 +256,10 @@ class Relay:
 
     async def _history(self, record: StoredResponse, owner: str | None) -> list[Json]:
         """Every item of the chain ending at `record`, oldest first, ready to replay."""
+        return items.replayable(compaction.expand(await self._chain_items(record, owner)))
+
+    async def _chain_items(self, record: StoredResponse, owner: str | None) -> list[Json]:
+        """Every item of the chain ending at `record`, oldest first, as stored."""
         chain = [record]
         while (prev := chain[-1].previous_response_id) and len(chain) < MAX_CHAIN:
             older = await self.store.get(prev, owner)
@@ -244,7 +270,7 @@ class Relay:
         for r in reversed(chain):
             history += r.input_items
             history += r.response.get("output") or []
-        return items.replayable(compaction.expand(history))
+        return history
 
     # -- upstream I/O ------------------------------------------------------------------------
 
@@ -346,6 +372,27 @@ class Relay:
             else:
                 resp.close()
 
+    async def _tool_loop(self, call: Call, mock: str | None) -> ToolLoop:
+        """The MCP tool loop over this relay's single rounds, started: what can still fail as a
+        plain error (the first upstream call) has failed by now."""
+        assert call.mcp is not None
+        loop = ToolLoop(call, call.mcp, lambda c: self._round(c, mock))
+        await loop.start()
+        return loop
+
+    async def _round(self, call: Call, mock: str | None) -> AsyncIterator[StreamEvent]:
+        """One upstream turn as a stream of events; nothing is stored (`store` is off)."""
+        if mock is not None:
+            return _iterate(mock_events(call, mock)[0])
+        adapter = self.adapter(call.deployment)
+        return self._relay_stream(call, adapter, await self._open(call, adapter, stream=True))
+
+    async def _tool_stream(self, call: Call, loop: ToolLoop) -> AsyncIterator[StreamEvent]:
+        async for event in loop.events():
+            if event.terminal and loop.response is not None:
+                await self._save(call, loop.response, None)
+            yield event
+
     async def _mock_stream(self, call: Call, text: str) -> AsyncIterator[StreamEvent]:
         events, response = mock_events(call, text)
         for event in events:
@@ -361,7 +408,7 @@ class Relay:
             return
         record = StoredResponse(
             id=call.id,
-            response=response,
+            response=without_secrets(response),
             input_items=call.input_items,
             deployment=call.deployment.id,
             upstream_id=upstream_id,
@@ -574,6 +621,11 @@ class Relay:
         await self.jobs.aclose()
         await self.http.close()
         await self.store.close()
+
+
+async def _iterate(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event
 
 
 async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:

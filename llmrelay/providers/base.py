@@ -43,6 +43,7 @@ class Call:
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
+    mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
 
     @property
     def stream(self) -> bool:
@@ -115,7 +116,7 @@ def response_skeleton(call: Call) -> Json:
         "temperature": p.get("temperature", 1.0),
         "text": p.get("text") or {"format": {"type": "text"}},
         "tool_choice": p.get("tool_choice", "auto"),
-        "tools": p.get("tools") or [],
+        "tools": call.mcp.echo if call.mcp is not None else p.get("tools") or [],  # MCP secrets left out
         "top_logprobs": p.get("top_logprobs", 0),
         "top_p": p.get("top_p", 1.0),
         "truncation": p.get("truncation") or "disabled",

@@ -57,6 +57,7 @@ class Proxy:
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
+            mcp=config.mcp_policy(),
         )
         self.auth = Auth(config.general_settings.master_key, self.relay.store)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
