@@ -54,9 +54,9 @@ CORAL = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 STATUS = {"ValidationException": 400, "AccessDeniedException": 403, "ResourceNotFoundException": 404,
           "ModelTimeoutException": 408, "ThrottlingException": 429, "ModelNotReadyException": 429,
           "ModelErrorException": 424, "InternalServerException": 500, "ServiceUnavailableException": 503}  # fmt: skip
-REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig", "additionalModelRequestFields",
-                  "promptVariables", "additionalModelResponseFieldPaths", "requestMetadata", "performanceConfig",
-                  "serviceTier", "outputConfig"}  # fmt: skip
+REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig", "promptVariables",
+                  "additionalModelRequestFields", "additionalModelResponseFieldPaths", "requestMetadata",
+                  "performanceConfig", "serviceTier", "outputConfig"}  # fmt: skip
 BLOCKS = {"text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
           "reasoningContent", "citationsContent", "searchResult"}  # fmt: skip
 THINKING_TOKENS = 12
@@ -295,9 +295,8 @@ def build_app() -> Starlette:
             message = invoke(body)
             if action == "invoke":
                 return Response(orjson.dumps(message), media_type="application/json")
-            frames = [eventstream.event("chunk", orjson.dumps({"bytes": base64.b64encode(orjson.dumps(e)).decode(),
-                                                               "p": "abc"})) for e in invoke_events(message)]  # fmt: skip
-            return stream(frames, script)
+            chunks = [{"bytes": base64.b64encode(orjson.dumps(e)).decode(), "p": "abc"} for e in invoke_events(message)]
+            return stream([eventstream.event("chunk", orjson.dumps(c)) for c in chunks], script)
         reply = converse(body, script)
         if action == "converse":
             return Response(orjson.dumps(reply), media_type="application/json")

@@ -142,7 +142,7 @@ def test_invoke_with_response_stream(fake: FakeServer) -> None:
                        "display_height_px": 768}]}  # fmt: skip
     reply = client(fake).invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(body))
     events = [json.loads(e["chunk"]["bytes"]) for e in reply["body"]]
-    assert [e["type"] for e in events][0] == "message_start"
+    assert events[0]["type"] == "message_start"
     assert events[1]["content_block"]["name"] == "computer"
 
 
