@@ -171,11 +171,11 @@ def converse(body: Json, script: Json) -> Json:
         )
         stop = "tool_use"
     else:
-        reply = script.get("text") or (
-            f"Echo (turns={turns}): tool said {said}" if said else f"Echo (turns={turns}): {text}"
-        )
-        content.append({"text": reply})
-        stop = "end_turn"
+        echo = f"Echo (turns={turns}): tool said {said}" if said else f"Echo (turns={turns}): {text}"
+        words = re.findall(r"\S+\s*", script.get("text") or echo)
+        limit = int((body.get("inferenceConfig") or {}).get("maxTokens") or len(words))
+        content.append({"text": "".join(words[:limit]).rstrip()})
+        stop = "max_tokens" if len(words) > limit else "end_turn"
     prompt = sum(len(str(b).split()) for m in messages for b in m["content"])
     cached = int(script.get("cached_tokens") or 0)
     out = sum(len(str(b).split()) for b in content) + (THINKING_TOKENS if "reasoningContent" in content[0] else 0)
