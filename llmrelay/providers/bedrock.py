@@ -170,6 +170,8 @@ def exception_error(
     kind: str, message: str, status: int = 500, headers: dict[str, str] | None = None
 ) -> errors.APIStatusError:
     kind = kind[:1].upper() + kind[1:]  # a stream's exception events are camelCase
+    if kind == "ValidationException" and "input is too long" in message.lower():  # Bedrock's own wording
+        return errors.status_error(400, message, param="input", code="context_length_exceeded", headers=headers)
     if too_long := convert.overflow_error(400 if kind == "ValidationException" else status, message, headers=headers):
         return too_long
     mapped, code = _ERRORS.get(kind, (status, None))

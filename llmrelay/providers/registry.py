@@ -8,6 +8,7 @@ router picks, the store remembers, and `previous_response_id` is pinned to.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -200,6 +201,12 @@ def bedrock_settings(model: str, api_base: str | None, extra: dict[str, Any]) ->
     """(model id, endpoint, extra with the region and route) of a `bedrock/...` model:
     "converse/<id>" and "invoke/<id>" pick the API; the endpoint is `api_base`, then
     `aws_bedrock_runtime_endpoint`, then the region's (AWS_REGION, default us-east-1)."""
+    if importlib.util.find_spec("botocore") is None:
+        raise errors.bad_request(
+            "Provider 'bedrock' signs its requests with botocore: pip install 'llmrelay[bedrock]'.",
+            param="model",
+            code="missing_dependency",
+        )
     extra = dict(extra)
     route, sep, rest = model.partition("/")
     if sep and route in ("converse", "invoke"):
