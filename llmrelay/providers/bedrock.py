@@ -131,9 +131,12 @@ class Bedrock:
         return HttpRequest("POST", _url(call.deployment, action), _headers(call), orjson.dumps(body))
 
     def count_request(self, call: Call) -> HttpRequest:
-        body = converse_body(call)
-        keep = ("messages", "system", "toolConfig", "additionalModelRequestFields")
-        count = {"input": {"converse": {k: v for k, v in body.items() if k in keep}}}
+        if _invoke(call):  # counted as the Messages body it would send
+            claude = self._claude.build_request(call).body or b"{}"
+            count: Json = {"input": {"invokeModel": {"body": base64.b64encode(claude).decode()}}}
+        else:
+            keep = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+            count = {"input": {"converse": {k: v for k, v in converse_body(call).items() if k in keep}}}
         return HttpRequest("POST", _url(call.deployment, "count-tokens"), _headers(call), orjson.dumps(count))
 
     def parse_count(self, body: bytes) -> int:

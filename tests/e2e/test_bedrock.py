@@ -11,6 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.conftest import SDK
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer, start_fake
@@ -209,3 +210,33 @@ def test_a_stored_conversation_moves_from_bedrock_to_another_deployment(client: 
     first = client.responses.create(model="claude", input="turn 1")
     second = client.responses.create(model="profile-arn", input="turn 2", previous_response_id=first.id)
     assert second.output_text == "Echo (turns=2): turn 2"
+
+
+def test_bytes_that_are_not_event_stream_fail_the_response(client: OpenAI, fake: FakeServer) -> None:
+    fake.enqueue({"raw_frame_after_events": 2})  # SSE garbage where an event-stream message belongs
+    events = list(client.responses.create(model="claude", input="a b c d e", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.failed"
+
+
+def test_a_stream_cut_before_its_end_fails_the_response(client: OpenAI, fake: FakeServer) -> None:
+    fake.enqueue({"truncate_after_events": 3})
+    events = list(client.responses.create(model="claude", input="a b c d e", stream=True))
+    assert events[-1].type == "response.failed"
+    assert "closed the stream" in events[-1].response.error.message
+
+
+def test_computer_use_input_is_counted_as_claudes_own_body(client: OpenAI, fake: FakeServer) -> None:
+    tool = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "browser"}
+    count = client.responses.input_tokens.count(model="claude", input="open the page", tools=[tool])
+    assert count.input_tokens == 10  # what the fake counts for any Messages body
+    assert "invokeModel" in fake.requests()[0]["body"]["input"]
+
+
+async def test_the_sdk_takes_aws_keys_per_call(sdk: SDK, fake: FakeServer) -> None:
+    fake.reset()
+    params = {"model": f"bedrock/{CLAUDE}", "api_base": fake.root, **KEYS}
+    r = await sdk.create(**params, input="from the sdk")
+    assert r.output_text == "Echo (turns=1): from the sdk"
+    events = await sdk.stream(**params, input="streamed", previous_response_id=r.id)
+    assert events[-1].response.output_text == "Echo (turns=2): streamed"
+    assert all("Credential=" + aws.ACCESS_KEY in q["headers"]["authorization"] for q in fake.requests())

@@ -288,9 +288,13 @@ def build_app() -> Starlette:
             raise AwsError(script["error"], script.get("message") or "Scripted error.", script.get("status"))
         body = record["body"]
         if action == "count-tokens":
-            conv = ((body or {}).get("input") or {}).get("converse") or {}
-            check_converse(conv)
-            return Response(orjson.dumps({"inputTokens": len(orjson.dumps(conv)) // 16}), media_type="application/json")
+            what = (body or {}).get("input") or {}
+            if "invokeModel" in what:  # the body is a base64 blob holding Claude's Messages body
+                counted = invoke(orjson.loads(base64.b64decode(what["invokeModel"]["body"])))["usage"]["input_tokens"]
+            else:
+                check_converse(what.get("converse") or {})
+                counted = len(orjson.dumps(what["converse"])) // 16
+            return Response(orjson.dumps({"inputTokens": counted}), media_type="application/json")
         if action.startswith("invoke"):
             message = invoke(body)
             if action == "invoke":

@@ -149,3 +149,9 @@ def test_invoke_with_response_stream(fake: FakeServer) -> None:
 def test_count_tokens(fake: FakeServer) -> None:
     reply = client(fake).count_tokens(modelId=MODEL, input={"converse": {"messages": [user("hello")]}})
     assert reply["inputTokens"] > 0
+
+
+def test_count_tokens_of_an_invoke_body(fake: FakeServer) -> None:
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()  # fmt: skip
+    assert client(fake).count_tokens(modelId=MODEL, input={"invokeModel": {"body": body}})["inputTokens"] == 10
