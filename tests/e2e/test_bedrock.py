@@ -14,7 +14,7 @@ from openai import OpenAI
 from tests.conftest import SDK
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes import bedrock_upstream as aws
-from tests.fakes.process import FakeServer, start_fake
+from tests.fakes.process import FakeServer
 
 CLAUDE = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
@@ -23,9 +23,8 @@ KEYS = {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeServer]:
-    with start_fake("tests.fakes.bedrock_upstream") as server:
-        yield server
+def fake(bedrock_fake: FakeServer) -> FakeServer:
+    return bedrock_fake
 
 
 @pytest.fixture(scope="module")

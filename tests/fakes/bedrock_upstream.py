@@ -16,7 +16,10 @@ Invoke speaks Claude's Messages body (``anthropic_version: bedrock-2023-05-31``)
 
 Reply scripts (``/_fake/enqueue``), consumed FIFO by converse / invoke calls:
 
-- ``{"error": "ThrottlingException", "status": 429, "message": "..."}``: that AWS error
+- ``{"error": "ThrottlingException", "status": 429, "message": "..."}``: that AWS error (``{"status": 503}`` alone
+  picks the exception AWS answers with that status); ``{"headers": {...}}``: extra reply headers
+- ``{"fail_after_events": 3}``: 3 events, then an internalServerException event (non-streaming: a 500)
+- ``{"drop_after_events": 3}``: 3 events, then cut the connection (non-streaming: half the body, then cut)
 - ``{"stream_exception": "throttlingException", "after_events": 2}``: a stream's exception event after 2 events
 - ``{"stop_reason": "guardrail_intervened"}``; ``{"text": "..."}``; ``{"cached_tokens": N}``
 """
@@ -42,7 +45,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from llmrelay.providers import eventstream
-from tests.fakes.control import Control, serve
+from tests.fakes.control import Control, DropConnection, TruncatedResponse, serve
 
 Json = dict[str, Any]
 ACCESS_KEY, SECRET_KEY = "AKIAFAKEBEDROCKTEST1", "fake-bedrock-secret-key"
@@ -59,6 +62,7 @@ REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardr
                   "performanceConfig", "serviceTier", "outputConfig"}  # fmt: skip
 BLOCKS = {"text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
           "reasoningContent", "citationsContent", "searchResult"}  # fmt: skip
+ERROR_BY_STATUS = {status: kind for kind, status in STATUS.items() if kind != "ModelNotReadyException"}
 THINKING_TOKENS = 12
 SIGNING_KEY = b"fake-bedrock-reasoning"
 
@@ -172,6 +176,10 @@ def converse(body: Json, script: Json) -> Json:
         stop = "tool_use"
     else:
         echo = f"Echo (turns={turns}): tool said {said}" if said else f"Echo (turns={turns}): {text}"
+        if fmt := (body.get("outputConfig") or {}).get("textFormat"):  # answer as the JSON schema asks
+            schema = orjson.loads(fmt["structure"]["jsonSchema"]["schema"])
+            fields = {"echo": echo, "turns": turns}
+            echo = orjson.dumps({k: v for k, v in fields.items() if k in (schema.get("properties") or {})}).decode()
         words = re.findall(r"\S+\s*", script.get("text") or echo)
         limit = int((body.get("inferenceConfig") or {}).get("maxTokens") or len(words))
         content.append({"text": "".join(words[:limit]).rstrip()})
@@ -281,11 +289,15 @@ def build_app() -> Starlette:
         except AwsError as error:
             response = error.response()
         response.headers["x-amzn-requestid"] = secrets.token_hex(16)
+        response.headers.update({str(k).lower(): str(v) for k, v in (script.get("headers") or {}).items()})
         return response
 
     def answer(record: Json, script: Json, action: str) -> Response:
-        if script.get("error"):
-            raise AwsError(script["error"], script.get("message") or "Scripted error.", script.get("status"))
+        if script.get("error") or int(script.get("status") or 200) >= 400:
+            kind = script.get("error") or ERROR_BY_STATUS.get(int(script["status"]), "InternalServerException")
+            raise AwsError(kind, script.get("message") or "Scripted error.", script.get("status"))
+        if script.get("fail_after_events") is not None and action in ("converse", "invoke"):
+            raise AwsError("InternalServerException", "Scripted failure.")
         body = record["body"]
         if action == "count-tokens":
             what = (body or {}).get("input") or {}
@@ -303,17 +315,23 @@ def build_app() -> Starlette:
             return stream([eventstream.event("chunk", orjson.dumps(c)) for c in chunks], script)
         reply = converse(body, script)
         if action == "converse":
+            if script.get("drop_after_events") is not None:
+                return TruncatedResponse(orjson.dumps(reply))
             return Response(orjson.dumps(reply), media_type="application/json")
         return stream([eventstream.event(kind, padded(data)) for kind, data in stream_events(reply)], script)
 
     def stream(frames: list[bytes], script: Json) -> Response:
-        if kind := script.get("stream_exception"):
-            after = int(script.get("after_events") or 0)
+        kind = script.get("stream_exception") or ("internalServerException" if "fail_after_events" in script else None)
+        if kind:
+            after = int(script.get("after_events") or script.get("fail_after_events") or 0)
             exc = eventstream.exception(kind, orjson.dumps({"message": script.get("message") or "Scripted failure."}))
             frames = [*frames[:after], exc]
+        drop = script.get("drop_after_events")
 
         async def body() -> AsyncIterator[bytes]:
-            for frame in frames:
+            for index, frame in enumerate(frames):
+                if drop is not None and index >= int(drop):
+                    raise DropConnection("scripted drop_after_events")
                 yield frame
 
         return StreamingResponse(body(), media_type=eventstream.CONTENT_TYPE)
