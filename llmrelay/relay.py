@@ -37,7 +37,7 @@ from .store.base import ACTIVE, StoreUnavailable, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
-from .upstream import Garbled, describe, parsed, translate, upstream_error
+from .upstream import Garbled, describe, frames, parsed, translate, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -326,17 +326,18 @@ class Relay:
         try:
             try:
                 async for chunk in resp.content.iter_any():
-                    for frame in decoder.feed(chunk):
+                    for frame in frames(call.deployment, decoder.feed, chunk):
                         for event in translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in translate(translator, f, call.deployment)]
+                dep = call.deployment
+                tail = [e for f in frames(dep, decoder.finish) for e in translate(translator, f, dep)]
                 tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
-            except Garbled as exc:
-                tail = translator.fail(str(exc))
+            except Garbled as exc:  # bytes after the terminal event change nothing
+                tail = translator.fail(str(exc)) if translator.response is None else []
             for event in tail:
                 if event.terminal and translator.response is not None:
                     await self._save(call, translator.response, translator.upstream_id)

@@ -11,7 +11,6 @@ import zlib
 from typing import NamedTuple
 
 from ..streaming.sse import Frame
-from ..upstream import Garbled
 
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
 MAX_MESSAGE = 16 * 1024 * 1024 + 128 * 1024  # AWS caps a payload at 16 MiB and headers at 128 KiB
@@ -21,7 +20,7 @@ _FIXED = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 _BYTES, _STRING = 6, 7
 
 
-class FramingError(Garbled):
+class FramingError(ValueError):
     """Bytes that are not an event-stream message (a bad length or CRC)."""
 
 
@@ -33,31 +32,46 @@ class Message(NamedTuple):
 class EventStreamDecoder:
     """Push decoder: `feed(chunk)` returns the messages completed by that chunk."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._error: FramingError | None = None
 
     def feed(self, chunk: bytes) -> list[Message]:
+        """The messages completed by `chunk`. Bad bytes raise FramingError, but only once the
+        good messages before them (in this chunk) went out: the next call raises it."""
+        if self._error is not None:
+            raise self._error
         self._buf += chunk
         out: list[Message] = []
-        while len(self._buf) >= _PRELUDE.size:
-            total, headers_len, prelude_crc = _PRELUDE.unpack_from(self._buf)
-            if zlib.crc32(self._buf[:8]) != prelude_crc:
-                raise FramingError("event-stream prelude CRC mismatch")
-            if total < 16 + headers_len or total > MAX_MESSAGE:
-                raise FramingError(f"event-stream message length {total} is not valid")
-            if len(self._buf) < total:
-                break
-            raw = bytes(self._buf[:total])
-            del self._buf[:total]
-            (crc,) = struct.unpack_from(">I", raw, total - 4)
-            if zlib.crc32(raw[:-4]) != crc:
-                raise FramingError("event-stream message CRC mismatch")
-            out.append(Message(_headers(raw[12 : 12 + headers_len]), raw[12 + headers_len : -4]))
+        try:
+            while len(self._buf) >= _PRELUDE.size and (message := self._next()) is not None:
+                out.append(message)
+        except FramingError as exc:
+            if not out:
+                raise
+            self._error = exc
         return out
 
+    def _next(self) -> Message | None:
+        total, headers_len, prelude_crc = _PRELUDE.unpack_from(self._buf)
+        if zlib.crc32(self._buf[:8]) != prelude_crc:
+            raise FramingError("event-stream prelude CRC mismatch")
+        if total < 16 + headers_len or total > MAX_MESSAGE:
+            raise FramingError(f"event-stream message length {total} is not valid")
+        if len(self._buf) < total:
+            return None
+        raw = bytes(self._buf[:total])
+        del self._buf[:total]
+        (crc,) = struct.unpack_from(">I", raw, total - 4)
+        if zlib.crc32(raw[:-4]) != crc:
+            raise FramingError("event-stream message CRC mismatch")
+        return Message(_headers(raw[12 : 12 + headers_len]), raw[12 + headers_len : -4])
+
     def finish(self) -> list[Message]:
+        if self._error is not None:
+            raise self._error
         if self._buf:
             raise FramingError(f"event-stream cut short ({len(self._buf)} bytes of a message)")
         return []

@@ -63,6 +63,7 @@ REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardr
 BLOCKS = {"text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
           "reasoningContent", "citationsContent", "searchResult"}  # fmt: skip
 ERROR_BY_STATUS = {status: kind for kind, status in STATUS.items() if kind != "ModelNotReadyException"}
+ERROR_BY_STATUS[401] = "UnrecognizedClientException"  # AWS says 403; a script may ask for 401
 THINKING_TOKENS = 12
 SIGNING_KEY = b"fake-bedrock-reasoning"
 

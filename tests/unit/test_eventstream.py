@@ -10,7 +10,6 @@ import pytest
 
 from llmrelay.providers import eventstream
 from llmrelay.providers.eventstream import EventStreamDecoder, FrameDecoder, FramingError
-from llmrelay.upstream import Garbled
 
 EVENTS = [
     eventstream.event("messageStart", b'{"role":"assistant"}'),
@@ -67,7 +66,7 @@ def test_every_header_type_decodes() -> None:
 def test_damaged_messages_are_refused(damage: object, reason: str) -> None:
     with pytest.raises(FramingError, match=reason) as info:
         EventStreamDecoder().feed(damage(EVENTS[1]))  # type: ignore[operator]
-    assert isinstance(info.value, Garbled)  # the relay ends the stream with response.failed
+    assert isinstance(info.value, ValueError)  # upstream.frames makes it a failed stream naming the deployment
 
 
 def test_a_stream_cut_mid_message_is_refused_at_the_end() -> None:
@@ -80,3 +79,11 @@ def test_a_stream_cut_mid_message_is_refused_at_the_end() -> None:
 def test_an_sse_body_is_not_taken_for_messages() -> None:
     with pytest.raises(FramingError):
         EventStreamDecoder().feed(b"data: <html><body>502 Bad Gateway</body></html>\n\n")
+
+
+def test_good_messages_before_bad_bytes_in_one_chunk_still_come_out() -> None:
+    decoder = EventStreamDecoder()
+    messages = decoder.feed(EVENTS[0] + EVENTS[1] + b"data: [DONE]\n\n")
+    assert [m.headers[":event-type"] for m in messages] == ["messageStart", "contentBlockDelta"]
+    with pytest.raises(FramingError, match="prelude CRC"):
+        decoder.finish()
