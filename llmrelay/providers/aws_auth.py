@@ -10,6 +10,7 @@ too before it expires; signing itself is CPU-only and runs on the loop.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import yarl
@@ -38,11 +39,13 @@ def _botocore() -> Any:
 
 
 class Signer:
-    """Per-process credential cache keyed by identity; `sign` adds SigV4 headers to a request."""
+    """Per-process credential cache keyed by identity; `sign` adds SigV4 headers to a request.
+    Safe across event loops (the SDK's background loop and a caller's own): the cache is
+    filled under a thread lock, in the worker thread that resolves the chain."""
 
     def __init__(self) -> None:
         self._credentials: dict[tuple[str, ...], Any] = {}
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()
 
     async def sign(self, req: HttpRequest, dep: Deployment) -> HttpRequest:
         bc = _botocore()
@@ -59,13 +62,16 @@ class Signer:
                                                   "aws_session_token", "aws_profile_name"))  # fmt: skip
         creds = self._credentials.get(key)
         if creds is None:
-            async with self._lock:
-                creds = self._credentials.get(key)
-                if creds is None:
-                    creds = self._credentials[key] = await asyncio.to_thread(_resolve, bc, x)
+            creds = await asyncio.to_thread(self._resolve_once, bc, key, x)
         if isinstance(creds, bc.credentials.RefreshableCredentials) and creds.refresh_needed(REFRESH_AHEAD):
             return await asyncio.to_thread(creds.get_frozen_credentials)
         return creds.get_frozen_credentials()
+
+    def _resolve_once(self, bc: Any, key: tuple[str, ...], extra: dict[str, Any]) -> Any:
+        with self._lock:  # concurrent first calls wait for one resolution
+            if (creds := self._credentials.get(key)) is None:
+                creds = self._credentials[key] = _resolve(bc, extra)
+            return creds
 
 
 def _resolve(bc: Any, extra: dict[str, Any]) -> Any:

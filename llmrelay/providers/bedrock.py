@@ -283,7 +283,8 @@ def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
                 system.append("".join(p.get("text", "") for p in convert.parts(item)))
             else:
                 for part in convert.parts(item):
-                    push("assistant" if role == "assistant" else "user", _block(part))
+                    if (block := _block(part)) != {"text": ""}:  # Bedrock refuses blank text blocks
+                        push("assistant" if role == "assistant" else "user", block)
         elif kind == "function_call":
             tool_use = {"toolUseId": item["call_id"], "name": convert.tool_name(item),
                         "input": convert.arguments(item.get("arguments"), NAME)}  # fmt: skip

@@ -263,3 +263,9 @@ def test_no_credentials_is_a_401_naming_what_to_set(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
     with pytest.raises(errors.AuthenticationError, match="aws_access_key_id"):
         aws_auth._resolve(aws_auth._botocore(), {})
+
+
+def test_blank_text_parts_are_not_sent() -> None:
+    empty = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": ""}]}
+    sent = body(input=[{"role": "user", "content": "a"}, empty, {"role": "user", "content": "b"}])
+    assert sent["messages"] == [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}]
