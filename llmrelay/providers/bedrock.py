@@ -22,6 +22,7 @@ Request mapping (Converse)
 | reasoning.effort                   | Claude: additionalModelRequestFields.thinking {budget_tokens}    |
 |                                    | Nova: additionalModelRequestFields.reasoningConfig               |
 | max_output_tokens, temperature, top_p | inferenceConfig maxTokens, temperature, topP                  |
+| extra_body                         | merged into the body (guardrailConfig, performanceConfig, ...)    |
 
 Output mapping: text -> message; reasoningContent -> reasoning (summary = its text,
 encrypted_content = the signature, tagged so only Bedrock gets it back); toolUse ->

@@ -7,6 +7,7 @@ import uuid
 import zlib
 
 import pytest
+from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from llmrelay.providers import eventstream
 from llmrelay.providers.eventstream import EventStreamDecoder, FrameDecoder, FramingError
@@ -41,14 +42,17 @@ def _with_headers(headers: bytes, payload: bytes = b"{}") -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def test_every_header_type_decodes() -> None:
-    u = uuid.uuid4()
-    headers = (
+def _all_header_types(u: uuid.UUID) -> bytes:
+    return (
         b"\x01t\x00" + b"\x01f\x01" + b"\x01b\x02\xff" + b"\x01s\x03\x00\x07" + b"\x01i\x04\x00\x00\x01\x00"
         + b"\x01l\x05" + (2**40).to_bytes(8, "big") + b"\x01y\x06\x00\x02ab" + b"\x01w\x07\x00\x02hi"
         + b"\x01d\x08" + (1_700_000_000_000).to_bytes(8, "big") + b"\x01u\x09" + u.bytes
     )  # fmt: skip
-    (message,) = EventStreamDecoder().feed(_with_headers(headers))
+
+
+def test_every_header_type_decodes() -> None:
+    u = uuid.uuid4()
+    (message,) = EventStreamDecoder().feed(_with_headers(_all_header_types(u)))
     h = message.headers
     assert (h["t"], h["f"], h["b"], h["s"], h["i"], h["l"]) == (True, False, -1, 7, 256, 2**40)
     assert (h["y"], h["w"], h["d"], h["u"]) == (b"ab", "hi", 1_700_000_000_000, int.from_bytes(u.bytes, "big"))
@@ -87,3 +91,23 @@ def test_good_messages_before_bad_bytes_in_one_chunk_still_come_out() -> None:
     assert [m.headers[":event-type"] for m in messages] == ["messageStart", "contentBlockDelta"]
     with pytest.raises(FramingError, match="prelude CRC"):
         decoder.finish()
+
+
+def test_botocores_own_decoder_agrees() -> None:
+    """botocore (what boto3 decodes Bedrock streams with) reads the same messages the same way."""
+    u = uuid.uuid4()
+    raw = b"".join(EVENTS) + _with_headers(_all_header_types(u), b'{"x":1}')
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw)
+    theirs = [(m.headers, m.payload) for m in buffer]
+    ours = EventStreamDecoder().feed(raw)
+    assert [p for _, p in theirs] == [m.payload for m in ours]
+    for (their_headers, _), mine in zip(theirs, ours, strict=True):
+        for name, value in their_headers.items():
+            if name not in ("d", "u"):  # botocore gives a timestamp and a UUID as its own types
+                assert mine.headers[name] == value, name
+    damaged = EVENTS[1][:-6] + bytes([EVENTS[1][-6] ^ 1]) + EVENTS[1][-5:]
+    buffer = EventStreamBuffer()
+    buffer.add_data(damaged)
+    with pytest.raises(ChecksumMismatch):
+        list(buffer)
