@@ -239,3 +239,17 @@ async def test_the_sdk_takes_aws_keys_per_call(sdk: SDK, fake: FakeServer) -> No
     events = await sdk.stream(**params, input="streamed", previous_response_id=r.id)
     assert events[-1].response.output_text == "Echo (turns=2): streamed"
     assert all("Credential=" + aws.ACCESS_KEY in q["headers"]["authorization"] for q in fake.requests())
+
+
+def test_compaction_summarises_with_bedrock_and_expands_back(client: OpenAI, fake: FakeServer) -> None:
+    first = client.responses.create(model="claude", input="my name is Ada")
+    compacted = client.responses.compact(model="claude", previous_response_id=first.id)
+    assert [i.type for i in compacted.output][-1] == "compaction"
+    assert "Summarize the conversation" in fake.requests()[-1]["body"]["system"][0]["text"]
+    items = [i.model_dump(exclude_none=True, warnings=False) for i in compacted.output]
+    after = client.responses.create(model="claude", input=[*items, {"role": "user", "content": "who am I?"}])
+    assert after.output_text.endswith("who am I?")
+    sent = fake.requests()[-1]["body"]
+    assert "Summary of the earlier conversation" in " ".join(s["text"] for s in sent["system"])
+    # the kept user message and the new one are one user turn: Converse alternates roles
+    assert sent["messages"] == [{"role": "user", "content": [{"text": "my name is Ada"}, {"text": "who am I?"}]}]
