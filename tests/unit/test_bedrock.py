@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib.util
 import itertools
 import threading
 from typing import Any
@@ -269,3 +270,11 @@ def test_blank_text_parts_are_not_sent() -> None:
     empty = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": ""}]}
     sent = body(input=[{"role": "user", "content": "a"}, empty, {"role": "user", "content": "b"}])
     assert sent["messages"] == [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}]
+
+
+def test_without_botocore_the_config_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "botocore" else real(name, *a))
+    entry = {"model_name": "c", "litellm_params": {"model": CLAUDE}}
+    with pytest.raises(ConfigError, match=r"litellm_params\.model: .*pip install 'llmrelay\[bedrock\]'"):
+        parse_config({"model_list": [entry]}).deployments()
