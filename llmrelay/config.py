@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import config_keys, errors
 from .mcp.servers import TRANSPORTS, McpPolicy, McpServer
-from .providers.registry import Deployment, make_deployment, with_provider
+from .providers.registry import AWS_PARAMS, Deployment, make_deployment, with_provider
 from .router import Wildcard
 
 
@@ -52,6 +52,13 @@ class LitellmParams(_Section):
     use_chat_completions_api: bool = False
     drop_params: bool | None = None
     mock_response: str | None = None
+    # AWS Bedrock (LiteLLM's names); the credentials chain applies when these are unset
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region_name: str | None = None
+    aws_profile_name: str | None = None
+    aws_bedrock_runtime_endpoint: str | None = None
 
 
 class ModelEntry(_Section):
@@ -206,6 +213,7 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
+    extra.update({k: v for k in AWS_PARAMS if (v := getattr(p, k))})
     return extra
 
 

@@ -124,8 +124,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",
         "configurable_clientside_auth_params": _ACCESS, "litellm_credential_name": _CREDENTIALS,
         **dict.fromkeys((
-            "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_role_name",
-            "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_bedrock_runtime_endpoint",
+            "aws_role_name", "aws_session_name", "aws_web_identity_token",
             "vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id", "client_id",
             "client_secret", "azure_username", "azure_password",
         ), _CREDENTIALS),

@@ -27,11 +27,12 @@ from .mcp.servers import has_mcp, without_secrets
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
+from .providers.bedrock import Bedrock
 from .providers.chat import Chat
 from .providers.gemini import Gemini
 from .providers.mock import echo_text, input_tokens, mock_events
 from .providers.openai import OpenAIResponses
-from .providers.registry import Deployment, make_deployment, require_key, stored_deployment, with_provider
+from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
@@ -39,7 +40,7 @@ from .store.base import ACTIVE, StoreUnavailable, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
-from .upstream import Garbled, describe, parsed, translate, upstream_error
+from .upstream import Garbled, describe, frames, parsed, translate, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -75,6 +76,7 @@ class Relay:
             "anthropic": Anthropic(),
             "chat": Chat(),
             "gemini": Gemini(),
+            "bedrock": Bedrock(),
         }
         # Deployments this process built from SDK call options, by id: background GET/cancel
         # need the upstream's URL and key again, and the store keeps neither (the router knows
@@ -250,6 +252,7 @@ class Relay:
             api_base=opts.get("api_base") or opts.get("base_url"),
             api_version=opts.get("api_version"),
             chat_api=bool(opts.get("use_chat_completions_api")),
+            extra={k: opts[k] for k in AWS_PARAMS if opts.get(k)},
         )
         self._deployments.setdefault(dep.id, dep)
         return dep
@@ -299,6 +302,7 @@ class Relay:
         self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
     ) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
+        req = await _authorize(adapter, req, dep)
         resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
         body = await _read(resp, dep)
         if resp.status >= 400:
@@ -311,7 +315,7 @@ class Relay:
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(
-            adapter.build_request(call),
+            await _authorize(adapter, adapter.build_request(call), dep),
             timeout=call.stream_timeout if stream else call.timeout,
             retries=call.retries,
             stream=stream,
@@ -343,22 +347,23 @@ class Relay:
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
     ) -> AsyncIterator[StreamEvent]:
         translator = adapter.stream_translator(call)
-        decoder = SSEDecoder()
+        decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
         finished = False
         try:
             try:
                 async for chunk in resp.content.iter_any():
-                    for frame in decoder.feed(chunk):
+                    for frame in frames(call.deployment, decoder.feed, chunk):
                         for event in translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in translate(translator, f, call.deployment)]
+                dep = call.deployment
+                tail = [e for f in frames(dep, decoder.finish) for e in translate(translator, f, dep)]
                 tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
-            except Garbled as exc:
-                tail = translator.fail(str(exc))
+            except Garbled as exc:  # bytes after the terminal event change nothing
+                tail = translator.fail(str(exc)) if translator.response is None else []
             for event in tail:
                 if event.terminal and translator.response is not None:
                     await self._save(call, translator.response, translator.upstream_id)
@@ -663,3 +668,9 @@ def _first_int(*values: Any) -> int:
         if isinstance(v, int) and not isinstance(v, bool):
             return max(0, v)
     return 0
+
+
+async def _authorize(adapter: Adapter, req: HttpRequest, dep: Deployment) -> HttpRequest:
+    """A request signed per call (AWS SigV4) where the adapter signs; else as built."""
+    sign = getattr(adapter, "authorize", None)
+    return req if sign is None else await sign(req, dep)

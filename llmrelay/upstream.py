@@ -38,6 +38,16 @@ def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> li
         raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
 
 
+def frames(dep: Deployment, decode: Callable[..., list[Frame]], *args: Any) -> list[Frame]:
+    """A stream decoder's frames; bytes that break the protocol's framing (an event-stream CRC
+    mismatch, a message cut short) fail the stream naming the deployment, the detail in the log."""
+    try:
+        return decode(*args)
+    except ValueError as exc:
+        log.warning("%s sent bytes that are not valid stream framing: %s", describe(dep), exc)
+        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+
+
 def parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
     """An upstream reply read by `parse`; one it cannot read is a 502 naming the deployment."""
     try:

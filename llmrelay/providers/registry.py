@@ -8,6 +8,7 @@ router picks, the store remembers, and `previous_response_id` is pinned to.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from .. import errors
 
-Api = Literal["responses", "chat", "anthropic", "gemini", "mock"]
+Api = Literal["responses", "chat", "anthropic", "gemini", "bedrock", "mock"]
 Auth = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
 
 
@@ -52,6 +53,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _P("together_ai", "chat", "https://api.together.xyz/v1", ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY"), ("TOGETHER_API_BASE",)),
         _P("fireworks_ai", "chat", "https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY"), ("FIREWORKS_API_BASE",)),
         _P("ollama_chat", "chat", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
+        _P("bedrock", "bedrock", None, key_required=False, auth="none"),  # SigV4-signed: see bedrock_settings
         _P("mock", "mock", "mock://", key_required=False, auth="none"),
     )
 }  # fmt: skip
@@ -151,6 +153,10 @@ def make_deployment(
     spec, upstream_model = split_model(model)
     if chat_api and spec.api == "responses":
         spec = replace(spec, api="chat")
+    ident_extra = ""
+    if spec.api == "bedrock":
+        upstream_model, api_base, extra = bedrock_settings(upstream_model, api_base, extra or {})
+        ident_extra = "\0".join(str(extra.get(k) or "") for k in AWS_PARAMS)
     base = api_base or _env(spec.base_env) or spec.api_base
     if not base:
         env = " or ".join(spec.base_env) or "api_base"
@@ -167,6 +173,7 @@ def make_deployment(
     # Keys and bases are part of the identity: a response stored upstream lives in one
     # account, so only the same account may continue it natively.
     ident = "\0".join((spec.name, spec.api, upstream_model, base, key or "", api_version or ""))
+    ident += "\0" + ident_extra if ident_extra else ""
     return Deployment(
         provider=spec,
         model=upstream_model,
@@ -181,6 +188,33 @@ def make_deployment(
         extra=extra or {},
         id=deployment_id or "dep_" + hashlib.sha256(ident.encode()).hexdigest()[:24],
     )
+
+
+# -- AWS Bedrock --------------------------------------------------------------------------------
+
+# litellm_params keys (LiteLLM's names) a Bedrock deployment takes; they travel in `extra`.
+AWS_PARAMS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
+              "aws_profile_name", "aws_bedrock_runtime_endpoint")  # fmt: skip
+
+
+def bedrock_settings(model: str, api_base: str | None, extra: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(model id, endpoint, extra with the region and route) of a `bedrock/...` model:
+    "converse/<id>" and "invoke/<id>" pick the API; the endpoint is `api_base`, then
+    `aws_bedrock_runtime_endpoint`, then the region's (AWS_REGION, default us-east-1)."""
+    if importlib.util.find_spec("botocore") is None:
+        raise errors.bad_request(
+            "Provider 'bedrock' signs its requests with botocore: pip install 'llmrelay[bedrock]'.",
+            param="model",
+            code="missing_dependency",
+        )
+    extra = dict(extra)
+    route, sep, rest = model.partition("/")
+    if sep and route in ("converse", "invoke"):
+        model, extra["bedrock_route"] = rest, route
+    region = extra.get("aws_region_name") or _env(("AWS_REGION", "AWS_DEFAULT_REGION")) or "us-east-1"
+    extra["aws_region_name"] = region
+    endpoint = extra.get("aws_bedrock_runtime_endpoint") or _env(("AWS_BEDROCK_RUNTIME_ENDPOINT",))
+    return model, api_base or endpoint or f"https://bedrock-runtime.{region}.amazonaws.com", extra
 
 
 def with_provider(model: str, custom_llm_provider: str | None) -> str:

@@ -41,6 +41,13 @@ CALL_OPTIONS = frozenset(
         "mock_response",
         "drop_params",
         "use_chat_completions_api",
+        # AWS Bedrock's, as LiteLLM names them
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "aws_profile_name",
+        "aws_bedrock_runtime_endpoint",
     }
 )
 

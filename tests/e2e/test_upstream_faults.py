@@ -16,6 +16,7 @@ from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.e2e.waits import until_done, wait_for
+from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
@@ -25,16 +26,23 @@ MODELS = {
     "llama": "groq/llama-3.3-70b",
     "claude": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
+    "bedrock": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
 }
 STALL = 1.5  # seconds: the "-impatient" deployments' timeout, the "-hasty" ones' stream_timeout
+AWS_KEYS = {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET_KEY}
 LEAKS = ("Traceback", "aiohttp", "ClientPayloadError", "JSONDecodeError", "127.0.0.1", "localhost")
 
 
 @pytest.fixture(scope="module")
 def fakes(
-    openai_fake: FakeServer, chat_fake: FakeServer, anthropic_fake: FakeServer, gemini_fake: FakeServer
+    openai_fake: FakeServer,
+    chat_fake: FakeServer,
+    anthropic_fake: FakeServer,
+    gemini_fake: FakeServer,
+    bedrock_fake: FakeServer,
 ) -> dict[str, FakeServer]:
-    return {"gpt": openai_fake, "llama": chat_fake, "claude": anthropic_fake, "gemini": gemini_fake}
+    return {"gpt": openai_fake, "llama": chat_fake, "claude": anthropic_fake, "gemini": gemini_fake,
+            "bedrock": bedrock_fake}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +50,8 @@ def proxy(fakes: dict[str, FakeServer], tmp_path_factory: pytest.TempPathFactory
     model_list: list[dict[str, Any]] = []
     for name, model in MODELS.items():
         params = {"model": model, "api_key": "k", "api_base": fakes[name].url}
+        if name == "bedrock":
+            params = {"model": model, "api_base": fakes[name].url, **AWS_KEYS}
         model_list.append({"model_name": name, "litellm_params": params})
         model_list.append({"model_name": name + "-impatient", "litellm_params": {**params, "timeout": STALL}})
         model_list.append({"model_name": name + "-hasty", "litellm_params": {**params, "stream_timeout": STALL}})
@@ -203,7 +213,7 @@ def test_a_stream_that_stalls_midway_fails_and_closes_the_upstream(
     assert requests[-1]["disconnected"] is True
 
 
-@pytest.mark.parametrize("model", ["llama", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["llama", "claude", "gemini", "bedrock"])
 def test_a_background_job_whose_upstream_stalls_ends_failed(
     client: OpenAI, fakes: dict[str, FakeServer], model: str
 ) -> None:

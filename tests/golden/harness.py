@@ -23,6 +23,7 @@ from llmrelay import items
 from llmrelay.items import normalize
 from llmrelay.providers.anthropic import Anthropic
 from llmrelay.providers.base import Adapter, Call
+from llmrelay.providers.bedrock import Bedrock
 from llmrelay.providers.chat import Chat
 from llmrelay.providers.gemini import Gemini
 from llmrelay.providers.openai import OpenAIResponses
@@ -41,12 +42,14 @@ BASES = {
     "gemini": ORIGIN + "/v1beta",
     "chat": ORIGIN + "/v1",
     "responses": ORIGIN + "/v1",
+    "bedrock": ORIGIN,
 }
 ADAPTERS: dict[str, Adapter] = {
     "anthropic": Anthropic(),
     "gemini": Gemini(),
     "chat": Chat(),
     "responses": OpenAIResponses(),
+    "bedrock": Bedrock(),
 }
 CREATED_AT = 1_700_000_000
 TEST_KEY = "test-key"
@@ -91,7 +94,10 @@ class Case:
 
     @property
     def upstream_response_path(self) -> Path:
-        return self.path / ("upstream_response.sse" if self.stream else "upstream_response.json")
+        if not self.stream:
+            return self.path / "upstream_response.json"
+        # Bedrock streams are binary AWS event-stream messages, not SSE
+        return self.path / ("upstream_response.eventstream" if self.api == "bedrock" else "upstream_response.sse")
 
     @property
     def expected_path(self) -> Path:
@@ -164,7 +170,7 @@ def translate(case: Case, chunk_size: int | None = None) -> StreamRun:
     `chunk_size` feeds the bytes in pieces, as they arrive off a socket."""
     raw = case.upstream_response_path.read_bytes()
     translator = case.adapter.stream_translator(case.call())
-    decoder = SSEDecoder()
+    decoder = getattr(case.adapter, "frame_decoder", SSEDecoder)()
     events: list[StreamEvent] = []
     emitted: list[bytes] = []
 

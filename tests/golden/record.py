@@ -27,6 +27,7 @@ FAKES = {
     "gemini": "tests.fakes.gemini_upstream",
     "chat": "tests.fakes.chat_upstream",
     "responses": "tests.fakes.openai_upstream",
+    "bedrock": "tests.fakes.bedrock_upstream",
 }
 # Straight to 127.0.0.1 even when the environment sets an HTTP proxy.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -38,6 +39,8 @@ def fetch(case: Case, fake: FakeServer) -> bytes:
     url = golden["url"].replace(harness.ORIGIN, fake.root, 1)
     headers = {k: v.replace(harness.MASK, harness.TEST_KEY) for k, v in golden["headers"].items()}
     body = json.dumps(golden["body"]).encode()
+    if case.api == "bedrock":
+        headers = sign_for_fake(golden["method"], url, headers, body)
     request = urllib.request.Request(url, data=body, method=golden["method"], headers=headers)
     try:
         with _OPENER.open(request, timeout=30) as response:
@@ -45,6 +48,19 @@ def fetch(case: Case, fake: FakeServer) -> bytes:
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
         raise SystemExit(f"{case.id}: the fake answered {error.code}: {detail}") from None
+
+
+def sign_for_fake(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """SigV4 headers made with the fake Bedrock's test credentials (it checks every signature)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from tests.fakes.bedrock_upstream import ACCESS_KEY, SECRET_KEY
+
+    aws = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", "us-east-1").add_auth(aws)
+    return dict(aws.headers.items())
 
 
 def record(case: Case, fake: FakeServer) -> None:

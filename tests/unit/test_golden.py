@@ -56,7 +56,7 @@ def _read_json(case: Case, name: str) -> Json:
 
 def test_cases_found() -> None:
     providers = {c.path.parent.name for c in CASES}
-    assert {"anthropic", "gemini", "chat", "openai"} <= providers
+    assert {"anthropic", "gemini", "chat", "openai", "bedrock"} <= providers
     for case in CASES:
         assert UPDATE or case.expected_path.exists(), f"{case.id}: no expected file; run UPDATE_GOLDEN=1"
         assert case.upstream_response_path.exists(), f"{case.id}: no upstream answer; run python -m tests.golden.record"
@@ -292,7 +292,7 @@ def _provider_turn(case: Case, body: Json) -> list[Json]:
         return body["contents"][-2]["parts"]
     turn = body["messages"][-2]
     assert turn["role"] == "assistant"
-    return turn["content"] if case.api == "anthropic" else [turn]
+    return turn["content"] if case.api in ("anthropic", "bedrock") else [turn]
 
 
 def _said(case: Case) -> list[Json]:
@@ -300,6 +300,8 @@ def _said(case: Case) -> list[Json]:
     answer = json.loads(case.upstream_response_path.read_bytes())
     if case.api == "anthropic":
         return answer["content"]
+    if case.api == "bedrock":
+        return answer["output"]["message"]["content"]
     if case.api == "gemini":
         # Thought text is not sent back (the signature carries the state); call ids are not either.
         parts = [p for p in answer["candidates"][0]["content"]["parts"] if not p.get("thought")]
