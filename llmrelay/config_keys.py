@@ -126,8 +126,7 @@ REFUSE: dict[str, dict[str, str]] = {
         **dict.fromkeys((
             "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_role_name",
             "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_bedrock_runtime_endpoint",
-            "vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id", "client_id",
-            "client_secret", "azure_username", "azure_password",
+            "azure_username", "azure_password",
         ), _CREDENTIALS),
         **dict.fromkeys((
             "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_p", "stop", "seed",

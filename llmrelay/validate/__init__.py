@@ -41,6 +41,11 @@ CALL_OPTIONS = frozenset(
         "mock_response",
         "drop_params",
         "use_chat_completions_api",
+        # cloud accounts: Vertex AI and Azure Entra ID
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "azure_ad_token",
     }
 )
 
