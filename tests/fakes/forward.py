@@ -47,6 +47,7 @@ class Forwarder:
         record = await self.control.record(request)
         target = await self.route(request, record)
         if isinstance(target, Response):
+            record["status"] = target.status_code  # the outer fake's own answers (auth, routing)
             await target(scope, receive, send)
             return
         if target.scripted and (script := self.control.next_script(record)):
