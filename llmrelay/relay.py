@@ -461,9 +461,8 @@ class Relay:
                         deployment=dep, input_items=record.input_items, created_at=record.created_at,
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
-            req.url += (
-                "&" if "?" in req.url else "?"
-            ) + f"stream=true&starting_after={after}"  # Azure has ?api-version
+            query = f"stream=true&starting_after={after}"
+            req.url += ("&" if "?" in req.url else "?") + query  # Azure's URLs carry ?api-version
             _, timeout, retries = self._with_options(req, dep, options)
             resp = await self.http.send(req, timeout=timeout, retries=retries, stream=True, upstream=describe(dep))
             if resp.status >= 400:

@@ -7,10 +7,12 @@ compact) answers under three surfaces:
 
 - ``/openai/deployments/{deployment}/responses...?api-version=...`` (the deployment is the model)
 - ``/openai/responses...?api-version=YYYY-MM-DD[-preview]`` (the dated API; ``model`` names the deployment)
-- ``/openai/v1/responses...`` (the v1 API: no api-version, or ``preview``)
+- ``/openai/v1/responses...`` (the v1 API: no api-version, or ``preview``), also under an Azure
+  AI Foundry project (``/api/projects/{project}/openai/v1/responses...``)
 
-Auth is an ``api-key`` header (``bad-key`` is refused) or an Entra ID bearer token registered
-with ``POST /_fake/entra_tokens`` (``{"token": "..."}``); anything else is Azure's 401. A dated
+Auth is an ``api-key`` header (``bad-key`` is refused) or a bearer token registered with
+``POST /_fake/entra_tokens`` (``{"token": "..."}``: an Entra ID token, or the key of an endpoint
+that takes its key as a bearer token); anything else is Azure's 401. A dated
 path without ``api-version`` is a 404, an api-version that is not a date a 400.
 
 Reply scripts (``/_fake/enqueue``) go to the next create, with the OpenAI fake's keys.
@@ -33,7 +35,9 @@ from tests.fakes.forward import Forwarder, Rewrite
 
 Json = dict[str, Any]
 BAD_KEY = "bad-key"
-SURFACE = re.compile(r"/openai(?:/deployments/(?P<deployment>[^/]+)|/(?P<v1>v1))?(?P<rest>/responses(?:/.*)?)")
+SURFACE = re.compile(
+    r"(?:/api/projects/[^/]+)?/openai(?:/deployments/(?P<deployment>[^/]+)|/(?P<v1>v1))?(?P<rest>/responses(?:/.*)?)"
+)
 DATED = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an"
