@@ -71,4 +71,10 @@ class Forwarder:
                 return {"type": "http.request", "body": target.body, "more_body": False}
             return await receive()
 
-        await target.app(inner, replay, send)
+        seen = len(target.control.requests)
+        try:
+            await target.app(inner, replay, send)
+        finally:
+            # The inner fake notes a client that went away on its own record: show it on ours.
+            for forwarded in target.control.requests[seen : seen + 1]:
+                record.update({k: v for k, v in forwarded.items() if k in ("disconnected", "closed_at")})
