@@ -235,8 +235,13 @@ def require_key(dep: Deployment) -> None:
     signed = dep.credentials is not None or any(k == "authorization" for k, _ in dep.headers)
     if dep.provider.key_required and not dep.api_key and not signed:
         env = " or ".join(dep.provider.key_env)
+        entra = (
+            ", azure_ad_token, or install azure-identity (llmrelay[azure])"
+            if dep.provider.name.startswith("azure")
+            else ""
+        )
         raise errors.status_error(
             401,
-            f"No API key for provider {dep.provider.name!r}: pass api_key= or set {env}.",
+            f"No API key for provider {dep.provider.name!r}: pass api_key= or set {env}{entra}.",
             code="missing_api_key",
         )

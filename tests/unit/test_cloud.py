@@ -16,7 +16,7 @@ import pytest
 from llmrelay.config import ConfigError, parse_config
 from llmrelay.providers import tokens
 from llmrelay.providers.cloud import azure_ai_url, vertex_host
-from llmrelay.providers.registry import make_deployment
+from llmrelay.providers.registry import make_deployment, require_key
 
 
 def vertex(model: str, **settings: Any) -> Any:
@@ -187,3 +187,29 @@ async def test_a_failed_refresh_is_a_502_and_the_next_call_tries_again() -> None
         await source.token()
     assert exc.value.status_code == 502 and "unreachable" not in exc.value.message
     assert await source.token() == "token-1"
+
+
+def test_azure_without_key_or_token_names_every_way_to_authenticate(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_AD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    dep = make_deployment("azure/d", api_base="https://r.openai.azure.com")
+    if dep.credentials is None:  # azure-identity not installed
+        with pytest.raises(openai.AuthenticationError, match=r"azure_ad_token, or install azure-identity"):
+            require_key(dep)
+    else:
+        require_key(dep)  # signed by azure-identity's credentials instead
+
+
+async def test_entra_tokens_from_an_azure_identity_credential() -> None:
+    class Credential:  # azure-identity's async TokenCredential surface
+        def __init__(self) -> None:
+            self.scopes: list[str] = []
+
+        async def get_token(self, *scopes: str) -> Any:
+            self.scopes += scopes
+            return type("AccessToken", (), {"token": "entra-1", "expires_on": 0})()
+
+    credential = Credential()
+    source = tokens.AzureIdentityToken(credential)
+    assert await source.headers() == {"authorization": "Bearer entra-1"}
+    assert credential.scopes == ["https://cognitiveservices.azure.com/.default"]
