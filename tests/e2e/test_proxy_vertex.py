@@ -34,6 +34,9 @@ def accounts(vertex_fake: FakeServer, tmp_path_factory: pytest.TempPathFactory) 
     for name, lifetime in (("main", 3600.0), ("short", SHORT_LIFETIME), ("adc", 3600.0)):
         out[name] = folder / f"{name}.json"
         out[name].write_text(json.dumps(service_account(vertex_fake, token_lifetime=lifetime)))
+    stranger = {**service_account(vertex_fake), "client_email": "nobody@llmrelay-test.iam.gserviceaccount.com"}
+    out["stranger"] = folder / "stranger.json"  # a key Google does not know: its grants are refused
+    out["stranger"].write_text(json.dumps(stranger))
     return out
 
 
@@ -51,6 +54,7 @@ def proxy(
         entry("short", MODELS["gemini"], vertex_fake, vertex_location="europe-west4",
               vertex_credentials=str(accounts["short"])),
         entry("adc", MODELS["claude"], vertex_fake, vertex_location="global"),  # GOOGLE_APPLICATION_CREDENTIALS
+        entry("stranger", MODELS["gemini"], vertex_fake, vertex_credentials=str(accounts["stranger"])),
     ]  # fmt: skip
     config = write_config({"model_list": model_list}, tmp_path_factory.mktemp("cfg"))
     env = {"VERTEX_SA_JSON": accounts["main"].read_text(), "GOOGLE_APPLICATION_CREDENTIALS": str(accounts["adc"])}
@@ -190,3 +194,12 @@ def test_a_vertex_deployment_without_a_project_stops_startup(vertex_fake: FakeSe
     result = run_cli("--config", str(write_config({"model_list": model_list}, tmp_path)), env=unset)
     assert result.returncode == 2
     assert "model_list[0].litellm_params.vertex_project" in result.stderr + result.stdout
+
+
+def test_a_refused_token_grant_is_a_502_naming_the_credentials(client: OpenAI, proxy: ProxyProcess) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.responses.create(model="stranger", input="x")
+    assert exc.value.status_code == 502
+    assert exc.value.body["code"] == "credentials_refresh_failed"  # type: ignore[index]
+    assert "vertex_credentials" in exc.value.message and "invalid_grant" not in exc.value.message
+    assert "invalid_grant" in proxy.output()  # the detail is in the log
