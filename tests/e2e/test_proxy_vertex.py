@@ -203,3 +203,16 @@ def test_a_refused_token_grant_is_a_502_naming_the_credentials(client: OpenAI, p
     assert exc.value.body["code"] == "credentials_refresh_failed"  # type: ignore[index]
     assert "vertex_credentials" in exc.value.message and "invalid_grant" not in exc.value.message
     assert "invalid_grant" in proxy.output()  # the detail is in the log
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_computer_use_reaches_vertex_in_each_models_form(client: OpenAI, vertex_fake: FakeServer, model: str) -> None:
+    computer = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "browser"}
+    r = client.responses.create(model=model, input="open the page", tools=[computer])  # type: ignore[list-item]
+    assert r.output[-1].type == "computer_call"
+    sent = api_calls(vertex_fake)[-1]
+    if model == "claude":
+        assert sent["headers"]["anthropic-beta"].startswith("computer-use-")
+        assert sent["body"]["tools"][0]["name"] == "computer"
+    else:
+        assert "computerUse" in sent["body"]["tools"][0]
