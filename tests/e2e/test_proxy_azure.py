@@ -134,3 +134,13 @@ def test_azure_errors_map_to_openai_statuses(client: OpenAI, azure_fake: FakeSer
     azure_fake.enqueue({"status": 429})
     with pytest.raises(openai.RateLimitError):
         client.responses.create(model="dated", input="x")
+
+
+@pytest.mark.parametrize("name", ["scoped", "v1"])
+def test_token_counting_and_compaction_reach_azure(client: OpenAI, azure_fake: FakeServer, name: str) -> None:
+    assert client.responses.input_tokens.count(model=name, input="three words here").input_tokens > 0
+    compacted = client.responses.compact(model=name, input="keep this")
+    assert compacted.output[-1].type == "compaction"
+    _, create_path, query = DEPLOYMENTS[name]
+    sent = [(r["path"], r["query"]) for r in azure_fake.requests()]
+    assert sent == [(create_path + "/input_tokens", query), (create_path + "/compact", query)]
