@@ -228,7 +228,12 @@ def stored_deployment(known: Deployment | None, model: str, options: dict[str, A
         api_base=options.get("api_base") or options.get("base_url") or (base.api_base if base else None),
         api_version=options.get("api_version") or (base.api_version if base else None),
     )
-    return replace(dep, timeout=base.timeout, max_retries=base.max_retries, headers=base.headers) if base else dep
+    if base is None:
+        return dep
+    credentials = dep.credentials or (base.credentials if dep.api_key is None else None)
+    return replace(
+        dep, timeout=base.timeout, max_retries=base.max_retries, headers=base.headers, credentials=credentials
+    )
 
 
 def require_key(dep: Deployment) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import builtins
 import datetime
 import threading
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -16,7 +17,7 @@ import pytest
 from llmrelay.config import ConfigError, parse_config
 from llmrelay.providers import tokens
 from llmrelay.providers.cloud import azure_ai_url, vertex_host
-from llmrelay.providers.registry import make_deployment, require_key
+from llmrelay.providers.registry import make_deployment, require_key, stored_deployment
 
 
 def vertex(model: str, **settings: Any) -> Any:
@@ -213,3 +214,12 @@ async def test_entra_tokens_from_an_azure_identity_credential() -> None:
     source = tokens.AzureIdentityToken(credential)
     assert await source.headers() == {"authorization": "Bearer entra-1"}
     assert credential.scopes == ["https://cognitiveservices.azure.com/.default"]
+
+
+def test_a_stored_response_elsewhere_keeps_the_deployments_token_credentials() -> None:
+    known = replace(make_deployment("azure/d", api_base="https://a.openai.azure.com", api_key="k"), api_key=None,
+                    credentials=tokens.AzureIdentityToken(object()))  # fmt: skip
+    moved = stored_deployment(known, "d", {"api_base": "https://b.openai.azure.com"})
+    assert moved is not None and moved.credentials is known.credentials
+    keyed = stored_deployment(known, "d", {"api_key": "other"})
+    assert keyed is not None and keyed.credentials is None and keyed.api_key == "other"
