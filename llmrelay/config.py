@@ -59,6 +59,14 @@ class LitellmParams(_Section):
     aws_region_name: str | None = None
     aws_profile_name: str | None = None
     aws_bedrock_runtime_endpoint: str | None = None
+    # Cloud accounts (Vertex AI, Azure Entra ID), as LiteLLM names them
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | dict[str, Any] | None = None
+    azure_ad_token: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 class ModelEntry(_Section):
@@ -170,7 +178,8 @@ class Config(_Section):
                 **_options(entry),
             )
         except errors.APIStatusError as exc:
-            field = "api_base" if exc.body and exc.body.get("param") == "api_base" else "model"
+            param = exc.body.get("param") if isinstance(exc.body, dict) else None
+            field = param if param in LitellmParams.model_fields else "model"
             raise ConfigError(f"model_list[{i}].litellm_params.{field}", exc.message) from None
 
 
@@ -194,7 +203,12 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
         "headers": headers,
         "extra": _extra(p, entry.model_info),
         "chat_api": p.use_chat_completions_api,
+        "cloud_settings": {k: v for k in CLOUD_KEYS if (v := getattr(p, k)) is not None},
     }
+
+
+CLOUD_KEYS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id",
+              "client_id", "client_secret")  # fmt: skip
 
 
 MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads

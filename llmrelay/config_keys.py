@@ -124,9 +124,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",
         "configurable_clientside_auth_params": _ACCESS, "litellm_credential_name": _CREDENTIALS,
         **dict.fromkeys((
-            "aws_role_name", "aws_session_name", "aws_web_identity_token",
-            "vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id", "client_id",
-            "client_secret", "azure_username", "azure_password",
+            "aws_role_name", "aws_session_name", "aws_web_identity_token", "azure_username", "azure_password",
         ), _CREDENTIALS),
         **dict.fromkeys((
             "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_p", "stop", "seed",

@@ -34,6 +34,7 @@ from .providers.mock import echo_text, input_tokens, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
+from .providers.vertex import VertexAnthropic, VertexGemini
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import ACTIVE, StoreUnavailable, page_items
@@ -45,6 +46,7 @@ from .upstream import Garbled, describe, frames, parsed, translate, upstream_err
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
 MAX_CHAIN = 10_000
+CLOUD_OPTIONS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token")
 
 
 class Relay:
@@ -77,6 +79,8 @@ class Relay:
             "chat": Chat(),
             "gemini": Gemini(),
             "bedrock": Bedrock(),
+            "vertex_gemini": VertexGemini(),
+            "vertex_anthropic": VertexAnthropic(),
         }
         # Deployments this process built from SDK call options, by id: background GET/cancel
         # need the upstream's URL and key again, and the store keeps neither (the router knows
@@ -253,9 +257,9 @@ class Relay:
             api_version=opts.get("api_version"),
             chat_api=bool(opts.get("use_chat_completions_api")),
             extra={k: opts[k] for k in AWS_PARAMS if opts.get(k)},
+            cloud_settings={k: opts[k] for k in CLOUD_OPTIONS if opts.get(k) is not None},
         )
-        self._deployments.setdefault(dep.id, dep)
-        return dep
+        return self._deployments.setdefault(dep.id, dep)  # the first one keeps its cached cloud tokens
 
     async def _history(self, record: StoredResponse, owner: str | None) -> list[Json]:
         """Every item of the chain ending at `record`, oldest first, ready to replay."""
@@ -509,7 +513,8 @@ class Relay:
                         deployment=dep, input_items=record.input_items, created_at=record.created_at,
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
-            req.url += f"?stream=true&starting_after={after}"
+            query = f"stream=true&starting_after={after}"
+            req.url += ("&" if "?" in req.url else "?") + query  # Azure's URLs carry ?api-version
             _, timeout, retries = self._with_options(req, dep, options)
             resp = await self.http.send(req, timeout=timeout, retries=retries, stream=True, upstream=describe(dep))
             if resp.status >= 400:

@@ -37,7 +37,7 @@ model_context_window_exceeded -> incomplete (max_output_tokens), refusal -> inco
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -47,6 +47,7 @@ from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import computer, convert
 from .base import Call, Json, usage
+from .registry import Deployment
 from .support import Support
 from .translator import BuilderTranslator
 
@@ -130,17 +131,26 @@ class Anthropic:
         if beta:
             headers["anthropic-beta"] = beta
         headers.update(call.extra_headers)
-        base = call.deployment.api_base
-        url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
-        return HttpRequest("POST", url, headers, orjson.dumps(body))
+        dep = call.deployment
+        url = self.url(dep, "stream" if call.stream else "create")
+        return HttpRequest("POST", url, headers, orjson.dumps(self.wire_body(body)), dep.credentials)
 
     def count_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
         keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
         body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in keep}
-        return HttpRequest(
-            "POST", req.url.replace("/messages", "/messages/count_tokens"), req.headers, orjson.dumps(body)
-        )
+        body["model"] = call.deployment.model
+        url = self.url(call.deployment, "count")
+        return replace(req, url=url, body=orjson.dumps(self.wire_body(body, count=True)))
+
+    def url(self, dep: Deployment, method: str) -> str:
+        """Where `method` ("create", "stream" or "count") is served."""
+        base = dep.api_base if dep.api_base.endswith("/v1") else dep.api_base + "/v1"
+        return base + ("/messages/count_tokens" if method == "count" else "/messages")
+
+    def wire_body(self, body: Json, *, count: bool = False) -> Json:
+        """The Messages body as this endpoint takes it."""
+        return body
 
     def parse_count(self, body: bytes) -> int:
         return int(orjson.loads(body)["input_tokens"])

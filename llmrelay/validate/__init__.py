@@ -48,6 +48,11 @@ CALL_OPTIONS = frozenset(
         "aws_region_name",
         "aws_profile_name",
         "aws_bedrock_runtime_endpoint",
+        # cloud accounts: Vertex AI and Azure Entra ID
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "azure_ad_token",
     }
 )
 

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 
+from tests.fakes.google_oauth import service_account
 from tests.fakes.process import FakeServer, start_fake
 from tests.golden import harness
 from tests.golden.harness import Case
@@ -28,6 +29,8 @@ FAKES = {
     "chat": "tests.fakes.chat_upstream",
     "responses": "tests.fakes.openai_upstream",
     "bedrock": "tests.fakes.bedrock_upstream",
+    "vertex_gemini": "tests.fakes.vertex_upstream",
+    "vertex_anthropic": "tests.fakes.vertex_upstream",
 }
 # Straight to 127.0.0.1 even when the environment sets an HTTP proxy.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -38,6 +41,8 @@ def fetch(case: Case, fake: FakeServer) -> bytes:
     golden = json.loads((case.path / "upstream_request.json").read_text())
     url = golden["url"].replace(harness.ORIGIN, fake.root, 1)
     headers = {k: v.replace(harness.MASK, harness.TEST_KEY) for k, v in golden["headers"].items()}
+    if case.api.startswith("vertex_"):  # the token comes per call, not in the golden
+        headers["authorization"] = f"Bearer {google_token(fake)}"
     body = json.dumps(golden["body"]).encode()
     if case.api == "bedrock":
         headers = sign_for_fake(golden["method"], url, headers, body)
@@ -61,6 +66,18 @@ def sign_for_fake(method: str, url: str, headers: dict[str, str], body: bytes) -
     aws = AWSRequest(method=method, url=url, data=body, headers=headers)
     SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", "us-east-1").add_auth(aws)
     return dict(aws.headers.items())
+
+
+def google_token(fake: FakeServer) -> str:
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account as google_sa
+
+    info = service_account(fake)
+    creds = google_sa.Credentials.from_service_account_info(
+        info, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    creds.refresh(Request())
+    return str(creds.token)
 
 
 def record(case: Case, fake: FakeServer) -> None:
