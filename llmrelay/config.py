@@ -51,6 +51,9 @@ class LitellmParams(_Section):
     use_chat_completions_api: bool = False
     drop_params: bool | None = None
     mock_response: str | None = None
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
 
 
 class ModelEntry(_Section):
@@ -169,7 +172,8 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
-MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
+MODEL_INFO_KEYS = ("id", "max_input_tokens", *PRICE_KEYS)  # the model_info keys llmrelay reads
 _SETTINGS: dict[str, type[BaseModel]] = {
     "general_settings": GeneralSettings,
     "litellm_settings": LitellmSettings,
@@ -185,6 +189,12 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
+    for key in PRICE_KEYS:  # a deployment's own prices, over the price table's
+        value = getattr(p, key)
+        if value is None and isinstance(info.get(key), (int, float)) and not isinstance(info.get(key), bool):
+            value = info[key]
+        if value is not None:
+            extra[key] = float(value)
     return extra
 
 

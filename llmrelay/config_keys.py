@@ -72,7 +72,7 @@ SKIP: dict[str, frozenset[str]] = {
         "assistants_config", "search_tools",
     }),
     "litellm_params": frozenset({
-        "input_cost_per_token", "output_cost_per_token", "input_cost_per_second", "output_cost_per_second",
+        "input_cost_per_second", "output_cost_per_second",
         "base_model", "tags", "region_name", "use_in_pass_through", "metadata",
     }),
 }  # fmt: skip

@@ -19,6 +19,7 @@ import orjson
 
 from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
+from .gateway.stage import Stage, outcome_of, run_after, run_before, staged
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
 from .providers import convert
@@ -56,6 +57,7 @@ class Relay:
         timeout: float | None = None,
         stream_timeout: float | None = None,
         drop_params: bool = False,
+        stages: list[Stage] | None = None,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
@@ -63,6 +65,7 @@ class Relay:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
+        self.stages: list[Stage] = stages or []  # gateway policy around every call, in order
         self.http = Http()
         self._native = OpenAIResponses()
         self._adapters: dict[str, Adapter] = {
@@ -80,10 +83,25 @@ class Relay:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None) -> Json:
+    async def create(
+        self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None, meta: Json | None = None
+    ) -> Json:
         """A non-streamed create; returns the Response object as a dict. Fields dropped under
-        `drop_params` are appended to `dropped`."""
-        call, mock = await self._prepare(params, owner, dropped)
+        `drop_params` are appended to `dropped`. `meta` is what the gateway stages read (the
+        caller's key) and write (the call's `cost`)."""
+        call, mock = await self._prepare(params, owner, dropped, meta=meta)
+        if not self.stages:
+            return await self._create(call, mock)
+        await run_before(self.stages, call)
+        response = None
+        try:
+            response = await self._create(call, mock)
+        finally:
+            if not (call.job and response is not None):  # a job is charged when it ends
+                run_after(self.stages, call, outcome_of(call, response))
+        return response
+
+    async def _create(self, call: Call, mock: str | None) -> Json:
         if self._runs_in_background(call, mock):
             return (await self.jobs.start(call, self._job_events(call, mock))).response
         if mock is not None:
@@ -100,12 +118,24 @@ class Relay:
         owner: str | None = None,
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
+        meta: Json | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event. `memory`
         keeps store=false responses (a WebSocket connection's) so they can be continued."""
-        call, mock = await self._prepare(params, owner, dropped, memory)
+        call, mock = await self._prepare(params, owner, dropped, memory, meta)
+        if not self.stages:
+            return await self._stream(call, mock)
+        await run_before(self.stages, call)
+        try:
+            events = await self._stream(call, mock)
+        except BaseException:
+            run_after(self.stages, call, outcome_of(call, None))
+            raise
+        return events if call.job else staged(self.stages, call, events)
+
+    async def _stream(self, call: Call, mock: str | None) -> AsyncIterator[StreamEvent]:
         if self._runs_in_background(call, mock):
             record = await self.jobs.start(call, self._job_events(call, mock))
             return self.jobs.follow(record, after=-1)
@@ -131,6 +161,14 @@ class Relay:
         call.params["stream"] = True  # run as a stream upstream, so every event can be kept
 
         async def events() -> AsyncIterator[StreamEvent]:
+            if self.stages:  # charged on its terminal event, or for what it produced when cut short
+                async for event in staged(self.stages, call, upstream()):
+                    yield event
+            else:
+                async for event in upstream():
+                    yield event
+
+        async def upstream() -> AsyncIterator[StreamEvent]:
             if mock is not None:
                 async for event in self._mock_stream(call, mock):
                     yield event
@@ -148,6 +186,7 @@ class Relay:
         owner: str | None,
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
+        meta: Json | None = None,
     ) -> tuple[Call, str | None]:
         params = dict(params)
         opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
@@ -193,6 +232,7 @@ class Relay:
             extra_query=dict(opts.get("extra_query") or {}),
             memory=memory,
             namespaces=namespaces,
+            meta={} if meta is None else meta,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:

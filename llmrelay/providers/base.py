@@ -43,6 +43,8 @@ class Call:
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
+    # What the gateway stages know of this call (the caller's key, its cost); the caller's dict.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 
 from .. import errors
 from ..config import Config, load_config, parse_config
+from ..gateway.setup import gateway_stages
 from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
@@ -37,6 +38,7 @@ from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
+COST_HEADER = "x-llmrelay-response-cost"
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
@@ -58,6 +60,7 @@ class Proxy:
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
         )
+        self.relay.stages = gateway_stages(config)
         self.auth = Auth(config.general_settings.master_key, self.relay.store)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
 
@@ -114,12 +117,16 @@ class Proxy:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
             headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
-        created = await _unless_client_leaves(request, self.relay.create(body, owner=owner, dropped=dropped))
+        meta: dict[str, Any] = {}
+        work = self.relay.create(body, owner=owner, dropped=dropped, meta=meta)
+        created = await _unless_client_leaves(request, work)
         if created is None:
             return Response(status_code=499)  # nobody reads it
         response = _json(created)
         if dropped:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
+        if (cost := meta.get("cost")) is not None:  # a background job is charged when it ends
+            response.headers[COST_HEADER] = repr(cost)
         return response
 
     async def compact(self, request: Request) -> Response:

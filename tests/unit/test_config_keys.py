@@ -37,7 +37,7 @@ def test_the_tables_do_not_overlap() -> None:
         ("general_settings", "database_connection_pool_limit", "skip"),
         ("litellm_settings", "success_callback", "skip"),
         ("router_settings", "redis_host", "skip"),
-        ("litellm_params", "input_cost_per_token", "skip"),
+        ("litellm_params", "input_cost_per_second", "skip"),
         ("model_info", "mode", "skip"),
         ("model_info", "supports_vision", "skip"),
         ("router_settings", "fallbacks", "refuse"),
@@ -68,7 +68,7 @@ def test_skippable_keys_are_dropped_and_named() -> None:
     raw = {
         "model_list": [
             {**MODEL, "model_info": {"id": "d1", "mode": "chat", "base_model": "gpt-4o"}},
-            {"model_name": "b", "litellm_params": {"model": "mock/b", "input_cost_per_token": 0.1}},
+            {"model_name": "b", "litellm_params": {"model": "mock/b", "input_cost_per_second": 0.1}},
         ],
         "general_settings": {"master_key": "sk-1", "alerting": ["slack"], "alerting_args": "os.environ/UNSET_VAR_X"},
         "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
@@ -84,7 +84,7 @@ def test_skippable_keys_are_dropped_and_named() -> None:
         "router_settings.redis_host",
         "model_list[0].model_info.mode",
         "model_list[0].model_info.base_model",
-        "model_list[1].litellm_params.input_cost_per_token",
+        "model_list[1].litellm_params.input_cost_per_second",
     ]
     assert config.general_settings.master_key == "sk-1" and config.litellm_settings.drop_params
     assert config.deployments()[0].id == "d1"
