@@ -14,6 +14,7 @@ from collections.abc import Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -69,6 +70,7 @@ class GeneralSettings(_Section):
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
+    store_prompts_in_spend_logs: bool = False
 
 
 class LitellmSettings(_Section):
@@ -85,6 +87,19 @@ class RouterSettings(_Section):
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    redis_url: str | None = None  # rate-limit counters shared by every instance
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: str | None = None
+    redis_db: int = 0
+
+    def redis(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
 
 class Config(_Section):

@@ -612,6 +612,9 @@ class Relay:
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
+        for stage in self.stages:  # the spend log writes what it still holds
+            if (close := getattr(stage, "aclose", None)) is not None:
+                await close()
         await self.http.close()
         await self.store.close()
 

@@ -36,7 +36,7 @@ def test_the_tables_do_not_overlap() -> None:
         ("general_settings", "proxy_batch_write_at", "skip"),
         ("general_settings", "database_connection_pool_limit", "skip"),
         ("litellm_settings", "success_callback", "skip"),
-        ("router_settings", "redis_host", "skip"),
+        ("router_settings", "client_ttl", "skip"),
         ("litellm_params", "input_cost_per_second", "skip"),
         ("model_info", "mode", "skip"),
         ("model_info", "supports_vision", "skip"),
@@ -72,7 +72,7 @@ def test_skippable_keys_are_dropped_and_named() -> None:
         ],
         "general_settings": {"master_key": "sk-1", "alerting": ["slack"], "alerting_args": "os.environ/UNSET_VAR_X"},
         "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
-        "router_settings": {"redis_host": "localhost"},
+        "router_settings": {"client_ttl": 3600},
         "callback_settings": {"otel": {"message_logging": False}},
     }
     config = parse_config(raw)
@@ -81,7 +81,7 @@ def test_skippable_keys_are_dropped_and_named() -> None:
         "general_settings.alerting",
         "general_settings.alerting_args",  # its unset os.environ/ reference is never read
         "litellm_settings.success_callback",
-        "router_settings.redis_host",
+        "router_settings.client_ttl",
         "model_list[0].model_info.mode",
         "model_list[0].model_info.base_model",
         "model_list[1].litellm_params.input_cost_per_second",
