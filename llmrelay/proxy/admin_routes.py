@@ -64,6 +64,7 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
             ref = mine
         elif proxy.auth.open and ref is None:
             raise errors.bad_request("Give the key as ?key=...", param="key")
+        await _flushed(proxy)
         return _json(await admin.key_info(ref))
 
     async def regenerate(request: Request) -> Response:
@@ -80,6 +81,7 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
             if value := q.get(name):
                 where[name] = value
         start, end = _dates(q.get("start_date"), q.get("end_date"))
+        await _flushed(proxy)
         return _json(await proxy.relay.store.spend_logs(where, start=start, end=end, limit=MAX_LOGS))
 
     async def spend_report(request: Request) -> Response:
@@ -110,6 +112,7 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
 
     def kind_routes(kind: str) -> list[tuple[str, Handler, str]]:
         async def info(q: dict[str, Any]) -> Any:
+            await _flushed(proxy)
             return await admin.info(kind, q.get(f"{kind}_id"))
 
         async def listing(q: dict[str, Any]) -> Any:
@@ -134,10 +137,6 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
     async def unblock(b: dict[str, Any]) -> Any:
         return await admin.block_key(b, False)
 
-    async def _flushed(p: Proxy) -> None:
-        if p.gateway.spend is not None:  # the report includes this instance's latest calls
-            await p.gateway.spend.flush()
-
     return [
         ("/key/generate", post(admin.generate_key), "POST"),
         ("/key/update", post(admin.update_key), "POST"),
@@ -155,6 +154,12 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
         ("/model/info", model_info, "GET"),
         ("/v1/model/info", model_info, "GET"),
     ]
+
+
+async def _flushed(proxy: Proxy) -> None:
+    """Store this instance's pending spend first, so what it reads includes its latest calls."""
+    if proxy.gateway.spend is not None:
+        await proxy.gateway.spend.flush()
 
 
 async def _key_id(proxy: Proxy, ref: str) -> str:
