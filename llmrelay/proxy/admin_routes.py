@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .app import Proxy
 
 Handler = Callable[[Request], Awaitable[Response]]
-MAX_LOGS = 1000
+MAX_LOGS = 10_000
 _GROUP_NAMES = {"api_key": "key", "team": "team_id", "user": "user_id", **{g: g for g in REPORT_GROUPS}}
 
 
@@ -81,8 +81,11 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
             if value := q.get(name):
                 where[name] = value
         start, end = _dates(q.get("start_date"), q.get("end_date"))
+        limit = q.get("limit", "1000")
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LOGS):
+            raise errors.bad_request(f"'limit' must be 1 to {MAX_LOGS}.", param="limit", code="invalid_value")
         await _flushed(proxy)
-        return _json(await proxy.relay.store.spend_logs(where, start=start, end=end, limit=MAX_LOGS))
+        return _json(await proxy.relay.store.spend_logs(where, start=start, end=end, limit=int(limit)))
 
     async def spend_report(request: Request) -> Response:
         await proxy.master_only(request)

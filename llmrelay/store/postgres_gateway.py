@@ -141,7 +141,7 @@ class PostgresGateway:
         pool = await self._pool()
         expr = _GROUPS[group_by]
         rows = await pool.fetch(
-            f"SELECT {expr} AS g, sum(cost), count(*), coalesce(sum(total_tokens), 0) FROM llmrelay_spend_logs"
+            f"SELECT {expr} AS g, sum(cost), count(*), coalesce(sum(total_tokens), 0)::bigint FROM llmrelay_spend_logs"
             " WHERE start_time >= $1 AND start_time < $2 GROUP BY g ORDER BY 2 DESC",
             start, end,
         )  # fmt: skip
