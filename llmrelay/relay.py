@@ -427,9 +427,18 @@ class Relay:
             log.exception("the response store failed to save %s", record.id)
             raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
-    async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
+    async def count_input_tokens(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
-        call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner)
+        call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner, meta=meta)
+        if not self.stages:
+            return await self._count_tokens(call, mock)
+        await run_before(self.stages, call)
+        try:
+            return await self._count_tokens(call, mock)
+        finally:
+            run_after(self.stages, call, outcome_of(call, None, "completed"))  # nothing generated: no cost
+
+    async def _count_tokens(self, call: Call, mock: str | None) -> Json:
         if mock is not None:  # a mocked call never reaches an upstream, nor does its count
             return {"object": "response.input_tokens", "input_tokens": input_tokens(call)}
         adapter = self.adapter(call.deployment)
@@ -442,18 +451,27 @@ class Relay:
             )
         return {"object": "response.input_tokens", "input_tokens": await self._count(call, adapter)}
 
-    async def compact(self, params: Json, *, owner: str | None = None) -> Json:
+    async def compact(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:
         """`POST /v1/responses/compact`: natively where the upstream compacts, else by a summary."""
         fields = {k: v for k, v in params.items() if k in compaction.FIELDS or k in validate.CALL_OPTIONS}
-        call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
+        call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner, meta=meta)
         if call.deployment.provider.api == "responses" and mock is None:
-            req = self._native.compact_request(call)
-            dep = call.deployment
-            body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
-            return parsed(dep, orjson.loads, body)
+            if self.stages:
+                await run_before(self.stages, call)
+            compacted = None
+            try:
+                req = self._native.compact_request(call)
+                dep = call.deployment
+                body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
+                compacted = parsed(dep, orjson.loads, body)
+            finally:
+                if self.stages:
+                    run_after(self.stages, call, outcome_of(call, compacted, "completed" if compacted else None))
+            return compacted
         history = call.context + items.as_items(call.params.get("input") or [])
         options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
-        summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
+        summary_request = compaction.summary_request(call.params["model"], history, options)
+        summary = await self.create(summary_request, owner=owner, meta=meta)  # the summary call is the one charged
         return compaction.compacted(history, summary)
 
     # -- stored responses ------------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..store import ResponseStore
 from ..store.base import Entity
@@ -34,6 +35,11 @@ class Caller:
     user: Entity | None
     team: Entity | None
     loaded: float
+    all: list[Entity] = field(default_factory=list)  # key, user, team: the ones there are
+    derived: dict[str, Any] = field(default_factory=dict)  # what stages compute once per cached key
+
+    def __post_init__(self) -> None:
+        self.all = [e for e in (self.key, self.user, self.team) if e is not None]
 
     @property
     def owner(self) -> str:
@@ -41,7 +47,7 @@ class Caller:
         return str(self.key.record.get("owner") or self.key.id)
 
     def entities(self) -> list[Entity]:
-        return [e for e in (self.key, self.user, self.team) if e is not None]
+        return self.all
 
 
 class Directory:

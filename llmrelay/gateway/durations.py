@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
 _DURATION = re.compile(r"(\d+)(mo|s|m|h|d|w)")
 
 
+@functools.lru_cache(maxsize=256)  # the budget check reads a key's budget_duration on every call
 def seconds(text: str) -> int:
     """A duration in seconds; ValueError naming the accepted forms for anything else."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None

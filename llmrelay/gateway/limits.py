@@ -102,6 +102,9 @@ class LocalCounters:
         return None
 
     async def release(self, checks: list[Check], tokens: int, now: float) -> None:
+        self.release_now(checks, tokens, now)
+
+    def release_now(self, checks: list[Check], tokens: int, now: float) -> None:
         for name, _rpm, tpm, par in checks:
             s = self._state.get(name)
             if s is None:
@@ -206,11 +209,13 @@ class Limits:
         caller: Caller | None = call.meta.get("caller")
         if caller is None:
             return
-        checks = [
-            (f"{e.kind}:{e.id}", *(_limit(e.record.get(n)) for n in LIMITS))
-            for e in caller.entities()
-            if any(e.record.get(n) is not None for n in LIMITS)
-        ]
+        checks = caller.derived.get("limits")
+        if checks is None:
+            checks = caller.derived["limits"] = [
+                (f"{e.kind}:{e.id}", *(_limit(e.record.get(n)) for n in LIMITS))
+                for e in caller.entities()
+                if any(e.record.get(n) is not None for n in LIMITS)
+            ]
         if not checks:
             return
         refusal = await self.counters.acquire(checks, call.id, time.time())  # type: ignore[arg-type]
@@ -224,6 +229,9 @@ class Limits:
             return
         usage = outcome.usage or {}
         tokens = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+        if isinstance(self.counters, LocalCounters):  # no I/O: no task either
+            self.counters.release_now(checks, tokens, time.time())
+            return
         task = asyncio.get_running_loop().create_task(self._release(checks, tokens))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)

@@ -136,13 +136,14 @@ class Proxy:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        return _json(await self.relay.compact(body, owner=owner))
+        return _json(await self.relay.compact(body, owner=owner, meta={"caller": caller_of(request)}))
 
     async def count_input_tokens(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        return _json(await self.relay.count_input_tokens(body, owner=owner))
+        meta = {"caller": caller_of(request)}
+        return _json(await self.relay.count_input_tokens(body, owner=owner, meta=meta))
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = await self.owner(request)

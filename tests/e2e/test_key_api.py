@@ -49,6 +49,9 @@ def test_generate_info_list_update_block_regenerate_delete(openai_fake: FakeServ
         with pytest.raises(openai.PermissionDeniedError) as denied:
             client.responses.create(model="other", input="hi")
         assert denied.value.code == "model_not_allowed"
+        for other in (client.responses.input_tokens.count, client.responses.compact):
+            with pytest.raises(openai.PermissionDeniedError):
+                other(model="other", input="hi")
         assert [m.id for m in client.models.list()] == ["gpt"]
         assert {m.id for m in _client(b, MASTER).models.list()} == {"gpt", "other"}
         with pytest.raises(openai.PermissionDeniedError):  # not in allowed_routes
