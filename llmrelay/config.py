@@ -55,6 +55,9 @@ class LitellmParams(_Section):
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
     cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=0)  # the deployment's own rate limits
+    tpm: int | None = Field(default=None, ge=0)
+    max_parallel_requests: int | None = Field(default=None, ge=0)
 
 
 class ModelEntry(_Section):
@@ -204,6 +207,9 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
+    for key in ("rpm", "tpm", "max_parallel_requests"):
+        if getattr(p, key) is not None:
+            extra[key] = getattr(p, key)
     for key in PRICE_KEYS:  # a deployment's own prices, over the price table's
         value = getattr(p, key)
         if value is None and isinstance(info.get(key), (int, float)) and not isinstance(info.get(key), bool):

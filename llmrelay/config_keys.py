@@ -118,7 +118,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "default_litellm_params": _DEFAULTS,
     },
     "litellm_params": {
-        "rpm": _LIMITS, "tpm": _LIMITS, "max_parallel_requests": _LIMITS, "weight": _ROUTING, "order": _ROUTING,
+        "weight": _ROUTING, "order": _ROUTING,
         "max_budget": _BUDGETS, "budget_duration": _BUDGETS,
         "guardrails": _GUARDRAILS, "cache_control_injection_points": "request rewriting",
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",

@@ -33,12 +33,17 @@ class Gateway:
 def build_gateway(config: Config, store: ResponseStore) -> Gateway:
     directory = Directory(store)
     gateway = Gateway(Pricing(), directory, Admin(directory))
-    if config.general_settings.master_key is None:
-        gateway.stages = [gateway.pricing]
+    redis_url = config.router_settings.redis()
+    counters: Counters = RedisCounters(redis_url) if redis_url else LocalCounters()
+    if config.general_settings.master_key is None:  # no keys: only deployments may have limits
+        limited = any(
+            getattr(e.litellm_params, n) is not None
+            for e in config.model_list
+            for n in ("rpm", "tpm", "max_parallel_requests")
+        )
+        gateway.stages = [Limits(counters), gateway.pricing] if limited else [gateway.pricing]
         return gateway
     prompts = config.general_settings.store_prompts_in_spend_logs
     spend = gateway.spend = SpendLog(store, directory, store_prompts=prompts)
-    redis_url = config.router_settings.redis()
-    counters: Counters = RedisCounters(redis_url) if redis_url else LocalCounters()
     gateway.stages = [ModelAccess(), Budgets(spend), Limits(counters), gateway.pricing, spend]
     return gateway
