@@ -238,8 +238,8 @@ class Limits:
 
     def after(self, call: Call, outcome: Outcome) -> None:
         checks = call.meta.get("limits")
-        if not checks:
-            return
+        if not checks or all(tpm < 0 and par < 0 for _, _, tpm, par in checks):
+            return  # requests only: counted when admitted, nothing to release
         usage = outcome.usage or {}
         tokens = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
         if isinstance(self.counters, LocalCounters):  # no I/O: no task either
