@@ -81,9 +81,12 @@ class Directory:
         self._forget(kind, entity_id)
         await self.store.publish(f"{_CHANNEL}{kind}:{entity_id}")
 
-    def charged(self, kind: str, entity_id: str, window: int, amount: float) -> None:
-        """Spend this process stored: count it in the cached entities until they are read again."""
+    def charged(self, kind: str, entity_id: str, window: int, amount: float, *, read_before: float) -> None:
+        """Spend this process stored (the write started at `read_before`): count it in the cached
+        entities read before then, which cannot hold it; later reads may, and are left alone."""
         for caller in self._cache.values():
+            if caller.loaded >= read_before:
+                continue
             for e in caller.entities():
                 if e.kind == kind and e.id == entity_id:
                     e.window_spend = (e.window_spend if e.window_start == window else 0.0) + amount

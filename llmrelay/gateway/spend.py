@@ -39,12 +39,14 @@ class SpendLog:
         self.store_prompts = store_prompts
         self._rows: list[Json] = []
         self._charges: dict[tuple[str, str, int], float] = {}
+        self._writing: dict[tuple[str, str, int], float] = {}  # the batch being stored
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def pending(self, kind: str, entity_id: str, window: int) -> float:
         """Spend charged here and not stored yet (the budget check counts it)."""
-        return self._charges.get((kind, entity_id, window), 0.0)
+        key = (kind, entity_id, window)
+        return self._charges.get(key, 0.0) + self._writing.get(key, 0.0)
 
     async def before(self, call: Call) -> None:
         return None
@@ -75,7 +77,10 @@ class SpendLog:
             return
         rows, charges = self._rows, self._charges
         self._rows, self._charges = [], {}
+        for key, cost in charges.items():
+            self._writing[key] = self._writing.get(key, 0.0) + cost
         batch: list[Charge] = [(k, i, w, c) for (k, i, w), c in charges.items()]
+        started = time.monotonic()
         try:
             await self.store.record_spend(batch, rows)
         except Exception:
@@ -86,8 +91,15 @@ class SpendLog:
             if len(rows) > MAX_PENDING:
                 log.error("dropped %d spend log rows: the store was unavailable too long", len(rows) - MAX_PENDING)
             return
+        finally:
+            for key, cost in charges.items():
+                left = self._writing.get(key, 0.0) - cost
+                if left > 1e-12:
+                    self._writing[key] = left
+                else:
+                    self._writing.pop(key, None)
         for kind, entity_id, window, cost in batch:
-            self.directory.charged(kind, entity_id, window, cost)
+            self.directory.charged(kind, entity_id, window, cost, read_before=started)
 
     async def aclose(self) -> None:
         if self._task is not None:
