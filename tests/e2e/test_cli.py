@@ -186,11 +186,11 @@ def test_a_behaviour_changing_key_is_refused(section: str, key: str, value: obje
     assert "RUNNING" not in result.stdout
 
 
-def test_a_rate_limited_deployment_is_refused(tmp_path: Path) -> None:
-    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "rpm": 60}}]}
+def test_a_weighted_deployment_is_refused(tmp_path: Path) -> None:
+    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "weight": 2}}]}
     result = run_cli("--config", str(write_config(config, tmp_path)))
     assert result.returncode == 2
-    assert "model_list[0].litellm_params.rpm: not supported yet: llmrelay does not implement rate" in result.stderr
+    assert "model_list[0].litellm_params.weight: not supported yet: llmrelay does not implement" in result.stderr
 
 
 def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:
