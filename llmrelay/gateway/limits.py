@@ -7,8 +7,9 @@ calls in any 60 s); tokens in fixed minute windows (checked before a call, count
 so a call that starts under the limit may cross it); parallel requests while they run.
 
 With Redis (`router_settings.redis_url` or `redis_host`) one Lua script checks and counts
-every limit of a call atomically, so all instances share the counters. Without it the
-counters are per process: N processes allow N times the limits.
+every limit of a call atomically, so all instances share the counters; while Redis cannot be
+reached calls are served unlimited (and logged) rather than failed. Without Redis the counters
+are per process: N processes allow N times the limits.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ log = logging.getLogger("llmrelay.gateway")
 WINDOW = 60.0
 PARALLEL_TTL = 600  # s: a slot a dead process held is freed after this (Redis only)
 Check = tuple[str, int, int, int]  # (entity name, rpm, tpm, parallel); -1 for no limit
+
+
+class Unavailable(Exception):
+    """The shared counters cannot be reached."""
 
 
 @dataclass(slots=True)
@@ -163,7 +168,8 @@ class RedisCounters:
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
-        self.client = redis.from_url(url)
+        self.client = redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        self._errors = (redis.RedisError, OSError)
         self._script = self.client.register_script(_ACQUIRE)
 
     def _keys(self, name: str, now: float) -> tuple[str, str, str]:
@@ -175,7 +181,10 @@ class RedisCounters:
         for name, rpm, tpm, par in checks:
             keys += self._keys(name, now)
             args += [rpm, tpm, par]
-        result = await self._script(keys=keys, args=args)
+        try:
+            result = await self._script(keys=keys, args=args)
+        except self._errors as exc:
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
         if int(result[0]) < 0:
             return None
         i, reason, used, tokens, rreset, treset = result
@@ -193,7 +202,10 @@ class RedisCounters:
             if tpm >= 0 and tokens:
                 pipe.incrby(tk, tokens)
                 pipe.expire(tk, int(2 * WINDOW))
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except self._errors as exc:
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -231,7 +243,11 @@ class Limits:
             checks = [*checks, *own]
         if not checks:
             return
-        refusal = await self.counters.acquire(checks, call.id, time.time())  # type: ignore[arg-type]
+        try:
+            refusal = await self.counters.acquire(checks, call.id, time.time())  # type: ignore[arg-type]
+        except Unavailable as exc:  # serve unlimited rather than fail every call; the log says so
+            log.warning("rate-limit counters unavailable, call %s not limited: %s", call.id, exc)
+            return
         if refusal is not None:
             raise _too_many(refusal)
         call.meta["limits"] = checks
@@ -252,6 +268,8 @@ class Limits:
     async def _release(self, checks: list[Check], tokens: int) -> None:
         try:
             await self.counters.release(checks, tokens, time.time())
+        except Unavailable as exc:
+            log.warning("rate-limit counters unavailable, a call's slot and tokens not released: %s", exc)
         except Exception:
             log.exception("could not release rate-limit counters")
 

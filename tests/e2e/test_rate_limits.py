@@ -96,3 +96,16 @@ def test_a_deployment_rpm_binds_every_caller(tmp_path: Path) -> None:
         refused = _status(client)
         assert isinstance(refused, openai.RateLimitError) and "deployment" in refused.message
         assert refused.response.headers["x-ratelimit-limit-requests"] == "2"
+
+
+def test_an_unreachable_redis_serves_unlimited_and_says_so(tmp_path: Path) -> None:
+    from tests.fakes.process import free_port
+
+    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo"}}],
+              "general_settings": {"master_key": MASTER},
+              "router_settings": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}}  # fmt: skip
+    with start_proxy("--config", str(write_config(config, tmp_path))) as proxy:
+        key = ok(proxy, "/key/generate", {"rpm_limit": 1})["key"]
+        client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
+        assert [_status(client), _status(client)] == [200, 200]
+        assert "rate-limit counters unavailable" in proxy.output()
