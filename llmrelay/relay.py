@@ -161,7 +161,7 @@ class Relay:
         call.params["stream"] = True  # run as a stream upstream, so every event can be kept
 
         async def events() -> AsyncIterator[StreamEvent]:
-            if self.stages:  # charged on its terminal event, or for what it produced when cut short
+            if self.stages:  # charged on its terminal event; one cancelled before it, by what it reported
                 async for event in staged(self.stages, call, upstream()):
                     yield event
             else:
@@ -436,7 +436,7 @@ class Relay:
         try:
             return await self._count_tokens(call, mock)
         finally:
-            run_after(self.stages, call, outcome_of(call, None, "completed"))  # nothing generated: no cost
+            run_after(self.stages, call, outcome_of(call, None, "counted"))  # nothing generated: no cost
 
     async def _count_tokens(self, call: Call, mock: str | None) -> Json:
         if mock is not None:  # a mocked call never reaches an upstream, nor does its count

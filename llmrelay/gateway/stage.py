@@ -18,7 +18,8 @@ Json = dict[str, Any]
 @dataclass(slots=True)
 class Outcome:
     """How a call ended. `status` is the response's (completed, incomplete, failed, cancelled),
-    or "error" for a call refused by the upstream before it produced anything."""
+    "error" for a call that failed before producing a response, "refused" for one a stage
+    refused, "counted" for a token count."""
 
     status: str
     usage: Json | None
@@ -66,8 +67,9 @@ def run_after(stages: Sequence[Stage], call: Call, outcome: Outcome) -> None:
 
 
 async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """A stream whose terminal event (or early end) runs the after-stages: a stream is charged
-    for what it produced, whether it completed, failed or was cut short."""
+    """A stream whose terminal event (or early end) runs the after-stages: a completed, failed or
+    incomplete stream is charged for the usage its terminal event reports; one cut short before
+    that (a client gone, a job cancelled) is accounted as `cancelled`, with no usage."""
     try:
         async for event in events:
             if event.terminal and not call.meta.get("ended"):

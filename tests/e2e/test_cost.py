@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,8 @@ def test_a_deployment_price_overrides_the_table_and_an_unknown_model_costs_zero(
             raw = client.responses.with_raw_response.create(model="nobody", input="hi")
             assert raw.parse().status == "completed" and float(raw.headers[COST]) == 0
         assert proxy.output().count("no price known for openai/no-such-model-x") == 1
+        with urllib.request.urlopen(proxy.root + "/model/info", timeout=10) as r:
+            info = {m["model_name"]: m["model_info"] for m in json.loads(r.read())["data"]}
+        assert info["own"]["input_cost_per_token"] == 0.5 and info["own"]["output_cost_per_token"] == 2
+        assert info["info"]["input_cost_per_token"] == 0.25
+        assert info["nobody"]["price_known"] is False and info["own"]["litellm_provider"] == "openai"
