@@ -54,6 +54,8 @@ class Directory:
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
         self._cache: dict[str, Caller] = {}
+        # (kind, id) -> the cached callers that hold that entity, so a charge finds them directly
+        self._holders: dict[tuple[str, str], list[Caller]] = {}
         self._subscribed = False
 
     async def caller(self, key_hash: str) -> Caller | None:
@@ -73,7 +75,12 @@ class Directory:
         team = await self.store.get_entity("team", team_id) if team_id else None
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
-        caller = self._cache[key_hash] = Caller(key, user, team, now)
+            self._holders.clear()
+        # loaded: after the reads, so "loaded before a spend write started" means "read without it"
+        caller = self._cache[key_hash] = Caller(key, user, team, time.monotonic())
+        for e in caller.all:
+            held = [c for c in self._holders.get((e.kind, e.id), ()) if self._cache.get(c.key.id) is c]
+            self._holders[(e.kind, e.id)] = [*held, caller]
         return caller
 
     async def changed(self, kind: str, entity_id: str) -> None:
@@ -84,8 +91,8 @@ class Directory:
     def charged(self, kind: str, entity_id: str, window: int, amount: float, *, read_before: float) -> None:
         """Spend this process stored (the write started at `read_before`): count it in the cached
         entities read before then, which cannot hold it; later reads may, and are left alone."""
-        for caller in self._cache.values():
-            if caller.loaded >= read_before:
+        for caller in self._holders.get((kind, entity_id), ()):
+            if caller.loaded >= read_before or self._cache.get(caller.key.id) is not caller:
                 continue
             for e in caller.entities():
                 if e.kind == kind and e.id == entity_id:
@@ -94,6 +101,7 @@ class Directory:
                     e.spend += amount
 
     def _forget(self, kind: str, entity_id: str) -> None:
+        self._holders.pop((kind, entity_id), None)
         if kind == "key":
             self._cache.pop(entity_id, None)
         else:  # a user or team: every key that points at it
@@ -107,3 +115,4 @@ class Directory:
             self._forget(kind, entity_id)
         elif message == "resync":  # the channel was down: changes may have been missed
             self._cache.clear()
+            self._holders.clear()
