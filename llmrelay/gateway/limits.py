@@ -15,6 +15,7 @@ are per process: N processes allow N times the limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from .stage import Outcome
 log = logging.getLogger("llmrelay.gateway")
 WINDOW = 60.0
 PARALLEL_TTL = 600  # s: a slot a dead process held is freed after this (Redis only)
+RELEASE_DELAY = 0.01  # s: Redis releases of calls that end together go in one pipeline
 Check = tuple[str, int, int, int]  # (entity name, rpm, tpm, parallel); -1 for no limit
 
 
@@ -47,7 +49,8 @@ class Refusal:
 class Counters(Protocol):
     async def acquire(self, checks: list[Check], call_id: str, now: float) -> Refusal | None: ...
 
-    async def release(self, checks: list[Check], tokens: int, now: float) -> None: ...
+    def release(self, checks: list[Check], tokens: int, now: float) -> None:
+        """Free the call's parallel slots and count its tokens; never blocks."""
 
 
 def _headers(rpm: int, rpm_left: int, rpm_reset: float, tpm: int, tpm_left: int, tpm_reset: float) -> dict[str, str]:
@@ -107,10 +110,7 @@ class LocalCounters:
                 s.running += 1
         return None
 
-    async def release(self, checks: list[Check], tokens: int, now: float) -> None:
-        self.release_now(checks, tokens, now)
-
-    def release_now(self, checks: list[Check], tokens: int, now: float) -> None:
+    def release(self, checks: list[Check], tokens: int, now: float) -> None:
         for name, _rpm, tpm, par in checks:
             s = self._state.get(name)
             if s is None:
@@ -163,7 +163,8 @@ return {-1}
 
 
 class RedisCounters:
-    """Counters every instance shares, in Redis."""
+    """Counters every instance shares, in Redis. A call's check is one round trip; releases
+    are gathered for RELEASE_DELAY and sent together in one pipeline."""
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
@@ -171,6 +172,8 @@ class RedisCounters:
         self.client = redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
         self._errors = (redis.RedisError, OSError)
         self._script = self.client.register_script(_ACQUIRE)
+        self._releases: list[tuple[list[Check], int, float]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def _keys(self, name: str, now: float) -> tuple[str, str, str]:
         return f"llmrelay:rl:{name}:r", f"llmrelay:rl:{name}:t:{_minute(now)}", f"llmrelay:rl:{name}:p"
@@ -193,21 +196,39 @@ class RedisCounters:
         headers = _headers(rpm, rpm - int(used), int(rreset) / 1000, tpm, tpm - int(tokens), int(treset) / 1000)
         return Refusal(reason, name, headers)
 
-    async def release(self, checks: list[Check], tokens: int, now: float) -> None:
+    def release(self, checks: list[Check], tokens: int, now: float) -> None:
+        self._releases.append((checks, tokens, now))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_soon())
+
+    async def _send_soon(self) -> None:
+        await asyncio.sleep(RELEASE_DELAY)
+        await self.send()
+
+    async def send(self) -> None:
+        batch, self._releases = self._releases, []
+        if not batch:
+            return
         pipe = self.client.pipeline(transaction=False)
-        for name, _rpm, tpm, par in checks:
-            _, tk, pk = self._keys(name, now)
-            if par >= 0:
-                pipe.decr(pk)
-            if tpm >= 0 and tokens:
-                pipe.incrby(tk, tokens)
-                pipe.expire(tk, int(2 * WINDOW))
+        for checks, tokens, now in batch:
+            for name, _rpm, tpm, par in checks:
+                _, tk, pk = self._keys(name, now)
+                if par >= 0:
+                    pipe.decr(pk)
+                if tpm >= 0 and tokens:
+                    pipe.incrby(tk, tokens)
+                    pipe.expire(tk, int(2 * WINDOW))
         try:
             await pipe.execute()
         except self._errors as exc:
-            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+            log.warning("rate-limit counters unavailable: %d calls' slots and tokens not released: %s", len(batch), exc)
 
     async def aclose(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        await self.send()
         await self.client.aclose()
 
 
@@ -216,7 +237,6 @@ class Limits:
 
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
-        self._releases: set[asyncio.Task[None]] = set()
         self._deployments: dict[str, list[Check]] = {}
 
     async def before(self, call: Call) -> None:
@@ -258,24 +278,9 @@ class Limits:
             return  # requests only: counted when admitted, nothing to release
         usage = outcome.usage or {}
         tokens = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
-        if isinstance(self.counters, LocalCounters):  # no I/O: no task either
-            self.counters.release_now(checks, tokens, time.time())
-            return
-        task = asyncio.get_running_loop().create_task(self._release(checks, tokens))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _release(self, checks: list[Check], tokens: int) -> None:
-        try:
-            await self.counters.release(checks, tokens, time.time())
-        except Unavailable as exc:
-            log.warning("rate-limit counters unavailable, a call's slot and tokens not released: %s", exc)
-        except Exception:
-            log.exception("could not release rate-limit counters")
+        self.counters.release(checks, tokens, time.time())
 
     async def aclose(self) -> None:
-        if self._releases:
-            await asyncio.gather(*self._releases, return_exceptions=True)
         close = getattr(self.counters, "aclose", None)
         if close is not None:
             await close()

@@ -33,7 +33,7 @@ async def test_tokens_per_minute_and_parallel_slots() -> None:
     checks = [("key:a", -1, 100, 1)]
     assert await c.acquire(checks, "r", 60.0) is None
     assert (await c.acquire(checks, "r", 61.0)).reason == "parallel"  # type: ignore[union-attr]
-    await c.release(checks, 150, 62.0)
+    c.release(checks, 150, 62.0)
     refused = await c.acquire(checks, "r", 63.0)
     assert refused is not None and refused.reason == "tokens"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
