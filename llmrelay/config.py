@@ -14,6 +14,7 @@ from collections.abc import Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -67,6 +68,13 @@ class LitellmParams(_Section):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    # A deployment's own prices (over genai-prices' table) and rate limits
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=0)  # the deployment's own rate limits
+    tpm: int | None = Field(default=None, ge=0)
+    max_parallel_requests: int | None = Field(default=None, ge=0)
 
 
 class ModelEntry(_Section):
@@ -85,6 +93,7 @@ class GeneralSettings(_Section):
     mcp_allow_any_url: bool = False  # llmrelay: MCP tools may name servers beyond mcp_servers
     mcp_call_timeout: float = Field(default=60, gt=0)  # llmrelay: seconds for one MCP list or call
     mcp_max_output_bytes: int = Field(default=100_000, gt=0)  # llmrelay: a larger tool result is an error
+    store_prompts_in_spend_logs: bool = False
 
 
 class McpServerEntry(BaseModel):
@@ -109,6 +118,19 @@ class RouterSettings(_Section):
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    redis_url: str | None = None  # rate-limit counters shared by every instance
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: str | None = None
+    redis_db: int = 0
+
+    def redis(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
 
 class Config(_Section):
@@ -210,8 +232,8 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
 CLOUD_KEYS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id",
               "client_id", "client_secret")  # fmt: skip
 
-
-MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
+MODEL_INFO_KEYS = ("id", "max_input_tokens", *PRICE_KEYS)  # the model_info keys llmrelay reads
 _SETTINGS: dict[str, type[BaseModel]] = {
     "general_settings": GeneralSettings,
     "litellm_settings": LitellmSettings,
@@ -228,6 +250,15 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
     extra.update({k: v for k in AWS_PARAMS if (v := getattr(p, k))})
+    for key in ("rpm", "tpm", "max_parallel_requests"):
+        if getattr(p, key) is not None:
+            extra[key] = getattr(p, key)
+    for key in PRICE_KEYS:  # a deployment's own prices, over the price table's
+        value = getattr(p, key)
+        if value is None and isinstance(info.get(key), (int, float)) and not isinstance(info.get(key), bool):
+            value = info[key]
+        if value is not None:
+            extra[key] = float(value)
     return extra
 
 

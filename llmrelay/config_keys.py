@@ -40,7 +40,7 @@ SKIP: dict[str, frozenset[str]] = {
     }),
     "general_settings": frozenset({
         "disable_spend_logs", "disable_spend_updates", "disable_master_key_return", "disable_reset_budget",
-        "disable_adding_master_key_hash_to_db", "disable_responses_id_security", "store_prompts_in_spend_logs",
+        "disable_adding_master_key_hash_to_db", "disable_responses_id_security",
         "disable_retry_on_max_parallel_request_limit_error", "reject_clientside_metadata_tags",
         "database_connection_pool_limit", "database_connection_timeout", "allow_requests_on_db_unavailable",
         "disable_prisma_schema_update", "store_model_in_db", "supported_db_objects", "user_api_key_cache_ttl",
@@ -66,13 +66,13 @@ SKIP: dict[str, frozenset[str]] = {
         "mcp_aliases", "default_team_settings", "public_teams", "telemetry",
     }),
     "router_settings": frozenset({
-        "redis_host", "redis_port", "redis_password", "redis_db", "redis_url", "client_ttl", "cache_kwargs",
+        "client_ttl", "cache_kwargs",
         "debug_level", "set_verbose", "alerting_config", "ignore_invalid_deployments", "disable_cooldowns",
         "polling_interval", "default_priority", "deployment_affinity_ttl_seconds", "router_general_settings",
         "assistants_config", "search_tools",
     }),
     "litellm_params": frozenset({
-        "input_cost_per_token", "output_cost_per_token", "input_cost_per_second", "output_cost_per_second",
+        "input_cost_per_second", "output_cost_per_second",
         "base_model", "tags", "region_name", "use_in_pass_through", "metadata",
     }),
 }  # fmt: skip
@@ -118,7 +118,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "default_litellm_params": _DEFAULTS,
     },
     "litellm_params": {
-        "rpm": _LIMITS, "tpm": _LIMITS, "max_parallel_requests": _LIMITS, "weight": _ROUTING, "order": _ROUTING,
+        "weight": _ROUTING, "order": _ROUTING,
         "max_budget": _BUDGETS, "budget_duration": _BUDGETS,
         "guardrails": _GUARDRAILS, "cache_control_injection_points": "request rewriting",
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",

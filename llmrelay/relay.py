@@ -19,6 +19,7 @@ import orjson
 
 from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
+from .gateway.stage import Stage, outcome_of, run_after, run_before, staged
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
 from .mcp import McpPolicy, plan_for
@@ -63,6 +64,7 @@ class Relay:
         stream_timeout: float | None = None,
         drop_params: bool = False,
         mcp: McpPolicy | None = None,
+        stages: list[Stage] | None = None,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
@@ -71,6 +73,7 @@ class Relay:
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
         self.mcp = mcp or McpPolicy()  # the SDK reaches any MCP server URL; a proxy only its own
+        self.stages: list[Stage] = stages or []  # gateway policy around every call, in order
         self.http = Http()
         self._native = OpenAIResponses()
         self._adapters: dict[str, Adapter] = {
@@ -91,10 +94,25 @@ class Relay:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None) -> Json:
+    async def create(
+        self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None, meta: Json | None = None
+    ) -> Json:
         """A non-streamed create; returns the Response object as a dict. Fields dropped under
-        `drop_params` are appended to `dropped`."""
-        call, mock = await self._prepare(params, owner, dropped)
+        `drop_params` are appended to `dropped`. `meta` is what the gateway stages read (the
+        caller's key) and write (the call's `cost`)."""
+        call, mock = await self._prepare(params, owner, dropped, meta=meta)
+        if not self.stages:
+            return await self._create(call, mock)
+        await run_before(self.stages, call)
+        response = None
+        try:
+            response = await self._create(call, mock)
+        finally:
+            if not (call.job and response is not None):  # a job is charged when it ends
+                run_after(self.stages, call, outcome_of(call, response))
+        return response
+
+    async def _create(self, call: Call, mock: str | None) -> Json:
         if self._runs_in_background(call, mock):
             return (await self.jobs.start(call, self._job_events(call, mock))).response
         if call.mcp is not None:
@@ -116,12 +134,24 @@ class Relay:
         owner: str | None = None,
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
+        meta: Json | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event. `memory`
         keeps store=false responses (a WebSocket connection's) so they can be continued."""
-        call, mock = await self._prepare(params, owner, dropped, memory)
+        call, mock = await self._prepare(params, owner, dropped, memory, meta)
+        if not self.stages:
+            return await self._stream(call, mock)
+        await run_before(self.stages, call)
+        try:
+            events = await self._stream(call, mock)
+        except BaseException:
+            run_after(self.stages, call, outcome_of(call, None))
+            raise
+        return events if call.job else staged(self.stages, call, events)
+
+    async def _stream(self, call: Call, mock: str | None) -> AsyncIterator[StreamEvent]:
         if self._runs_in_background(call, mock):
             record = await self.jobs.start(call, self._job_events(call, mock))
             return self.jobs.follow(record, after=-1)
@@ -149,6 +179,14 @@ class Relay:
         call.params["stream"] = True  # run as a stream upstream, so every event can be kept
 
         async def events() -> AsyncIterator[StreamEvent]:
+            if self.stages:  # charged on its terminal event; one cancelled before it, by what it reported
+                async for event in staged(self.stages, call, upstream()):
+                    yield event
+            else:
+                async for event in upstream():
+                    yield event
+
+        async def upstream() -> AsyncIterator[StreamEvent]:
             if call.mcp is not None:
                 async for event in self._tool_stream(call, await self._tool_loop(call, mock)):
                     yield event
@@ -170,6 +208,7 @@ class Relay:
         owner: str | None,
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
+        meta: Json | None = None,
     ) -> tuple[Call, str | None]:
         params = dict(params)
         opts = {k: params.pop(k) for k in validate.CALL_OPTIONS if k in params}
@@ -219,6 +258,7 @@ class Relay:
             memory=memory,
             namespaces=namespaces,
             mcp=plan,
+            meta={} if meta is None else meta,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:
@@ -443,9 +483,18 @@ class Relay:
             log.exception("the response store failed to save %s", record.id)
             raise errors.status_error(500, "The response store failed.", type="server_error") from exc
 
-    async def count_input_tokens(self, params: Json, *, owner: str | None = None) -> Json:
+    async def count_input_tokens(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
-        call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner)
+        call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner, meta=meta)
+        if not self.stages:
+            return await self._count_tokens(call, mock)
+        await run_before(self.stages, call)
+        try:
+            return await self._count_tokens(call, mock)
+        finally:
+            run_after(self.stages, call, outcome_of(call, None, "counted"))  # nothing generated: no cost
+
+    async def _count_tokens(self, call: Call, mock: str | None) -> Json:
         if mock is not None:  # a mocked call never reaches an upstream, nor does its count
             return {"object": "response.input_tokens", "input_tokens": input_tokens(call)}
         adapter = self.adapter(call.deployment)
@@ -458,18 +507,27 @@ class Relay:
             )
         return {"object": "response.input_tokens", "input_tokens": await self._count(call, adapter)}
 
-    async def compact(self, params: Json, *, owner: str | None = None) -> Json:
+    async def compact(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:
         """`POST /v1/responses/compact`: natively where the upstream compacts, else by a summary."""
         fields = {k: v for k, v in params.items() if k in compaction.FIELDS or k in validate.CALL_OPTIONS}
-        call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner)
+        call, mock = await self._prepare({**fields, "input": fields.get("input") or []}, owner, meta=meta)
         if call.deployment.provider.api == "responses" and mock is None:
-            req = self._native.compact_request(call)
-            dep = call.deployment
-            body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
-            return parsed(dep, orjson.loads, body)
+            if self.stages:
+                await run_before(self.stages, call)
+            compacted = None
+            try:
+                req = self._native.compact_request(call)
+                dep = call.deployment
+                body = await self.fetch(req, self._native, dep, timeout=call.timeout, retries=call.retries)
+                compacted = parsed(dep, orjson.loads, body)
+            finally:
+                if self.stages:
+                    run_after(self.stages, call, outcome_of(call, compacted, "completed" if compacted else None))
+            return compacted
         history = call.context + items.as_items(call.params.get("input") or [])
         options = {k: v for k, v in fields.items() if k in validate.CALL_OPTIONS}
-        summary = await self.create(compaction.summary_request(call.params["model"], history, options), owner=owner)
+        summary_request = compaction.summary_request(call.params["model"], history, options)
+        summary = await self.create(summary_request, owner=owner, meta=meta)  # the summary call is the one charged
         return compaction.compacted(history, summary)
 
     # -- stored responses ------------------------------------------------------------------
@@ -629,6 +687,9 @@ class Relay:
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
+        for stage in self.stages:  # the spend log writes what it still holds
+            if (close := getattr(stage, "aclose", None)) is not None:
+                await close()
         await self.http.close()
         await self.store.close()
 

@@ -44,6 +44,8 @@ class Call:
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
     mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
+    # What the gateway stages know of this call (the caller's key, its cost); the caller's dict.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:

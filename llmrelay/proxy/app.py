@@ -26,19 +26,23 @@ from starlette.websockets import WebSocket
 
 from .. import errors
 from ..config import Config, load_config, parse_config
+from ..gateway.access import visible
+from ..gateway.setup import build_gateway
 from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
-from . import keys
 from .access_log import MODEL, AccessLog
-from .auth import Auth, refuse_call_options
+from .admin_routes import admin_routes
+from .auth import Auth, caller_of, refuse_call_options
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
+COST_HEADER = "x-llmrelay-response-cost"
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
+_PASSED_PREFIX = "x-ratelimit-"
 LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -59,7 +63,9 @@ class Proxy:
             drop_params=config.litellm_settings.drop_params,
             mcp=config.mcp_policy(),
         )
-        self.auth = Auth(config.general_settings.master_key, self.relay.store)
+        self.gateway = build_gateway(config, self.relay.store)
+        self.relay.stages = self.gateway.stages
+        self.auth = Auth(config.general_settings.master_key, self.gateway.directory)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
 
     # -- request plumbing --------------------------------------------------------------------
@@ -67,7 +73,7 @@ class Proxy:
     async def owner(self, request: HTTPConnection) -> str | None:
         return await self.auth.owner(request)
 
-    async def _master_only(self, request: Request) -> None:
+    async def master_only(self, request: Request) -> None:
         if self.auth.open or await self.owner(request) is not None:
             raise errors.status_error(403, "Only the master key manages keys.", type="permission_error")
 
@@ -109,31 +115,36 @@ class Proxy:
         refuse_call_options(body)
         dropped: list[str] = []
         headers = {}
+        meta: dict[str, Any] = {"caller": caller_of(request)}
         if body.get("stream") is True:
-            events = await self.relay.stream(body, owner=owner, dropped=dropped)
+            events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta)
             if dropped:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
             headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
-        created = await _unless_client_leaves(request, self.relay.create(body, owner=owner, dropped=dropped))
+        work = self.relay.create(body, owner=owner, dropped=dropped, meta=meta)
+        created = await _unless_client_leaves(request, work)
         if created is None:
             return Response(status_code=499)  # nobody reads it
         response = _json(created)
         if dropped:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
+        if (cost := meta.get("cost")) is not None:  # a background job is charged when it ends
+            response.headers[COST_HEADER] = repr(cost)
         return response
 
     async def compact(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        return _json(await self.relay.compact(body, owner=owner))
+        return _json(await self.relay.compact(body, owner=owner, meta={"caller": caller_of(request)}))
 
     async def count_input_tokens(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        return _json(await self.relay.count_input_tokens(body, owner=owner))
+        meta = {"caller": caller_of(request)}
+        return _json(await self.relay.count_input_tokens(body, owner=owner, meta=meta))
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -212,22 +223,12 @@ class Proxy:
             return _json(await self.relay.conversations.delete_item(cid, item_id, owner=owner))
         return _json(await self.relay.conversations.get_item(cid, item_id, owner=owner))
 
-    async def generate_key(self, request: Request) -> Response:
-        await self._master_only(request)
-        body = await self.json_body(request) if await _has_body(request) else {}
-        return _json(await keys.generate(self.relay.store, body.get("key_alias")))
-
-    async def delete_keys(self, request: Request) -> Response:
-        await self._master_only(request)
-        body = await self.json_body(request)
-        return _json(await keys.delete(self.relay.store, body.get("keys")))
-
     async def socket(self, ws: WebSocket) -> None:
         await responses_socket(ws, self.relay, self.auth)
 
     async def models(self, request: Request) -> Response:
         await self.owner(request)
-        names = self.relay.router.names() if self.relay.router else []
+        names = visible(caller_of(request), self.relay.router.names() if self.relay.router else [])
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return _json({"object": "list", "data": data})
 
@@ -264,9 +265,8 @@ class Proxy:
             Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")
         ]
         routes += [WebSocketRoute(prefix + "/responses", self.socket) for prefix in ("/v1", "")]
+        routes += [Route(path, _guard(fn), methods=[m]) for path, fn, m in admin_routes(self)]
         routes += [
-            Route("/key/generate", _guard(self.generate_key), methods=["POST"]),
-            Route("/key/delete", _guard(self.delete_keys), methods=["POST"]),
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
         ]
@@ -394,7 +394,11 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(exc: openai.APIStatusError) -> Response:
-    headers = {k: v for k, v in exc.response.headers.items() if k.lower() in _PASSED_HEADERS}
+    headers = {
+        k: v
+        for k, v in exc.response.headers.items()
+        if k.lower() in _PASSED_HEADERS or k.lower().startswith(_PASSED_PREFIX)
+    }
     return Response(orjson.dumps(errors.error_body(exc)), exc.status_code, headers, "application/json")
 
 

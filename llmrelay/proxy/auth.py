@@ -9,15 +9,17 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from .. import errors
-from ..store import ResponseStore
+from ..gateway.access import admit
+from ..gateway.directory import PREFIX, Caller, Directory, digest
 from ..validate import CALL_OPTIONS
-from . import keys
+
+CALLER = "llmrelay.caller"  # where a virtual key's Caller is kept in the request scope
 
 
 class Auth:
-    def __init__(self, master_key: str | None, store: ResponseStore) -> None:
+    def __init__(self, master_key: str | None, directory: Directory) -> None:
         self._master = master_key.encode() if master_key else None
-        self.store = store
+        self.directory = directory
 
     @property
     def open(self) -> bool:
@@ -26,7 +28,8 @@ class Auth:
 
     async def owner(self, conn: HTTPConnection) -> str | None:
         """Check the caller's key and return the owner its records are scoped to: None for
-        the master key (or an open proxy), the key's own id for a virtual key."""
+        the master key (or an open proxy), the key's own id for a virtual key, which must be
+        neither expired nor blocked and allowed on this route."""
         header = conn.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
@@ -34,13 +37,19 @@ class Auth:
         token = token.strip()
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return None
-        if token.startswith(keys.PREFIX) and (owner := await self.store.key_owner(keys.digest(token))):
-            return owner
+        if token.startswith(PREFIX) and (caller := await self.directory.caller(digest(token))):
+            admit(caller, conn.url.path)
+            conn.scope[CALLER] = caller
+            return caller.owner
         if self._master is None:
             return None
         raise errors.status_error(
             401, "Invalid or missing API key. Send 'Authorization: Bearer <key>'.", code="invalid_api_key"
         )
+
+
+def caller_of(conn: HTTPConnection) -> Caller | None:
+    return conn.scope.get(CALLER)
 
 
 def refuse_call_options(body: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import errors
 from ..relay import Relay
 from ..store.base import StoredResponse
-from .auth import Auth, refuse_call_options
+from .auth import Auth, caller_of, refuse_call_options
 
 log = logging.getLogger("llmrelay.proxy")
 
@@ -65,7 +65,8 @@ async def _serve_one(ws: WebSocket, relay: Relay, auth: Auth, memory: dict[str, 
     try:
         owner = await auth.owner(ws)  # checked per response, so a deleted key stops working here too
         refuse_call_options(frame)
-        events = await relay.stream({**frame, "stream": True}, owner=owner, memory=memory)
+        meta = {"caller": caller_of(ws)}
+        events = await relay.stream({**frame, "stream": True}, owner=owner, memory=memory, meta=meta)
         async for event in events:
             data: dict[str, Any] = event.data
             if event.type == "error" and "error" not in data:  # the SSE grammar's error, in WS shape

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +77,31 @@ class Conversation:
         return {"id": self.id, "object": "conversation", "created_at": self.created_at, "metadata": self.metadata}
 
 
+@dataclass(slots=True)
+class Entity:
+    """A gateway key, team or user. `spend` is all it ever spent; `window_spend` what it spent
+    in the budget window that started at `window_start` (0 without a budget_duration)."""
+
+    kind: str  # "key", "team" or "user"
+    id: str  # a key's id is its SHA-256
+    record: Json
+    spend: float = 0.0
+    window_start: int = 0
+    window_spend: float = 0.0
+
+    def spend_in(self, window_start: int) -> float:
+        return self.window_spend if self.window_start == window_start else 0.0
+
+
+Charge = tuple[str, str, int, float]  # (kind, id, budget window start, USD)
+SPEND_LOG_COLUMNS = (
+    "request_id", "key", "key_alias", "team_id", "user_id", "model", "deployment", "provider", "status",
+    "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost", "latency_ms",
+    "start_time", "prompt",
+)  # fmt: skip
+REPORT_GROUPS = ("key", "team_id", "user_id", "model", "day")
+
+
 class ResponseStore(Protocol):
     async def put(self, record: StoredResponse) -> None:
         """Insert or replace."""
@@ -108,12 +134,30 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         """True when something was deleted."""
 
-    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
-        """A virtual API key (stored as its hash) and the owner its records belong to."""
+    # -- the gateway's keys, teams and users, their spend, and the spend log ----------------------
 
-    async def key_owner(self, key_hash: str) -> str | None: ...
+    async def put_entity(self, entity: Entity, *, create: bool) -> bool:
+        """Insert (create: False when the id exists) or replace the record of (False when
+        absent) a key, team or user; its spend is left alone."""
 
-    async def delete_key(self, key_hash: str) -> bool: ...
+    async def get_entity(self, kind: str, entity_id: str) -> Entity | None: ...
+
+    async def list_entities(self, kind: str, *, where: Json, offset: int, limit: int) -> tuple[list[Entity], int]:
+        """A page of entities whose record fields equal `where`'s, oldest first, and the total."""
+
+    async def delete_entity(self, kind: str, entity_id: str) -> bool: ...
+
+    async def rename_entity(self, kind: str, old_id: str, new_id: str) -> bool:
+        """Move an entity, spend and all, to a new id (a regenerated key)."""
+
+    async def record_spend(self, charges: list[Charge], logs: list[Json]) -> None:
+        """Add each charge to its entity's spend and insert the spend log rows, atomically."""
+
+    async def spend_logs(self, where: Json, *, start: float, end: float, limit: int) -> list[Json]:
+        """Spend log rows (newest first) whose columns equal `where`'s, started in [start, end)."""
+
+    async def spend_report(self, group_by: str, *, start: float, end: float) -> list[Json]:
+        """Spend, requests and tokens per `group_by` (key, team_id, model or day) in [start, end)."""
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """Deliver messages other instances publish to `callback`; False when the store has
@@ -156,3 +200,16 @@ def page_items(
         "last_id": data[-1].get("id") if data else None,
         "has_more": len(window) > limit,
     }
+
+
+def report(rows: Iterable[Json]) -> dict[str, list[Json]]:
+    """Spend log rows summed per key, team, user, model and day (UTC), biggest spend first."""
+    groups: dict[str, dict[Any, Json]] = {g: {} for g in REPORT_GROUPS}
+    for row in rows:
+        for group, table in groups.items():
+            value = time.strftime("%Y-%m-%d", time.gmtime(row["start_time"])) if group == "day" else row.get(group)
+            entry = table.setdefault(value, {group: value, "spend": 0.0, "requests": 0, "total_tokens": 0})
+            entry["spend"] += row["cost"]
+            entry["requests"] += 1
+            entry["total_tokens"] += row["total_tokens"]
+    return {g: sorted(t.values(), key=lambda e: -e["spend"]) for g, t in groups.items()}

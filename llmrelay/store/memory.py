@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from .base import ACTIVE, Conversation, Event, Json, StoredResponse
+from .base import ACTIVE, Charge, Conversation, Entity, Event, Json, StoredResponse, report
 
 
 class MemoryStore:
@@ -13,7 +13,8 @@ class MemoryStore:
         self._records: dict[str, StoredResponse] = {}
         self._events: dict[str, list[Event]] = {}
         self._conversations: dict[str, Conversation] = {}
-        self._keys: dict[str, str] = {}
+        self._entities: dict[tuple[str, str], Entity] = {}
+        self._logs: list[Json] = []
 
     async def put(self, record: StoredResponse) -> None:
         self._records[record.id] = copy.deepcopy(record)
@@ -75,14 +76,50 @@ class MemoryStore:
         conv.items = (conv.items if append else []) + copy.deepcopy(items)
         return True
 
-    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
-        self._keys[key_hash] = owner
+    async def put_entity(self, entity: Entity, *, create: bool) -> bool:
+        key = (entity.kind, entity.id)
+        current = self._entities.get(key)
+        if (current is None) != create:
+            return False
+        if current is None:
+            self._entities[key] = copy.deepcopy(entity)
+        else:
+            current.record = copy.deepcopy(entity.record)
+        return True
 
-    async def key_owner(self, key_hash: str) -> str | None:
-        return self._keys.get(key_hash)
+    async def get_entity(self, kind: str, entity_id: str) -> Entity | None:
+        found = self._entities.get((kind, entity_id))
+        return copy.deepcopy(found) if found is not None else None
 
-    async def delete_key(self, key_hash: str) -> bool:
-        return self._keys.pop(key_hash, None) is not None
+    async def list_entities(self, kind: str, *, where: Json, offset: int, limit: int) -> tuple[list[Entity], int]:
+        found = [e for (k, _), e in self._entities.items() if k == kind and _matches(e.record, where)]
+        return copy.deepcopy(found[offset : offset + limit]), len(found)
+
+    async def delete_entity(self, kind: str, entity_id: str) -> bool:
+        return self._entities.pop((kind, entity_id), None) is not None
+
+    async def rename_entity(self, kind: str, old_id: str, new_id: str) -> bool:
+        entity = self._entities.pop((kind, old_id), None)
+        if entity is None:
+            return False
+        entity.id = new_id
+        self._entities[(kind, new_id)] = entity
+        return True
+
+    async def record_spend(self, charges: list[Charge], logs: list[Json]) -> None:
+        for kind, entity_id, window, amount in charges:
+            if (e := self._entities.get((kind, entity_id))) is not None:
+                e.window_spend = (e.window_spend if e.window_start == window else 0.0) + amount
+                e.window_start = window
+                e.spend += amount
+        self._logs.extend(copy.deepcopy(logs))
+
+    async def spend_logs(self, where: Json, *, start: float, end: float, limit: int) -> list[Json]:
+        rows = [r for r in reversed(self._logs) if start <= r["start_time"] < end and _matches(r, where)]
+        return copy.deepcopy(rows[:limit])
+
+    async def spend_report(self, group_by: str, *, start: float, end: float) -> list[Json]:
+        return report(r for r in self._logs if start <= r["start_time"] < end)[group_by]
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel
@@ -98,3 +135,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _matches(row: Json, where: Json) -> bool:
+    return all(row.get(k) == v for k, v in where.items())

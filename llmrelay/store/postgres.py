@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import re
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -28,6 +27,7 @@ import asyncpg
 import orjson
 
 from .base import Conversation, Event, Json, StoredResponse, StoreUnavailable
+from .postgres_gateway import MIGRATION, PostgresGateway
 
 log = logging.getLogger("llmrelay.store")
 CHANNEL = "llmrelay"
@@ -63,7 +63,7 @@ def _available(
     return guarded
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS llmrelay_responses (
@@ -103,6 +103,7 @@ _MIGRATIONS = {
         created_at BIGINT NOT NULL
     );
     """,
+    4: MIGRATION,
 }
 _COLUMNS = (
     "id, owner, deployment, upstream_id, previous_response_id, created_at, response::text, input_items::text,"
@@ -141,12 +142,7 @@ def _decode(m: re.Match[str]) -> str:
     return "\\u0000" if m[1] == "0" else m[1]
 
 
-def _escape(value: str) -> str:
-    """A plain text value in the same escaping."""
-    return value.replace(_ESC, _ESC + _ESC).replace("\0", _ESC + "0")
-
-
-class PostgresStore:
+class PostgresStore(PostgresGateway):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
         self._sizes = (min_size, max_size)
@@ -320,27 +316,6 @@ class PostgresStore:
         return status.endswith(" 1")
 
     @_available
-    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
-        pool = await self._pool()
-        await pool.execute(
-            "INSERT INTO llmrelay_api_keys (key_hash, owner, alias, created_at) VALUES ($1, $2, $3, $4)",
-            key_hash,
-            owner,
-            None if alias is None else _escape(alias),
-            int(time.time()),
-        )
-
-    @_available
-    async def key_owner(self, key_hash: str) -> str | None:
-        pool = await self._pool()
-        return await pool.fetchval("SELECT owner FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)
-
-    @_available
-    async def delete_key(self, key_hash: str) -> bool:
-        pool = await self._pool()
-        return (await pool.execute("DELETE FROM llmrelay_api_keys WHERE key_hash = $1", key_hash)).endswith(" 1")
-
-    @_available
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         """LISTEN on one dedicated connection (per loop) for the other instances' NOTIFYs."""
         loop = asyncio.get_running_loop()
@@ -377,6 +352,11 @@ class PostgresStore:
         listener = self._listeners.pop(loop, None)
         if listener is not None:
             await listener.close()
+
+
+for _name in ("put_entity", "get_entity", "list_entities", "delete_entity", "rename_entity", "record_spend",
+              "spend_logs", "spend_report"):  # fmt: skip
+    setattr(PostgresStore, _name, _available(getattr(PostgresGateway, _name)))
 
 
 class _Listener:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from .base import ACTIVE, Conversation, Event, Json, StoredResponse
+from .sqlite_gateway import MIGRATION, SQLiteGateway
 
 _MIGRATIONS = [
     """
@@ -57,12 +57,13 @@ _MIGRATIONS = [
         created_at INTEGER NOT NULL
     );
     """,
+    MIGRATION,
 ]
 _COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteGateway):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self._db: sqlite3.Connection | None = None
@@ -178,19 +179,6 @@ class SQLiteStore:
             finally:
                 db.execute("COMMIT")
         return row is not None
-
-    async def add_key(self, key_hash: str, owner: str, alias: str | None) -> None:
-        self._run(
-            "INSERT INTO api_keys (key_hash, owner, alias, created_at) VALUES (?, ?, ?, ?)",
-            (key_hash, owner, alias, int(time.time())),
-        )
-
-    async def key_owner(self, key_hash: str) -> str | None:
-        row = self._run("SELECT owner FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
-        return row[0] if row else None
-
-    async def delete_key(self, key_hash: str) -> bool:
-        return self._run("DELETE FROM api_keys WHERE key_hash = ?", (key_hash,)).rowcount > 0
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel

@@ -140,7 +140,7 @@ LITELLM_CONFIG = {
     "model_list": [
         {
             "model_name": "demo",
-            "litellm_params": {"model": "mock/demo", "input_cost_per_token": 0.000001},
+            "litellm_params": {"model": "mock/demo", "input_cost_per_second": 0.000001},
             "model_info": {"mode": "chat", "base_model": "gpt-4o"},
         },
         {"model_name": "demo-2", "litellm_params": {"model": "mock/demo"}, "model_info": {"mode": "chat"}},
@@ -165,7 +165,7 @@ def test_a_litellm_config_with_unimplemented_settings_starts_with_one_warning(tm
         "llmrelay: warning: skipping config keys llmrelay does not implement yet: "
         "general_settings.alerting, general_settings.database_connection_pool_limit, "
         "general_settings.proxy_batch_write_at, litellm_settings.success_callback, "
-        "model_list[*].litellm_params.input_cost_per_token, model_list[*].model_info.base_model, "
+        "model_list[*].litellm_params.input_cost_per_second, model_list[*].model_info.base_model, "
         "model_list[*].model_info.mode"
     ]
 
@@ -186,11 +186,11 @@ def test_a_behaviour_changing_key_is_refused(section: str, key: str, value: obje
     assert "RUNNING" not in result.stdout
 
 
-def test_a_rate_limited_deployment_is_refused(tmp_path: Path) -> None:
-    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "rpm": 60}}]}
+def test_a_weighted_deployment_is_refused(tmp_path: Path) -> None:
+    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "weight": 2}}]}
     result = run_cli("--config", str(write_config(config, tmp_path)))
     assert result.returncode == 2
-    assert "model_list[0].litellm_params.rpm: not supported yet: llmrelay does not implement rate" in result.stderr
+    assert "model_list[0].litellm_params.weight: not supported yet: llmrelay does not implement" in result.stderr
 
 
 def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:

@@ -119,3 +119,15 @@ def test_a_key_deleted_while_its_socket_is_open_stops_working_on_that_socket(pro
         error = until_done(conn)[-1]
         assert error.type == "error" and error.error.code == "invalid_api_key"
         assert error.status == 401
+
+
+def test_a_key_s_models_and_budget_hold_on_its_socket(proxy: ProxyProcess) -> None:
+    key = _admin(proxy, "/key/generate", {"models": ["gpt"], "max_budget": 0})["key"]
+    client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
+    with client.responses.connect() as conn:
+        conn.send({"type": "response.create", "model": "claude", "input": "not mine"})
+        error = until_done(conn)[-1]
+        assert error.type == "error" and error.status == 403 and error.error.code == "model_not_allowed"
+        conn.send({"type": "response.create", "model": "gpt", "input": "over budget"})
+        error = until_done(conn)[-1]
+        assert error.type == "error" and error.status == 400 and error.error.code == "budget_exceeded"

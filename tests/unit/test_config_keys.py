@@ -36,8 +36,8 @@ def test_the_tables_do_not_overlap() -> None:
         ("general_settings", "proxy_batch_write_at", "skip"),
         ("general_settings", "database_connection_pool_limit", "skip"),
         ("litellm_settings", "success_callback", "skip"),
-        ("router_settings", "redis_host", "skip"),
-        ("litellm_params", "input_cost_per_token", "skip"),
+        ("router_settings", "client_ttl", "skip"),
+        ("litellm_params", "input_cost_per_second", "skip"),
         ("model_info", "mode", "skip"),
         ("model_info", "supports_vision", "skip"),
         ("router_settings", "fallbacks", "refuse"),
@@ -47,8 +47,8 @@ def test_the_tables_do_not_overlap() -> None:
         ("litellm_settings", "cache", "refuse"),
         ("general_settings", "max_parallel_requests", "refuse"),
         ("general_settings", "enforce_user_param", "refuse"),
-        ("litellm_params", "rpm", "refuse"),
-        ("litellm_params", "tpm", "refuse"),
+        ("litellm_params", "weight", "refuse"),
+        ("litellm_params", "order", "refuse"),
         ("litellm_params", "temperature", "refuse"),
         ("model_info", "access_groups", "refuse"),
         ("top", "guardrails", "refuse"),
@@ -68,11 +68,11 @@ def test_skippable_keys_are_dropped_and_named() -> None:
     raw = {
         "model_list": [
             {**MODEL, "model_info": {"id": "d1", "mode": "chat", "base_model": "gpt-4o"}},
-            {"model_name": "b", "litellm_params": {"model": "mock/b", "input_cost_per_token": 0.1}},
+            {"model_name": "b", "litellm_params": {"model": "mock/b", "input_cost_per_second": 0.1}},
         ],
         "general_settings": {"master_key": "sk-1", "alerting": ["slack"], "alerting_args": "os.environ/UNSET_VAR_X"},
         "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
-        "router_settings": {"redis_host": "localhost"},
+        "router_settings": {"client_ttl": 3600},
         "callback_settings": {"otel": {"message_logging": False}},
     }
     config = parse_config(raw)
@@ -81,10 +81,10 @@ def test_skippable_keys_are_dropped_and_named() -> None:
         "general_settings.alerting",
         "general_settings.alerting_args",  # its unset os.environ/ reference is never read
         "litellm_settings.success_callback",
-        "router_settings.redis_host",
+        "router_settings.client_ttl",
         "model_list[0].model_info.mode",
         "model_list[0].model_info.base_model",
-        "model_list[1].litellm_params.input_cost_per_token",
+        "model_list[1].litellm_params.input_cost_per_second",
     ]
     assert config.general_settings.master_key == "sk-1" and config.litellm_settings.drop_params
     assert config.deployments()[0].id == "d1"
@@ -106,8 +106,7 @@ def test_empty_sections_are_accepted() -> None:
         "litellm_settings.max_budget",
         "general_settings.max_parallel_requests",
         "general_settings.enforce_user_param",
-        "model.litellm_params.rpm",
-        "model.litellm_params.tpm",
+        "model.litellm_params.weight",
         "model.model_info.access_groups",
     ],
 )

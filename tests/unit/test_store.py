@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llmrelay.store import MemoryStore, StoredResponse, open_store
-from llmrelay.store.base import Conversation, StoreUnavailable, page_items
+from llmrelay.store.base import Conversation, Entity, StoreUnavailable, page_items
 from llmrelay.store.postgres import PostgresStore
 from llmrelay.store.sqlite import SQLiteStore
 from tests.fakes.process import free_port
@@ -94,7 +94,10 @@ async def test_nul_and_the_escape_character_round_trip(store) -> None:
     assert await store.set_conversation_items(cid, items[2:], "k1")
     conv = await store.get_conversation(cid, "k1")
     assert conv.metadata == {"k": AWKWARD[0]} and conv.items == items
-    await store.add_key(f"hash-{os.urandom(8).hex()}", "k1", AWKWARD[0])
+    record = {"owner": "k1", "key_alias": AWKWARD[0], "metadata": {s: s for s in AWKWARD}}
+    key = Entity("key", f"hash-{os.urandom(8).hex()}", record)
+    assert await store.put_entity(key, create=True)
+    assert (await store.get_entity("key", key.id)).record == key.record
 
 
 async def test_ids_holding_nul_find_nothing(store) -> None:
@@ -109,7 +112,7 @@ async def test_ids_holding_nul_find_nothing(store) -> None:
 
 async def test_an_unreachable_postgres_is_a_503_without_database_text() -> None:
     down = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
-    for call in (down.ping(), down.key_owner("k"), down.get("resp_x"), down.subscribe(lambda _m: None)):
+    for call in (down.ping(), down.get_entity("key", "k"), down.get("resp_x"), down.subscribe(lambda _m: None)):
         with pytest.raises(StoreUnavailable) as err:
             await call
         assert err.value.status_code == 503 and err.value.body["code"] == "service_unavailable"

@@ -1,0 +1,84 @@
+"""The stage interface and what a finished call hands to it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..providers.base import Call
+from ..streaming.events import StreamEvent
+
+log = logging.getLogger("llmrelay.gateway")
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a call ended. `status` is the response's (completed, incomplete, failed, cancelled),
+    "error" for a call that failed before producing a response, "refused" for one a stage
+    refused, "counted" for a token count."""
+
+    status: str
+    usage: Json | None
+    latency: float  # seconds from the start of the call to its end
+    cost: float = 0.0  # set by the pricing stage, read by the ones after it
+
+
+class Stage(Protocol):
+    async def before(self, call: Call) -> None:
+        """Raise an OpenAI-shaped error to refuse the call."""
+
+    def after(self, call: Call, outcome: Outcome) -> None:
+        """Account for a finished call; must not block (queue any I/O)."""
+
+
+def outcome_of(call: Call, response: Json | None, status: str | None = None) -> Outcome:
+    usage = response.get("usage") if response else None
+    end = status or (str(response.get("status") or "error") if response else "error")
+    return Outcome(end, usage if isinstance(usage, dict) else None, time.monotonic() - call.meta["started"])
+
+
+async def run_before(stages: Sequence[Stage], call: Call) -> None:
+    call.meta["started"] = time.monotonic()
+    done: list[Stage] = []
+    try:
+        for stage in stages:
+            await stage.before(call)
+            done.append(stage)
+    except BaseException:
+        # the stages that let it through release what they took (a parallel-request slot)
+        run_after(done, call, outcome_of(call, None, "refused"))
+        raise
+
+
+def run_after(stages: Sequence[Stage], call: Call, outcome: Outcome) -> None:
+    if call.meta.get("ended"):
+        return  # a call is accounted once, whichever path ends it first
+    call.meta["ended"] = True
+    call.meta["outcome"] = outcome
+    for stage in stages:
+        try:
+            stage.after(call, outcome)
+        except Exception:  # accounting must never break a response that was already produced
+            log.exception("stage %s failed after %s", type(stage).__name__, call.id)
+
+
+async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    """A stream whose terminal event (or early end) runs the after-stages: a completed, failed or
+    incomplete stream is charged for the usage its terminal event reports; one cut short before
+    that (a client gone, a job cancelled) is accounted as `cancelled`, with no usage."""
+    try:
+        async for event in events:
+            if event.terminal and not call.meta.get("ended"):
+                response = event.data.get("response")
+                if isinstance(response, dict):
+                    run_after(stages, call, outcome_of(call, response))
+                else:  # an `error` event: nothing billable arrived with it
+                    run_after(stages, call, outcome_of(call, None, "failed"))
+            yield event
+    finally:
+        if not call.meta.get("ended"):
+            run_after(stages, call, outcome_of(call, None, "cancelled"))

@@ -1,0 +1,116 @@
+"""The SQLite store's gateway tables: keys, teams and users with their spend, and the spend log."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import orjson
+
+from .base import SPEND_LOG_COLUMNS, Charge, Entity, Json, report
+
+MIGRATION = """
+CREATE TABLE IF NOT EXISTS entities (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    spend REAL NOT NULL DEFAULT 0,
+    window_start INTEGER NOT NULL DEFAULT 0,
+    window_spend REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, id)
+);
+INSERT OR IGNORE INTO entities (kind, id, record)
+    SELECT 'key', key_hash, json_object('owner', owner, 'key_alias', alias, 'created_at', created_at) FROM api_keys;
+DROP TABLE api_keys;
+CREATE TABLE IF NOT EXISTS spend_logs (
+    request_id TEXT, key TEXT, key_alias TEXT, team_id TEXT, user_id TEXT, model TEXT, deployment TEXT,
+    provider TEXT, status TEXT, input_tokens INTEGER, cached_tokens INTEGER, output_tokens INTEGER,
+    reasoning_tokens INTEGER, total_tokens INTEGER, cost REAL, latency_ms REAL, start_time REAL, prompt TEXT
+);
+CREATE INDEX IF NOT EXISTS spend_logs_time ON spend_logs (start_time);
+"""
+_ENTITY = "SELECT kind, id, record, spend, window_start, window_spend FROM entities"
+_FIELD = "json_extract(record, '$.' || ?) = ?"
+
+
+def _entity(row: Any) -> Entity:
+    kind, eid, record, spend, start, window = row
+    return Entity(kind, eid, orjson.loads(record), spend, start, window)
+
+
+class SQLiteGateway:
+    _lock: threading.Lock
+
+    def _conn(self) -> sqlite3.Connection: ...
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor: ...
+
+    async def put_entity(self, entity: Entity, *, create: bool) -> bool:
+        record = orjson.dumps(entity.record).decode()
+        if create:
+            sql = "INSERT OR IGNORE INTO entities (record, kind, id) VALUES (?, ?, ?)"
+        else:
+            sql = "UPDATE entities SET record = ? WHERE kind = ? AND id = ?"
+        args = (record, entity.kind, entity.id)
+        return self._run(sql, args).rowcount > 0
+
+    async def get_entity(self, kind: str, entity_id: str) -> Entity | None:
+        row = self._run(f"{_ENTITY} WHERE kind = ? AND id = ?", (kind, entity_id)).fetchone()
+        return None if row is None else _entity(row)
+
+    async def list_entities(self, kind: str, *, where: Json, offset: int, limit: int) -> tuple[list[Entity], int]:
+        cond = "".join(f" AND {_FIELD}" for _ in where)
+        args: tuple[Any, ...] = (kind, *(x for kv in where.items() for x in kv))
+        total = self._run(f"SELECT count(*) FROM entities WHERE kind = ?{cond}", args).fetchone()[0]
+        rows = self._run(f"{_ENTITY} WHERE kind = ?{cond} ORDER BY rowid LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [_entity(r) for r in rows.fetchall()], total
+
+    async def delete_entity(self, kind: str, entity_id: str) -> bool:
+        return self._run("DELETE FROM entities WHERE kind = ? AND id = ?", (kind, entity_id)).rowcount > 0
+
+    async def rename_entity(self, kind: str, old_id: str, new_id: str) -> bool:
+        return self._run("UPDATE entities SET id = ? WHERE kind = ? AND id = ?", (new_id, kind, old_id)).rowcount > 0
+
+    async def record_spend(self, charges: list[Charge], logs: list[Json]) -> None:
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "UPDATE entities SET spend = spend + ?4,"
+                    " window_spend = CASE WHEN window_start = ?3 THEN window_spend + ?4 ELSE ?4 END,"
+                    " window_start = ?3 WHERE kind = ?1 AND id = ?2",
+                    charges,
+                )
+                names = ", ".join(SPEND_LOG_COLUMNS)
+                marks = ", ".join("?" * len(SPEND_LOG_COLUMNS))
+                db.executemany(
+                    f"INSERT INTO spend_logs ({names}) VALUES ({marks})",
+                    [tuple(_cell(row.get(c)) for c in SPEND_LOG_COLUMNS) for row in logs],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    async def spend_logs(self, where: Json, *, start: float, end: float, limit: int) -> list[Json]:
+        cond = "".join(f" AND {k} = ?" for k in where)  # column names come from SPEND_LOG_COLUMNS
+        rows = self._run(
+            f"SELECT {', '.join(SPEND_LOG_COLUMNS)} FROM spend_logs WHERE start_time >= ? AND start_time < ?{cond}"
+            " ORDER BY start_time DESC LIMIT ?",
+            (start, end, *where.values(), limit),
+        ).fetchall()
+        out = [dict(zip(SPEND_LOG_COLUMNS, r, strict=True)) for r in rows]
+        for row in out:
+            if row["prompt"] is not None:
+                row["prompt"] = orjson.loads(row["prompt"])
+        return out
+
+    async def spend_report(self, group_by: str, *, start: float, end: float) -> list[Json]:
+        rows = await self.spend_logs({}, start=start, end=end, limit=-1)
+        return report(rows)[group_by]
+
+
+def _cell(value: Any) -> Any:
+    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
