@@ -346,7 +346,6 @@ class Relay:
         self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
     ) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
-        req = await _authorize(adapter, req, dep)
         resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
         body = await _read(resp, dep)
         if resp.status >= 400:
@@ -359,7 +358,7 @@ class Relay:
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(
-            await _authorize(adapter, adapter.build_request(call), dep),
+            adapter.build_request(call),
             timeout=call.stream_timeout if stream else call.timeout,
             retries=call.retries,
             stream=stream,
@@ -734,9 +733,3 @@ def _first_int(*values: Any) -> int:
         if isinstance(v, int) and not isinstance(v, bool):
             return max(0, v)
     return 0
-
-
-async def _authorize(adapter: Adapter, req: HttpRequest, dep: Deployment) -> HttpRequest:
-    """A request signed per call (AWS SigV4) where the adapter signs; else as built."""
-    sign = getattr(adapter, "authorize", None)
-    return req if sign is None else await sign(req, dep)

@@ -37,11 +37,12 @@ DEFAULT_STREAM_TIMEOUT = 600.0  # seconds a stream may stay silent (reasoning ca
 MAX_BACKOFF = 30.0
 
 
-class TokenAuth(Protocol):
-    """Credentials that mint short-lived tokens (Vertex AI, Entra ID): asked for headers before
-    every attempt, and told when the upstream refused a token so the next one is fresh."""
+class RequestAuth(Protocol):
+    """Credentials applied to each attempt as it is sent: short-lived tokens (Vertex AI, Entra
+    ID) or a signature over the request (AWS SigV4); told when the upstream refused them, so
+    the next attempt carries fresh ones."""
 
-    async def headers(self) -> dict[str, str]: ...
+    async def headers(self, req: HttpRequest) -> dict[str, str]: ...
 
     def refused(self, headers: dict[str, str]) -> None: ...
 
@@ -52,7 +53,7 @@ class HttpRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
-    auth: TokenAuth | None = None
+    auth: RequestAuth | None = None
 
 
 class Http:
@@ -120,7 +121,7 @@ class Http:
         reauthorised = False
         while True:
             wait: float | None = None
-            headers = req.headers if req.auth is None else {**req.headers, **await req.auth.headers()}
+            headers = req.headers if req.auth is None else {**req.headers, **await req.auth.headers(req)}
             try:
                 resp = await session.request(
                     req.method, req.url, data=req.body, headers=headers, timeout=self._timeout(timeout, stream)
@@ -130,7 +131,7 @@ class Http:
                     raise upstream_failure(exc, upstream) from exc
             else:
                 if resp.status == 401 and req.auth is not None and not reauthorised:
-                    # A token refused before its time (revoked, clock skew): one more try with a new one.
+                    # Credentials refused before their time (revoked, rotated, skewed): one more try, fresh.
                     req.auth.refused(headers)
                     reauthorised = True
                     resp.release()

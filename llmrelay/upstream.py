@@ -67,8 +67,7 @@ def upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APISta
     if err.status_code != 401:
         return err
     body = err.body if isinstance(err.body, dict) else {}
-    keyed = dep.credentials is None and dep.provider.auth != "none"  # not signed, not a token
-    what = "API key" if keyed else "credentials"
+    what = "API key" if dep.credentials is None else "credentials"
     message = f"The upstream of {describe(dep)} refused the deployment's {what}: {body.get('message') or err.message}"
     return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
                                headers=err.response.headers)  # fmt: skip

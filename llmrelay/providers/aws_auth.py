@@ -17,9 +17,9 @@ import yarl
 
 from .. import errors
 from ..transport import HttpRequest
-from .registry import Deployment
 
 SERVICE = "bedrock"
+IDENTITY = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile_name")
 REFRESH_AHEAD = 15 * 60  # botocore's own advisory refresh window, in seconds
 
 
@@ -38,39 +38,45 @@ def _botocore() -> Any:
     return botocore
 
 
-class Signer:
-    """Per-process credential cache keyed by identity; `sign` adds SigV4 headers to a request.
-    Safe across event loops (the SDK's background loop and a caller's own): the cache is
-    filled under a thread lock, in the worker thread that resolves the chain."""
+class SigV4:
+    """A Bedrock deployment's request auth: SigV4 headers over each attempt as it is sent
+    (method, URL, body), so a retry after a backoff carries a fresh signature. The credentials
+    are shared per identity by the process (one cache for every event loop: the SDK's
+    background loop and a caller's own); a refused signature drops them, so the next attempt
+    reads the chain again (rotated keys, a renewed role session)."""
 
-    def __init__(self) -> None:
-        self._credentials: dict[tuple[str, ...], Any] = {}
-        self._lock = threading.Lock()
+    _cache: dict[tuple[str, ...], Any] = {}
+    _lock = threading.Lock()
 
-    async def sign(self, req: HttpRequest, dep: Deployment) -> HttpRequest:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = settings  # the deployment's aws_* keys, the region resolved
+        self._identity = tuple(str(settings.get(k) or "") for k in IDENTITY)
+
+    async def headers(self, req: HttpRequest) -> dict[str, str]:
         bc = _botocore()
-        frozen = await self._frozen(bc, dep)
+        frozen = await self._frozen(bc)
         # Sign the URL exactly as aiohttp will send it (yarl normalises percent-escapes).
-        url = str(yarl.URL(req.url))
-        aws = bc.awsrequest.AWSRequest(method=req.method, url=url, data=req.body or b"", headers=req.headers)
-        bc.auth.SigV4Auth(frozen, SERVICE, dep.extra["aws_region_name"]).add_auth(aws)
-        return HttpRequest(req.method, url, dict(aws.headers.items()), req.body)
+        aws = bc.awsrequest.AWSRequest(method=req.method, url=str(yarl.URL(req.url)), data=req.body or b"",
+                                       headers=req.headers)  # fmt: skip
+        bc.auth.SigV4Auth(frozen, SERVICE, self._settings["aws_region_name"]).add_auth(aws)
+        return dict(aws.headers.items())
 
-    async def _frozen(self, bc: Any, dep: Deployment) -> Any:
-        x = dep.extra
-        key = tuple(str(x.get(k) or "") for k in ("aws_access_key_id", "aws_secret_access_key",
-                                                  "aws_session_token", "aws_profile_name"))  # fmt: skip
-        creds = self._credentials.get(key)
+    def refused(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            self._cache.pop(self._identity, None)
+
+    async def _frozen(self, bc: Any) -> Any:
+        creds = self._cache.get(self._identity)
         if creds is None:
-            creds = await asyncio.to_thread(self._resolve_once, bc, key, x)
+            creds = await asyncio.to_thread(self._resolve_once, bc)
         if isinstance(creds, bc.credentials.RefreshableCredentials) and creds.refresh_needed(REFRESH_AHEAD):
             return await asyncio.to_thread(creds.get_frozen_credentials)
         return creds.get_frozen_credentials()
 
-    def _resolve_once(self, bc: Any, key: tuple[str, ...], extra: dict[str, Any]) -> Any:
+    def _resolve_once(self, bc: Any) -> Any:
         with self._lock:  # concurrent first calls wait for one resolution
-            if (creds := self._credentials.get(key)) is None:
-                creds = self._credentials[key] = _resolve(bc, extra)
+            if (creds := self._cache.get(self._identity)) is None:
+                creds = self._cache[self._identity] = _resolve(bc, self._settings)
             return creds
 
 

@@ -48,7 +48,6 @@ from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import anthropic, convert
-from .aws_auth import Signer
 from .base import Call, Json, usage
 from .eventstream import CONTENT_TYPE, FrameDecoder
 from .registry import Deployment
@@ -114,14 +113,10 @@ class Bedrock:
     support = SUPPORT
 
     def __init__(self) -> None:
-        self._signer = Signer()
         self._claude = _ClaudeOnBedrock()
 
     def frame_decoder(self) -> FrameDecoder:
         return FrameDecoder()
-
-    async def authorize(self, req: HttpRequest, dep: Deployment) -> HttpRequest:
-        return await self._signer.sign(req, dep)
 
     def build_request(self, call: Call) -> HttpRequest:
         if _invoke(call):
@@ -129,7 +124,9 @@ class Bedrock:
         body = converse_body(call)
         body.update(call.extra_body)
         action = "converse-stream" if call.stream else "converse"
-        return HttpRequest("POST", _url(call.deployment, action), _headers(call), orjson.dumps(body))
+        return HttpRequest(
+            "POST", _url(call.deployment, action), _headers(call), orjson.dumps(body), call.deployment.credentials
+        )
 
     def count_request(self, call: Call) -> HttpRequest:
         if _invoke(call):  # counted as the Messages body it would send
@@ -138,7 +135,8 @@ class Bedrock:
         else:
             keep = ("messages", "system", "toolConfig", "additionalModelRequestFields")
             count = {"input": {"converse": {k: v for k, v in converse_body(call).items() if k in keep}}}
-        return HttpRequest("POST", _url(call.deployment, "count-tokens"), _headers(call), orjson.dumps(count))
+        return HttpRequest("POST", _url(call.deployment, "count-tokens"), _headers(call), orjson.dumps(count),
+                           call.deployment.credentials)  # fmt: skip
 
     def parse_count(self, body: bytes) -> int:
         return int(orjson.loads(body)["inputTokens"])
@@ -479,7 +477,9 @@ class _ClaudeOnBedrock(anthropic.Anthropic):
         if beta := req.headers.get("anthropic-beta"):
             body["anthropic_beta"] = beta.split(",")
         action = "invoke-with-response-stream" if call.stream else "invoke"
-        return HttpRequest("POST", _url(call.deployment, action), _headers(call), orjson.dumps(body))
+        return HttpRequest(
+            "POST", _url(call.deployment, action), _headers(call), orjson.dumps(body), call.deployment.credentials
+        )
 
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
         message = orjson.loads(body)

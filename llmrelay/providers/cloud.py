@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import errors
-from ..transport import TokenAuth
+from ..transport import RequestAuth
 from . import tokens
 
 VERTEX_DEFAULT_LOCATION = "us-central1"
@@ -29,7 +29,7 @@ _AZURE_HOSTS = (".azure.com", ".azure.us", ".azure.cn")
 @dataclass(frozen=True, slots=True)
 class Resolved:
     base: str
-    credentials: TokenAuth | None = None
+    credentials: RequestAuth | None = None
     headers: tuple[tuple[str, str], ...] = ()
     bearer: bool = False  # send the api key as a bearer token instead of the provider's header
 

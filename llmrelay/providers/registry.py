@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from .. import errors
 from . import cloud
+from .aws_auth import SigV4
 
 Api = Literal["responses", "chat", "anthropic", "gemini", "bedrock", "vertex_gemini", "vertex_anthropic", "mock"]
 Auth = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
@@ -80,7 +81,7 @@ class Deployment:
     headers: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     id: str = ""
-    credentials: cloud.TokenAuth | None = field(default=None, hash=False, compare=False)
+    credentials: cloud.RequestAuth | None = field(default=None, hash=False, compare=False)
 
     def auth_headers(self) -> dict[str, str]:
         h = dict(self.provider.headers)
@@ -193,7 +194,7 @@ def make_deployment(
         headers=tuple((headers or {}).items()),
         extra=extra or {},
         id=deployment_id or "dep_" + hashlib.sha256(ident.encode()).hexdigest()[:24],
-        credentials=resolved.credentials if resolved else None,
+        credentials=SigV4(extra) if spec.api == "bedrock" else resolved.credentials if resolved else None,
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..transport import HttpRequest
 
 log = logging.getLogger("llmrelay")
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced
@@ -46,7 +47,7 @@ class GoogleToken:
         self._guard = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
 
-    async def headers(self) -> dict[str, str]:
+    async def headers(self, req: HttpRequest | None = None) -> dict[str, str]:
         return {"authorization": f"Bearer {await self.token()}"}
 
     async def token(self) -> str:
@@ -166,7 +167,7 @@ class AzureIdentityToken:
     def __init__(self, credential: Any) -> None:
         self._credential = credential
 
-    async def headers(self) -> dict[str, str]:
+    async def headers(self, req: HttpRequest | None = None) -> dict[str, str]:
         token = await self._credential.get_token(AZURE_SCOPE)
         return {"authorization": f"Bearer {token.token}"}
 

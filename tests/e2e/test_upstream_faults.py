@@ -32,7 +32,8 @@ MODELS = {
     "vertex-claude": "vertex_ai/claude-sonnet-4-5",
     "azure": "azure/gpt-4o",
 }
-TOKEN_AUTH = ("vertex-gemini", "vertex-claude")  # a refused token is replaced and tried once more
+TOKEN_AUTH = ("vertex-gemini", "vertex-claude")
+REAUTH = (*TOKEN_AUTH, "bedrock")  # refused credentials are renewed and tried once more
 STALL = 1.5  # seconds: the "-impatient" deployments' timeout, the "-hasty" ones' stream_timeout
 AWS_KEYS = {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET_KEY}
 LEAKS = ("Traceback", "aiohttp", "ClientPayloadError", "JSONDecodeError", "127.0.0.1", "localhost")
@@ -125,12 +126,12 @@ def test_a_garbage_reply_is_a_502_naming_the_deployment(
 def test_an_upstream_401_says_the_deployment_key_was_refused(
     client: OpenAI, fakes: dict[str, FakeServer], model: str
 ) -> None:
-    fakes[model].enqueue([{"status": 401}] * (2 if model in TOKEN_AUTH else 1))
+    fakes[model].enqueue([{"status": 401}] * (2 if model in REAUTH else 1))
     with pytest.raises(openai.AuthenticationError) as caught:
         client.responses.create(model=model, input="hello")
     assert caught.value.body["type"] == "upstream_authentication_error"
     assert f"deployment '{model}'" in caught.value.body["message"]
-    what = "credentials" if model in (*TOKEN_AUTH, "bedrock") else "API key"
+    what = "credentials" if model in REAUTH else "API key"
     assert f"refused the deployment's {what}" in caught.value.body["message"]
 
 

@@ -218,10 +218,9 @@ def test_a_stream_exception_fails_with_the_mapped_code() -> None:
 async def test_explicit_keys_sign_on_the_loop_and_the_url_is_sent_as_signed() -> None:
     dep = call().deployment
     req = HttpRequest("POST", "http://upstream.test/model/a%3Ab/converse", {"content-type": "application/json"}, b"{}")
-    signed = await aws_auth.Signer().sign(req, dep)
-    assert signed.url == "http://upstream.test/model/a:b/converse"  # as aiohttp's URL will carry it
-    assert signed.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/bedrock/aws4_request" in signed.headers["Authorization"] and "X-Amz-Date" in signed.headers
+    signed = await aws_auth.SigV4(dep.extra).headers(req)
+    assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/bedrock/aws4_request" in signed["Authorization"] and "X-Amz-Date" in signed
 
 
 async def test_the_chain_resolves_once_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,10 +231,21 @@ async def test_the_chain_resolves_once_off_the_loop(monkeypatch: pytest.MonkeyPa
         return Credentials("AKIDCHAIN", "s")
 
     monkeypatch.setattr(aws_auth, "_resolve", resolve)
-    signer, dep = aws_auth.Signer(), call(extra={"aws_region_name": "us-east-1"}).deployment
+    signer = aws_auth.SigV4({"aws_region_name": "us-east-1", "aws_profile_name": "once"})
     req = HttpRequest("POST", "http://upstream.test/model/m/converse", {}, b"{}")
-    await asyncio.gather(signer.sign(req, dep), signer.sign(req, dep))
+    await asyncio.gather(signer.headers(req), signer.headers(req))
     assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+async def test_a_refused_signature_reads_the_chain_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = iter(["AKIDOLD", "AKIDROTATED"])
+    monkeypatch.setattr(aws_auth, "_resolve", lambda bc, extra: Credentials(next(keys), "s"))
+    signer = aws_auth.SigV4({"aws_region_name": "us-east-1", "aws_profile_name": "rotating"})
+    req = HttpRequest("POST", "http://upstream.test/model/m/converse", {}, b"{}")
+    first = await signer.headers(req)
+    assert "Credential=AKIDOLD/" in (await signer.headers(req))["Authorization"]  # cached
+    signer.refused(first)
+    assert "Credential=AKIDROTATED/" in (await signer.headers(req))["Authorization"]
 
 
 async def test_expiring_credentials_refresh_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,8 +260,8 @@ async def test_expiring_credentials_refresh_off_the_loop(monkeypatch: pytest.Mon
     creds = RefreshableCredentials("AKIDOLD", "s", "t", datetime.datetime.fromisoformat(soon), refresh, "test")
     monkeypatch.setattr(aws_auth, "_resolve", lambda bc, extra: creds)
     req = HttpRequest("POST", "http://upstream.test/model/m/converse", {}, b"{}")
-    signed = await aws_auth.Signer().sign(req, call(extra={"aws_region_name": "us-east-1"}).deployment)
-    assert "Credential=AKIDNEW/" in signed.headers["Authorization"]
+    signed = await aws_auth.SigV4({"aws_region_name": "us-east-1", "aws_profile_name": "expiring"}).headers(req)
+    assert "Credential=AKIDNEW/" in signed["Authorization"]
     assert refreshed and all(t is not threading.main_thread() for t in refreshed)
 
 
