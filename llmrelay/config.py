@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from . import config_keys, errors
 from .providers.registry import Deployment, make_deployment, with_provider
-from .router import Wildcard
+from .router import RoutingSettings, Wildcard, policy
+from .router.settings import fallback_table
 
 
 class ConfigError(Exception):
@@ -51,6 +52,11 @@ class LitellmParams(_Section):
     use_chat_completions_api: bool = False
     drop_params: bool | None = None
     mock_response: str | None = None
+    # routing: LiteLLM's simple-shuffle weights (weight, else rpm, else tpm) and tiers (order)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0)
+    order: int | None = Field(default=None, ge=0)
 
 
 class ModelEntry(_Section):
@@ -68,7 +74,21 @@ class GeneralSettings(_Section):
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
 
 
-class LitellmSettings(_Section):
+FallbackList = list[dict[str, list[str] | str]]
+
+
+class _Failover(_Section):
+    """The failover keys LiteLLM reads from router_settings and from litellm_settings alike."""
+
+    fallbacks: FallbackList | None = None
+    default_fallbacks: list[str] | None = None
+    context_window_fallbacks: FallbackList | None = None
+    content_policy_fallbacks: FallbackList | None = None
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+
+
+class LitellmSettings(_Failover):
     drop_params: bool = False
     num_retries: int = Field(default=0, ge=0)
     request_timeout: float | None = Field(default=None, gt=0)
@@ -77,11 +97,40 @@ class LitellmSettings(_Section):
     set_verbose: bool = False
 
 
-class RouterSettings(_Section):
+class RouterSettings(_Failover):
     routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    retry_policy: dict[str, int] | None = None
+    retry_after: float = Field(default=0, ge=0)
+    max_fallbacks: int = Field(default=5, ge=0)
+    allowed_fails_policy: dict[str, int] | None = None
+    disable_cooldowns: bool = False
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    redis_db: int | None = None
+
+    @field_validator("retry_policy")
+    @classmethod
+    def _retry_keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return _policy(value, policy.RETRY_KEYS)
+
+    @field_validator("allowed_fails_policy")
+    @classmethod
+    def _fails_keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return _policy(value, policy.ALLOWED_FAILS_KEYS)
+
+
+def _policy(value: dict[str, int] | None, known: frozenset[str]) -> dict[str, int] | None:
+    for key, count in (value or {}).items():
+        if key not in known:
+            raise ValueError(f"unknown key '{key}': expected one of {', '.join(sorted(known))}")
+        if count < 0:
+            raise ValueError(f"'{key}' must be 0 or more")
+    return value
 
 
 class Config(_Section):
@@ -110,6 +159,52 @@ class Config(_Section):
     @property
     def stream_timeout(self) -> float | None:
         return self.router_settings.stream_timeout or self.litellm_settings.stream_timeout
+
+    def routing(self) -> RoutingSettings:
+        """The router's settings; router_settings win over the same keys of litellm_settings."""
+        rs, ls = self.router_settings, self.litellm_settings
+
+        def either(key: str) -> Any:
+            value = getattr(rs, key)
+            return value if value is not None else getattr(ls, key)
+
+        redis = None
+        if rs.redis_url or rs.redis_host:
+            redis = {"url": rs.redis_url, "host": rs.redis_host, "port": rs.redis_port,
+                     "password": rs.redis_password, "db": rs.redis_db}  # fmt: skip
+        allowed_fails, cooldown_time = either("allowed_fails"), either("cooldown_time")
+        return RoutingSettings(
+            num_retries=self.num_retries,
+            retry_policy=rs.retry_policy or {},
+            retry_after=rs.retry_after,
+            fallbacks=fallback_table(either("fallbacks")),
+            default_fallbacks=tuple(either("default_fallbacks") or ()),
+            context_window_fallbacks=fallback_table(either("context_window_fallbacks")),
+            content_policy_fallbacks=fallback_table(either("content_policy_fallbacks")),
+            max_fallbacks=rs.max_fallbacks,
+            allowed_fails=3 if allowed_fails is None else allowed_fails,
+            allowed_fails_policy=rs.allowed_fails_policy or {},
+            cooldown_time=5.0 if cooldown_time is None else cooldown_time,
+            disable_cooldowns=rs.disable_cooldowns,
+            redis=redis,
+        )
+
+    def _check_fallbacks(self) -> None:
+        """Every fallback names a model group this config serves."""
+        names = {e.model_name for e in self.model_list}
+        for section in ("router_settings", "litellm_settings"):
+            settings = getattr(self, section)
+            for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for i, entry in enumerate(getattr(settings, key) or ()):
+                    for source, targets in entry.items():
+                        for target in [targets] if isinstance(targets, str) else targets:
+                            if target not in names:
+                                raise ConfigError(f"{section}.{key}[{i}].{source}",
+                                                  f"fallback '{target}' is not a model_name of model_list")  # fmt: skip
+            for target in settings.default_fallbacks or ():
+                if target not in names:
+                    message = f"fallback '{target}' is not a model_name of model_list"
+                    raise ConfigError(f"{section}.default_fallbacks", message)
 
     @property
     def store_url(self) -> str | None:
@@ -169,6 +264,7 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
+ROUTING_PARAMS = ("rpm", "tpm", "weight", "order")
 MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
 _SETTINGS: dict[str, type[BaseModel]] = {
     "general_settings": GeneralSettings,
@@ -178,7 +274,7 @@ _SETTINGS: dict[str, type[BaseModel]] = {
 
 
 def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {k: v for k in ROUTING_PARAMS if (v := getattr(p, k)) is not None}
     if isinstance(info.get("max_input_tokens"), int):
         extra["max_input_tokens"] = info["max_input_tokens"]
     if p.mock_response is not None:
@@ -217,6 +313,7 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError(path, message) from None
     config.deployments()  # surface unknown providers and missing api_base now
     config.wildcards()
+    config._check_fallbacks()
     config._skipped = skipped
     return config
 

@@ -7,6 +7,7 @@ the store keeps the record -> the response (or the terminal event) goes out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import openai
 import orjson
 
 from . import compaction, errors, items, validate
@@ -80,9 +82,16 @@ class Relay:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, params: Json, *, owner: str | None = None, dropped: list[str] | None = None) -> Json:
+    async def create(
+        self,
+        params: Json,
+        *,
+        owner: str | None = None,
+        dropped: list[str] | None = None,
+        served: list[Deployment] | None = None,
+    ) -> Json:
         """A non-streamed create; returns the Response object as a dict. Fields dropped under
-        `drop_params` are appended to `dropped`."""
+        `drop_params` are appended to `dropped`, the deployment that answered to `served`."""
         call, mock = await self._prepare(params, owner, dropped)
         if self._runs_in_background(call, mock):
             return (await self.jobs.start(call, self._job_events(call, mock))).response
@@ -90,6 +99,8 @@ class Relay:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
             response, upstream_id = await self._send(call)
+            if served is not None:
+                served.append(call.deployment)
         await self._save(call, response, upstream_id)
         return response
 
@@ -100,6 +111,7 @@ class Relay:
         owner: str | None = None,
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
+        served: list[Deployment] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
@@ -111,9 +123,10 @@ class Relay:
             return self.jobs.follow(record, after=-1)
         if mock is not None:
             return self._mock_stream(call, mock)
-        adapter = self.adapter(call.deployment)
-        resp = await self._open(call, adapter, stream=True)
-        return self._relay_stream(call, adapter, resp)
+        resp = await self._open(call, stream=True)
+        if served is not None:
+            served.append(call.deployment)
+        return self._relay_stream(call, self.adapter(call.deployment), resp)
 
     def adapter(self, dep: Deployment) -> Adapter:
         return self._adapters[dep.provider.api]
@@ -135,9 +148,8 @@ class Relay:
                 async for event in self._mock_stream(call, mock):
                     yield event
                 return
-            adapter = self.adapter(call.deployment)
-            resp = await self._open(call, adapter, stream=True)
-            async for event in self._relay_stream(call, adapter, resp):
+            resp = await self._open(call, stream=True)
+            async for event in self._relay_stream(call, self.adapter(call.deployment), resp):
                 yield event
 
         return events
@@ -279,15 +291,55 @@ class Relay:
             raise upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
-    async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
+    async def _open(self, call: Call, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
-        unread response. An upstream that lost its stored state gets the history replayed."""
+        unread response. With a router, retries and fallbacks may move the call to another
+        deployment (`call.deployment` says which one answered)."""
+        if self.router is None:
+            return await self._request(call, self.adapter(call.deployment), stream=stream, retries=call.retries)
+        while True:
+            try:
+                return await self._request(call, self.adapter(call.deployment), stream=stream, retries=0)
+            except (openai.APIStatusError, openai.APIConnectionError) as err:
+                await self._recover(call, err)
+
+    async def _recover(self, call: Call, err: openai.APIError) -> None:
+        """After a failed call: move it where the router's retries and fallbacks say, or raise `err`."""
+        if self.router is None:
+            raise err
+        if call.failover is None:
+            call.failover = self.router.failover(str(call.params["model"]), call.deployment, call.retries)
+        step = await call.failover.next(call.deployment, err)
+        if step is None:
+            raise err
+        dep, wait = step
+        if wait:
+            await asyncio.sleep(wait)
+        await self._move(call, dep)
+
+    async def _move(self, call: Call, dep: Deployment) -> None:
+        """Point a call at another deployment: its own key, params and timeouts; a history the
+        failed upstream held natively is replayed from the store instead."""
+        call.deployment = dep
+        require_key(dep)
+        if support := getattr(self.adapter(dep), "support", None):
+            strip_unsupported(call.params, support, drop=_first_bool(dep.extra.get("drop_params"), self.drop_params))
+        call.timeout, call.stream_timeout = self._timeouts({}, dep)
+        if call.upstream_previous_id:
+            prev_id = str(call.params["previous_response_id"])
+            previous = (call.memory or {}).get(prev_id) or await self.store.get(prev_id, call.owner)
+            call.upstream_previous_id = None
+            if previous is not None:
+                call.context = await self._history(previous, call.owner)
+
+    async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> aiohttp.ClientResponse:
+        """One deployment's answer. An upstream that lost its stored state gets the history replayed."""
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(
             adapter.build_request(call),
             timeout=call.stream_timeout if stream else call.timeout,
-            retries=call.retries,
+            retries=retries,
             stream=stream,
             upstream=describe(dep),
         )
@@ -297,7 +349,7 @@ class Relay:
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
-            return await self._open(call, adapter, stream=stream)
+            return await self._request(call, adapter, stream=stream, retries=retries)
         lost = err.code == "previous_response_not_found" or err.param == "previous_response_id"
         if call.upstream_previous_id and lost:
             # The upstream expired or never kept it; the store still has every item.
@@ -305,13 +357,17 @@ class Relay:
             if previous is not None:
                 call.upstream_previous_id = None
                 call.context = await self._history(previous, call.owner)
-                return await self._open(call, adapter, stream=stream)
+                return await self._request(call, adapter, stream=stream, retries=retries)
         raise err
 
     async def _send(self, call: Call) -> tuple[Json, str | None]:
-        adapter = self.adapter(call.deployment)
-        resp = await self._open(call, adapter, stream=False)
-        return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+        while True:
+            resp = await self._open(call, stream=False)
+            adapter = self.adapter(call.deployment)
+            try:
+                return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+            except (openai.APIStatusError, openai.APIConnectionError) as err:  # cut short, or not valid
+                await self._recover(call, err)
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
@@ -572,6 +628,8 @@ class Relay:
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
+        if self.router is not None:
+            await self.router.aclose()
         await self.http.close()
         await self.store.close()
 

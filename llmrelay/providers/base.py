@@ -43,6 +43,7 @@ class Call:
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
+    failover: Any = None  # the router's retries and fallbacks for this call, once it failed
 
     @property
     def stream(self) -> bool:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 
 from .. import errors
 from ..config import Config, load_config, parse_config
+from ..providers.registry import Deployment
 from ..relay import Relay
 from ..router import Router
 from ..streaming.events import StreamEvent
@@ -37,6 +38,7 @@ from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
+DEPLOYMENT_HEADER = "x-llmrelay-deployment"  # the id of the deployment that answered
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
@@ -52,7 +54,7 @@ class Proxy:
         self.body_timeout = body_timeout
         self.relay = relay or Relay(
             store=config.store_url,
-            router=Router(config.deployments(), config.wildcards()),
+            router=Router(config.deployments(), config.wildcards(), config.routing()),
             num_retries=config.num_retries,
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
@@ -107,19 +109,25 @@ class Proxy:
         body = await self.json_body(request)
         refuse_call_options(body)
         dropped: list[str] = []
+        served: list[Deployment] = []
         headers = {}
         if body.get("stream") is True:
-            events = await self.relay.stream(body, owner=owner, dropped=dropped)
+            events = await self.relay.stream(body, owner=owner, dropped=dropped, served=served)
             if dropped:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
+            if served:
+                headers[DEPLOYMENT_HEADER] = served[-1].id
             headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
-        created = await _unless_client_leaves(request, self.relay.create(body, owner=owner, dropped=dropped))
+        work = self.relay.create(body, owner=owner, dropped=dropped, served=served)
+        created = await _unless_client_leaves(request, work)
         if created is None:
             return Response(status_code=499)  # nobody reads it
         response = _json(created)
         if dropped:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
+        if served:
+            response.headers[DEPLOYMENT_HEADER] = served[-1].id
         return response
 
     async def compact(self, request: Request) -> Response:
@@ -242,7 +250,10 @@ class Proxy:
         except Exception as exc:
             log.warning("readiness: store unavailable: %s", exc)
             return _json({"status": "unhealthy", "store": "unavailable", **channel}, status=503)
-        return _json({"status": "healthy", "store": "connected", **channel})
+        # deployments skipped after failures, with the seconds left (shared ones included)
+        router = self.relay.router
+        cooling = {"cooldowns": left} if router is not None and (left := router.cooldowns.remaining()) else {}
+        return _json({"status": "healthy", "store": "connected", **channel, **cooling})
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, Handler, str]] = [
@@ -280,6 +291,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.relay.store.ping()  # opens the store and creates or migrates its schema
+        if proxy.relay.router is not None:
+            await proxy.relay.router.start()  # cooldowns shared with other instances, when configured
         # Everything alive now lives as long as the process: keep it out of every GC pass.
         gc.collect()
         gc.freeze()

@@ -11,14 +11,21 @@ A requested name resolves, first match wins, to
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from . import errors
-from .providers.registry import PROVIDERS, Deployment
+from .. import errors
+from ..providers.registry import PROVIDERS, Deployment
+from .cooldown import Cooldowns
+from .failover import Failover
+from .policy import RetryPolicy
+from .settings import RoutingSettings
+from .shared import Shared, connect
 
 _FILLED_CACHE = 1024
 
@@ -68,10 +75,30 @@ class Wildcard:
 
 
 class Router:
-    def __init__(self, deployments: Iterable[Deployment], wildcards: Iterable[Wildcard] = ()) -> None:
+    """Resolves names to groups and picks a deployment of the group: any one at random
+    (`weight`, else `rpm`/`tpm`, make it a weighted draw), from the lowest `order` first,
+    skipping deployments cooling down. `failover` walks retries and fallbacks after a failure."""
+
+    def __init__(
+        self,
+        deployments: Iterable[Deployment],
+        wildcards: Iterable[Wildcard] = (),
+        settings: RoutingSettings | None = None,
+    ) -> None:
+        self.settings = settings or RoutingSettings()
+        s = self.settings
+        self.cooldowns = Cooldowns(allowed_fails=s.allowed_fails, policy=s.allowed_fails_policy,
+                                   cooldown_time=s.cooldown_time, enabled=not s.disable_cooldowns)  # fmt: skip
+        self.retry = RetryPolicy(s.num_retries, s.retry_policy, s.retry_after)
+        self.shared: Shared | None = None
+        if s.redis is not None:
+            self.shared = Shared(connect(**s.redis), self.cooldowns)
+            self.cooldowns.shared = self.shared
         self.groups: dict[str, list[Deployment]] = {}
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)
+        # Plain random choice unless some deployment asks for weights or an order.
+        self._simple = not any(_weight(d) is not None or "order" in d.extra for g in self.groups.values() for d in g)
         self._by_id = {dep.id: dep for group in self.groups.values() for dep in group}
         self._bare: dict[str, list[str]] = {}
         for name in self.groups:
@@ -90,16 +117,17 @@ class Router:
         """The names `/v1/models` lists: every exact name, then each wildcard pattern."""
         return [*self.groups, *(entries[0].pattern for entries in self.wildcards)]
 
-    def pick(self, model: str, prefer: str | None = None) -> Deployment:
+    def pick(self, model: str, prefer: str | None = None, *, fallbacks: bool = True) -> Deployment:
         """A deployment serving `model`; the one named by `prefer` (a Deployment.id) when it
         serves it, so a continuation lands where the upstream already holds the state.
-        A name nothing serves is a 404 `model_not_found`."""
+        A name nothing serves is a 404 `model_not_found`; a group cooling down as a whole goes
+        to its fallbacks (with `fallbacks`), else is a 429."""
         group = self.groups.get(model)
         if group is not None:
-            return _choose(group, prefer)
+            return self._choose(model, group, prefer, fallbacks)
         bare = self._bare.get(model, ())
         if len(bare) == 1:
-            return _choose(self.groups[bare[0]], prefer)
+            return self._choose(bare[0], self.groups[bare[0]], prefer, fallbacks)
         for entries in self.wildcards:
             if (dep := self._fill(entries, model, prefer)) is not None:
                 return dep
@@ -115,6 +143,64 @@ class Router:
             param="model",
             code="model_not_found",
         )
+
+    def _choose(self, name: str, group: list[Deployment], prefer: str | None, fallbacks: bool) -> Deployment:
+        if self._simple and not self.cooldowns.until:
+            return _choose(group, prefer)
+        if prefer is not None and not self.cooldowns.cooling(prefer):
+            for dep in group:
+                if dep.id == prefer:
+                    return dep
+        dep = self.choose(group)
+        if dep is not None:
+            return dep
+        for fallback in self.settings.fallbacks_for(name) if fallbacks else ():  # all are cooling down
+            with contextlib.suppress(errors.APIStatusError):
+                return self.pick(fallback, fallbacks=False)
+        raise self.exhausted(name)
+
+    def choose(self, group: Sequence[Deployment], exclude: Collection[str] = ()) -> Deployment | None:
+        """A healthy deployment of `group` outside `exclude`, from the lowest order present;
+        None when every one is cooling down or excluded."""
+        cooling = self.cooldowns.cooling
+        healthy = [d for d in group if d.id not in exclude and not cooling(d.id)]
+        if not healthy:
+            return None
+        if not self._simple:
+            first = min(_order(d) for d in healthy)
+            healthy = [d for d in healthy if _order(d) == first]
+            weights = [_weight(d) for d in healthy]
+            if any(w is not None for w in weights):
+                return random.choices(healthy, [w if w is not None else 1.0 for w in weights])[0]
+        return healthy[0] if len(healthy) == 1 else random.choice(healthy)
+
+    def group_of(self, dep: Deployment) -> list[Deployment]:
+        """The deployments that serve the same name as `dep` (a wildcard's fill: just itself)."""
+        group = self.groups.get(dep.model_name)
+        return group if group is not None and dep in group else [dep]
+
+    def exhausted(self, name: str) -> errors.APIStatusError:
+        left = [s for d in self.groups.get(name, ()) if (s := self.cooldowns.remaining().get(d.id)) is not None]
+        wait = max(1, math.ceil(min(left))) if left else int(self.settings.cooldown_time)
+        return errors.status_error(
+            429,
+            f"No deployment of '{name}' is available: every one is cooling down after failures. "
+            f"Try again in {wait} seconds.",
+            code="no_deployments_available",
+            headers={"retry-after": str(wait)},
+        )
+
+    def failover(self, requested: str, first: Deployment, retries: int) -> Failover:
+        return Failover(self, requested, first, retries)
+
+    async def start(self) -> None:
+        """Join the shared state (Redis), when configured: every instance's cooldowns apply."""
+        if self.shared is not None:
+            await self.shared.start()
+
+    async def aclose(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
 
     def deployment(self, dep_id: str) -> Deployment | None:
         """The deployment with this id, as `pick` made it, in any process with the same config:
@@ -150,3 +236,16 @@ def _choose(group: Sequence[_T], prefer: str | None) -> _T:
             if dep.id == prefer:
                 return dep
     return group[0] if len(group) == 1 else random.choice(group)
+
+
+def _order(dep: Deployment) -> int:
+    order = dep.extra.get("order")
+    return order if isinstance(order, int) else 1_000_000
+
+
+def _weight(dep: Deployment) -> float | None:
+    """LiteLLM's simple-shuffle weight: `weight`, else `rpm`, else `tpm`."""
+    for key in ("weight", "rpm", "tpm"):
+        if (value := dep.extra.get(key)) is not None:
+            return float(value)
+    return None
