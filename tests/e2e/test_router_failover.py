@@ -203,9 +203,11 @@ def test_a_bad_request_is_not_retried_nor_sent_to_a_fallback(fakes: tuple[FakeSe
     error = {"message": "Invalid value for 'top_p'.", "type": "invalid_request_error", "param": "top_p", "code": None}
     a.enqueue({"status": 400, "body": {"error": error}})
     config = fallback_config(a, b, claude, num_retries=3, fallbacks=[{"primary": ["big"]}])
-    with start_proxy("--config", str(write_config(config, tmp_path))) as proxy:
-        with pytest.raises(openai.BadRequestError, match="top_p"):
-            client(proxy).responses.create(model="primary", input="bad")
+    with (
+        start_proxy("--config", str(write_config(config, tmp_path))) as proxy,
+        pytest.raises(openai.BadRequestError, match="top_p"),
+    ):
+        client(proxy).responses.create(model="primary", input="bad")
     assert len(a.requests()) == 1 and b.requests() == []
 
 
