@@ -107,6 +107,7 @@ class RouterSettings(_Failover):
     max_fallbacks: int = Field(default=5, ge=0)
     allowed_fails_policy: dict[str, int] | None = None
     disable_cooldowns: bool = False
+    mid_stream_fallback: bool = True  # llmrelay: a stream that breaks goes on elsewhere (false: it fails)
     redis_url: str | None = None
     redis_host: str | None = None
     redis_port: int | None = None
@@ -186,6 +187,7 @@ class Config(_Section):
             allowed_fails_policy=rs.allowed_fails_policy or {},
             cooldown_time=5.0 if cooldown_time is None else cooldown_time,
             disable_cooldowns=rs.disable_cooldowns,
+            mid_stream_fallback=rs.mid_stream_fallback,
             redis=redis,
         )
 

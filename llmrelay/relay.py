@@ -23,6 +23,7 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
+from .midstream import continued_stream
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
@@ -372,6 +373,11 @@ class Relay:
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
     ) -> AsyncIterator[StreamEvent]:
+        router = self.router
+        if router is not None and router.continues(str(call.params.get("model")), call.deployment, call.retries):
+            async for event in continued_stream(self, call, adapter, resp):
+                yield event
+            return
         translator = adapter.stream_translator(call)
         decoder = SSEDecoder()
         finished = False

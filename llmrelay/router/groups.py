@@ -190,6 +190,13 @@ class Router:
             headers={"retry-after": str(wait)},
         )
 
+    def continues(self, requested: str, dep: Deployment, retries: int) -> bool:
+        """Whether a stream that breaks could go on somewhere: a retry or a fallback is left."""
+        s = self.settings
+        if not s.mid_stream_fallback:
+            return False
+        return retries > 0 or bool(s.retry_policy) or bool(s.fallbacks_for(requested, dep.model_name))
+
     def failover(self, requested: str, first: Deployment, retries: int) -> Failover:
         return Failover(self, requested, first, retries)
 

@@ -1,0 +1,117 @@
+"""Streams that go on elsewhere when they break: the relay's side of mid-stream fallback.
+
+A leg's failure (a cut connection, a stall past `stream_timeout`, a garbled frame, an error
+event, an end without a terminal event) goes to the router like any failed call; where it
+says to go next, the stream continues with what the client was shown as an assistant prefix
+(router/splice.py makes the legs one stream). Used only when a retry or fallback is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+import openai
+
+from . import errors, items
+from .providers.base import Adapter, Call, StreamTranslator
+from .providers.registry import Deployment
+from .router.splice import BROKEN, Splice
+from .streaming.events import StreamEvent
+from .streaming.sse import SSEDecoder
+from .transport import upstream_failure
+from .upstream import Garbled, describe, translate
+
+if TYPE_CHECKING:
+    from .relay import Relay
+
+log = logging.getLogger("llmrelay")
+
+
+async def continued_stream(
+    relay: Relay, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
+) -> AsyncIterator[StreamEvent]:
+    """`_relay_stream` where a broken stream (cut, stalled, garbled, an error event, an end
+    without a terminal event) goes on at the next deployment or fallback the router gives,
+    as one stream to the client (router/splice.py)."""
+    splice = Splice()
+    request_input = items.as_items(call.params.get("input") or [])
+    while True:
+        translator = adapter.stream_translator(call)
+        held: list[StreamEvent] = []  # the batch that ended the leg badly, not sent yet
+        failure: openai.APIError | None = None
+        try:
+            async for batch in _leg(call, translator, resp):
+                if isinstance(batch, openai.APIError):
+                    failure = batch
+                    break
+                if batch and batch[-1].type in BROKEN:
+                    held, failure = batch, _broken(batch[-1], call.deployment)
+                    break
+                if splice.leg == 0:
+                    for event in batch:
+                        if event.terminal and translator.response is not None:
+                            await relay._save(call, translator.response, translator.upstream_id)
+                        splice.keep(event)
+                        yield event
+                else:
+                    for event in [e for ev in batch for e in splice.rewrite(ev)]:
+                        if event.terminal:
+                            await relay._save(call, event.data["response"], translator.upstream_id)
+                        yield event
+                if batch and batch[-1].terminal:
+                    return
+        finally:
+            resp.close()  # a leg that ended well was read to its end; one that broke is dropped
+        if failure is None:
+            return
+        shown = splice.broke(translator.response)
+        log.warning("stream from %s broke (%s); trying to continue it", call.deployment.id, failure)
+        try:
+            await relay._recover(call, failure)
+            call.params["input"] = request_input + shown.as_input()
+            resp = await relay._open(call, stream=True)
+        except openai.APIError:  # nowhere left to go: the stream fails as it broke
+            if splice.leg == 0:
+                tail = held or translator.fail(str(failure.message))
+                response = translator.response
+            else:
+                tail = splice.fail(str(failure.message))
+                response = tail[-1].data["response"]
+            for event in tail:
+                if event.terminal and response is not None:
+                    await relay._save(call, response, translator.upstream_id)
+                yield event
+            return
+        adapter = relay.adapter(call.deployment)
+        splice.next_leg()
+
+
+async def _leg(
+    call: Call, translator: StreamTranslator, resp: aiohttp.ClientResponse
+) -> AsyncIterator[list[StreamEvent] | openai.APIError]:
+    """One upstream stream as batches of events (one per frame), its end included; a transport
+    failure or a garbled frame arrives as the error it is."""
+    dep = call.deployment
+    decoder = SSEDecoder()
+    try:
+        async for chunk in resp.content.iter_any():
+            for frame in decoder.feed(chunk):
+                yield translate(translator, frame, dep)
+        for frame in decoder.finish():
+            yield translate(translator, frame, dep)
+        yield translator.finish()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        yield upstream_failure(exc, describe(dep))  # type: ignore[misc]
+    except Garbled as exc:
+        yield errors.status_error(502, str(exc), code="bad_upstream_reply")
+
+
+def _broken(event: StreamEvent, dep: Deployment) -> openai.APIError:
+    """The error a leg that ended in `response.failed` or `error` stands for."""
+    data = event.data
+    error = data.get("error") or (data.get("response") or {}).get("error") or data
+    message = str(error.get("message") or f"The stream of {describe(dep)} failed.")
+    return errors.status_error(502, message, code=error.get("code") or "upstream_stream_failed")
