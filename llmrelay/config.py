@@ -98,7 +98,9 @@ class LitellmSettings(_Failover):
 
 
 class RouterSettings(_Failover):
-    routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
+    routing_strategy: Literal[
+        "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing"
+    ] = "simple-shuffle"
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
@@ -113,6 +115,16 @@ class RouterSettings(_Failover):
     redis_port: int | None = None
     redis_password: str | None = None
     redis_db: int | None = None
+
+    @field_validator("routing_strategy")
+    @classmethod
+    def _known_prices(cls, value: str) -> str:
+        if value == "cost-based-routing":
+            raise ValueError(
+                "cost-based-routing is not supported yet: llmrelay has no model price table to route on; "
+                "use simple-shuffle, least-busy, latency-based-routing or usage-based-routing-v2"
+            )
+        return value
 
     @field_validator("retry_policy")
     @classmethod
@@ -175,6 +187,7 @@ class Config(_Section):
                      "password": rs.redis_password, "db": rs.redis_db}  # fmt: skip
         allowed_fails, cooldown_time = either("allowed_fails"), either("cooldown_time")
         return RoutingSettings(
+            routing_strategy=rs.routing_strategy,
             num_retries=self.num_retries,
             retry_policy=rs.retry_policy or {},
             retry_after=rs.retry_after,

@@ -3,14 +3,15 @@
 A leg's failure (a cut connection, a stall past `stream_timeout`, a garbled frame, an error
 event, an end without a terminal event) goes to the router like any failed call; where it
 says to go next, the stream continues with what the client was shown as an assistant prefix
-(router/splice.py makes the legs one stream). Used only when a retry or fallback is left.
+(router/splice.py makes the legs one stream). Used only when a retry or fallback is left, or
+when the routing strategy measures streams (their first token, their end).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import openai
@@ -26,6 +27,7 @@ from .upstream import Garbled, describe, translate
 
 if TYPE_CHECKING:
     from .relay import Relay
+    from .router import Router
 
 log = logging.getLogger("llmrelay")
 
@@ -38,7 +40,27 @@ async def continued_stream(
     as one stream to the client (router/splice.py)."""
     splice = Splice()
     request_input = items.as_items(call.params.get("input") or [])
+    router = relay.router
+    assert router is not None
+    try:
+        async for event in _legs(relay, router, call, adapter, resp, splice, request_input):
+            yield event
+    finally:
+        if call.started is not None:  # the client went away mid-stream
+            router.finished(call, ok=False)
+
+
+async def _legs(
+    relay: Relay,
+    router: Router,
+    call: Call,
+    adapter: Adapter,
+    resp: aiohttp.ClientResponse,
+    splice: Splice,
+    request_input: list[dict[str, Any]],
+) -> AsyncIterator[StreamEvent]:
     while True:
+        waiting = call.started is not None  # for the first token, which latency-based routing measures
         translator = adapter.stream_translator(call)
         held: list[StreamEvent] = []  # the batch that ended the leg badly, not sent yet
         failure: openai.APIError | None = None
@@ -50,6 +72,12 @@ async def continued_stream(
                 if batch and batch[-1].type in BROKEN:
                     held, failure = batch, _broken(batch[-1], call.deployment)
                     break
+                if waiting and any(e.type.endswith(".delta") for e in batch):
+                    waiting = False
+                    router.first_token(call)
+                if batch and batch[-1].terminal and call.started is not None:
+                    response = translator.response or batch[-1].data.get("response") or {}
+                    router.finished(call, ok=True, tokens=total_tokens(response))
                 if splice.leg == 0:
                     for event in batch:
                         if event.terminal and translator.response is not None:
@@ -67,6 +95,8 @@ async def continued_stream(
             resp.close()  # a leg that ended well was read to its end; one that broke is dropped
         if failure is None:
             return
+        if call.started is not None:
+            router.finished(call, ok=False)
         shown = splice.broke(translator.response)
         log.warning("stream from %s broke (%s); trying to continue it", call.deployment.id, failure)
         try:
@@ -107,6 +137,11 @@ async def _leg(
         yield upstream_failure(exc, describe(dep))  # type: ignore[misc]
     except Garbled as exc:
         yield errors.status_error(502, str(exc), code="bad_upstream_reply")
+
+
+def total_tokens(response: dict[str, Any]) -> int:
+    usage = response.get("usage")
+    return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
 
 
 def _broken(event: StreamEvent, dep: Deployment) -> openai.APIError:

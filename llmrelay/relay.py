@@ -23,7 +23,7 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
-from .midstream import continued_stream
+from .midstream import continued_stream, total_tokens
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
@@ -296,12 +296,17 @@ class Relay:
         """Send the request; on an error status raise it (after retries), else return the
         unread response. With a router, retries and fallbacks may move the call to another
         deployment (`call.deployment` says which one answered)."""
-        if self.router is None:
+        router = self.router
+        if router is None:
             return await self._request(call, self.adapter(call.deployment), stream=stream, retries=call.retries)
         while True:
+            if router.tracks:
+                router.started(call)
             try:
                 return await self._request(call, self.adapter(call.deployment), stream=stream, retries=0)
             except (openai.APIStatusError, openai.APIConnectionError) as err:
+                if call.started is not None:
+                    router.finished(call, ok=False)
                 await self._recover(call, err)
 
     async def _recover(self, call: Call, err: openai.APIError) -> None:
@@ -362,19 +367,31 @@ class Relay:
         raise err
 
     async def _send(self, call: Call) -> tuple[Json, str | None]:
-        while True:
-            resp = await self._open(call, stream=False)
-            adapter = self.adapter(call.deployment)
-            try:
-                return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
-            except (openai.APIStatusError, openai.APIConnectionError) as err:  # cut short, or not valid
-                await self._recover(call, err)
+        try:
+            while True:
+                resp = await self._open(call, stream=False)
+                adapter = self.adapter(call.deployment)
+                try:
+                    result = parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+                except (openai.APIStatusError, openai.APIConnectionError) as err:  # cut short, or not valid
+                    if call.started is not None:
+                        self.router.finished(call, ok=False)  # type: ignore[union-attr]
+                    await self._recover(call, err)
+                    continue
+                if call.started is not None:
+                    self.router.finished(call, ok=True, tokens=total_tokens(result[0]))  # type: ignore[union-attr]
+                return result
+        finally:
+            if call.started is not None:  # cancelled: the call is no longer in flight
+                self.router.finished(call, ok=False)  # type: ignore[union-attr]
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
     ) -> AsyncIterator[StreamEvent]:
         router = self.router
-        if router is not None and router.continues(str(call.params.get("model")), call.deployment, call.retries):
+        if router is not None and (
+            router.tracks or router.continues(str(call.params.get("model")), call.deployment, call.retries)
+        ):
             async for event in continued_stream(self, call, adapter, resp):
                 yield event
             return

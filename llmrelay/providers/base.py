@@ -44,6 +44,7 @@ class Call:
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
     failover: Any = None  # the router's retries and fallbacks for this call, once it failed
+    started: tuple[str, float] | None = None  # (deployment id, monotonic time) while a strategy measures it
 
     @property
     def stream(self) -> bool:

@@ -15,17 +15,21 @@ import contextlib
 import math
 import random
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from .. import errors
+from ..providers.base import Call
 from ..providers.registry import PROVIDERS, Deployment
+from . import strategies
 from .cooldown import Cooldowns
 from .failover import Failover
 from .policy import RetryPolicy
 from .settings import RoutingSettings
 from .shared import Shared, connect
+from .strategies import _weight
 
 _FILLED_CACHE = 1024
 
@@ -90,6 +94,8 @@ class Router:
         self.cooldowns = Cooldowns(allowed_fails=s.allowed_fails, policy=s.allowed_fails_policy,
                                    cooldown_time=s.cooldown_time, enabled=not s.disable_cooldowns)  # fmt: skip
         self.retry = RetryPolicy(s.num_retries, s.retry_policy, s.retry_after)
+        self.strategy = strategies.make(s.routing_strategy)
+        self.tracks = self.strategy.tracks  # the relay reports calls to the strategy
         self.shared: Shared | None = None
         if s.redis is not None:
             self.shared = Shared(connect(**s.redis), self.cooldowns)
@@ -98,7 +104,9 @@ class Router:
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)
         # Plain random choice unless some deployment asks for weights or an order.
-        self._simple = not any(_weight(d) is not None or "order" in d.extra for g in self.groups.values() for d in g)
+        self._simple = not self.tracks and not any(
+            _weight(d) is not None or "order" in d.extra for g in self.groups.values() for d in g
+        )
         self._by_id = {dep.id: dep for group in self.groups.values() for dep in group}
         self._bare: dict[str, list[str]] = {}
         for name in self.groups:
@@ -169,10 +177,32 @@ class Router:
         if not self._simple:
             first = min(_order(d) for d in healthy)
             healthy = [d for d in healthy if _order(d) == first]
-            weights = [_weight(d) for d in healthy]
-            if any(w is not None for w in weights):
-                return random.choices(healthy, [w if w is not None else 1.0 for w in weights])[0]
+            if (chosen := self.strategy.choose(healthy)) is not None:
+                return chosen
+            return self._spill(group, exclude, first)
         return healthy[0] if len(healthy) == 1 else random.choice(healthy)
+
+    def _spill(self, group: Sequence[Deployment], exclude: Collection[str], full: int) -> Deployment | None:
+        """The tiers after `full`, whose deployments were all at their limits."""
+        rest = [d for d in group if _order(d) > full]
+        return self.choose(rest, exclude) if rest else None
+
+    # -- what the relay reports, for the strategies that measure ---------------------------------
+
+    def started(self, call: Call) -> None:
+        call.started = (call.deployment.id, time.monotonic())
+        self.strategy.started(call.deployment.id)
+
+    def first_token(self, call: Call) -> None:
+        if call.started is not None:
+            dep_id, t0 = call.started
+            self.strategy.first_token(dep_id, time.monotonic() - t0)
+
+    def finished(self, call: Call, *, ok: bool, tokens: int = 0) -> None:
+        if call.started is not None:
+            dep_id, t0 = call.started
+            call.started = None
+            self.strategy.finished(dep_id, time.monotonic() - t0 if ok else None, tokens)
 
     def group_of(self, dep: Deployment) -> list[Deployment]:
         """The deployments that serve the same name as `dep` (a wildcard's fill: just itself)."""
@@ -184,7 +214,8 @@ class Router:
         wait = max(1, math.ceil(min(left))) if left else int(self.settings.cooldown_time)
         return errors.status_error(
             429,
-            f"No deployment of '{name}' is available: every one is cooling down after failures. "
+            f"No deployment of '{name}' is available: each is cooling down after failures or at its "
+            "rpm/tpm limit. "
             f"Try again in {wait} seconds.",
             code="no_deployments_available",
             headers={"retry-after": str(wait)},
@@ -248,11 +279,3 @@ def _choose(group: Sequence[_T], prefer: str | None) -> _T:
 def _order(dep: Deployment) -> int:
     order = dep.extra.get("order")
     return order if isinstance(order, int) else 1_000_000
-
-
-def _weight(dep: Deployment) -> float | None:
-    """LiteLLM's simple-shuffle weight: `weight`, else `rpm`, else `tpm`."""
-    for key in ("weight", "rpm", "tpm"):
-        if (value := dep.extra.get(key)) is not None:
-            return float(value)
-    return None

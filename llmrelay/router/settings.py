@@ -10,6 +10,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
+    routing_strategy: str = "simple-shuffle"
     num_retries: int = 0
     retry_policy: Mapping[str, int] = field(default_factory=dict)
     retry_after: float = 0.0
