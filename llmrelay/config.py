@@ -72,6 +72,8 @@ class GeneralSettings(_Section):
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
+    background_health_checks: bool = False
+    health_check_interval: float = Field(default=300, gt=0)
 
 
 FallbackList = list[dict[str, list[str] | str]]

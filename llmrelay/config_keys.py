@@ -43,7 +43,7 @@ SKIP: dict[str, frozenset[str]] = {
         "disable_retry_on_max_parallel_request_limit_error", "reject_clientside_metadata_tags",
         "database_connection_pool_limit", "database_connection_timeout", "allow_requests_on_db_unavailable",
         "disable_prisma_schema_update", "store_model_in_db", "supported_db_objects", "user_api_key_cache_ttl",
-        "background_health_checks", "health_check_interval", "health_check_details", "use_shared_health_check",
+        "health_check_details", "use_shared_health_check",
         "alerting", "alerting_threshold", "alert_types", "alerting_args", "alert_to_webhook_url",
         "spend_report_frequency", "proxy_batch_write_at", "proxy_batch_polling_interval",
         "proxy_budget_rescheduler_min_time", "proxy_budget_rescheduler_max_time",

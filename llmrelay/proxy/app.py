@@ -29,6 +29,7 @@ from ..config import Config, load_config, parse_config
 from ..providers.registry import Deployment
 from ..relay import Relay
 from ..router import Router
+from ..router.health import Health
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 from . import keys
@@ -61,6 +62,8 @@ class Proxy:
             drop_params=config.litellm_settings.drop_params,
         )
         self.auth = Auth(config.general_settings.master_key, self.relay.store)
+        gs = config.general_settings
+        self.health = Health(self.relay, gs.health_check_interval if gs.background_health_checks else None)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
 
     # -- request plumbing --------------------------------------------------------------------
@@ -238,6 +241,11 @@ class Proxy:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return _json({"object": "list", "data": data})
 
+    async def health_check(self, request: Request) -> Response:
+        """LiteLLM's `GET /health`: each deployment asked for a minimal reply."""
+        await self.owner(request)
+        return _json(await self.health.report())
+
     async def liveliness(self, request: Request) -> Response:
         return _json({"status": "healthy"})
 
@@ -277,6 +285,7 @@ class Proxy:
         routes += [
             Route("/key/generate", _guard(self.generate_key), methods=["POST"]),
             Route("/key/delete", _guard(self.delete_keys), methods=["POST"]),
+            Route("/health", _guard(self.health_check), methods=["GET"]),
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
         ]
@@ -293,10 +302,12 @@ def create_app(
         await proxy.relay.store.ping()  # opens the store and creates or migrates its schema
         if proxy.relay.router is not None:
             await proxy.relay.router.start()  # cooldowns shared with other instances, when configured
+        proxy.health.start()
         # Everything alive now lives as long as the process: keep it out of every GC pass.
         gc.collect()
         gc.freeze()
         yield
+        await proxy.health.close()
         await proxy.relay.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -82,6 +82,16 @@ class Cooldowns:
                 log.warning("cooldowns: could not share the cooldown of %s: %s", dep_id, exc)
         return True
 
+    async def cool(self, dep_id: str, seconds: float) -> None:
+        """Put a deployment into a cooldown now (a failed health check), for every instance."""
+        until = time.time() + seconds
+        self.mark(dep_id, until)
+        if self.shared is not None:
+            try:
+                await self.shared.cool(dep_id, until)
+            except Exception as exc:
+                log.warning("cooldowns: could not share the cooldown of %s: %s", dep_id, exc)
+
     def mark(self, dep_id: str, until: float) -> None:
         if until > self.until.get(dep_id, 0.0):
             self.until[dep_id] = until
