@@ -21,7 +21,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .relay import Relay
-from .router import Router
+from .sdk_router import Router
 from .sdk import (
     AsyncResponseStream,
     DeleteResponseResult,
