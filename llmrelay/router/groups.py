@@ -96,6 +96,10 @@ class Router:
         self.retry = RetryPolicy(s.num_retries, s.retry_policy, s.retry_after)
         self.strategy = strategies.make(s.routing_strategy)
         self.tracks = self.strategy.tracks  # the relay reports calls to the strategy
+        # what `continues` reads for each stream, worked out once
+        self._mid_stream = s.mid_stream_fallback
+        self._always_continues = bool(s.retry_policy or s.default_fallbacks)
+        self._fallen = frozenset(s.fallbacks)
         self.shared: Shared | None = None
         if s.redis is not None:
             self.shared = Shared(connect(**s.redis), self.cooldowns)
@@ -223,10 +227,9 @@ class Router:
 
     def continues(self, requested: str, dep: Deployment, retries: int) -> bool:
         """Whether a stream that breaks could go on somewhere: a retry or a fallback is left."""
-        s = self.settings
-        if not s.mid_stream_fallback:
+        if not self._mid_stream:
             return False
-        return retries > 0 or bool(s.retry_policy) or bool(s.fallbacks_for(requested, dep.model_name))
+        return retries > 0 or self._always_continues or requested in self._fallen or dep.model_name in self._fallen
 
     def failover(self, requested: str, first: Deployment, retries: int) -> Failover:
         return Failover(self, requested, first, retries)

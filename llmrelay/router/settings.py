@@ -30,8 +30,12 @@ class RoutingSettings:
     def fallbacks_for(self, *names: str, kind: str = "general") -> tuple[str, ...]:
         """The fallback groups for the first of `names` that has some (the requested name, then
         the group it resolved to); general failures also take `default_fallbacks`."""
-        table = {"context_window": self.context_window_fallbacks, "content_policy": self.content_policy_fallbacks}
-        lists = table.get(kind, self.fallbacks)
+        if kind == "context_window":
+            lists = self.context_window_fallbacks
+        elif kind == "content_policy":
+            lists = self.content_policy_fallbacks
+        else:
+            lists = self.fallbacks
         for name in names:
             if found := lists.get(name):
                 return found
