@@ -93,6 +93,7 @@ class Router:
         s = self.settings
         self.cooldowns = Cooldowns(allowed_fails=s.allowed_fails, policy=s.allowed_fails_policy,
                                    cooldown_time=s.cooldown_time, enabled=not s.disable_cooldowns)  # fmt: skip
+        self._cooling = self.cooldowns.until  # the same dict, read on every pick
         self.retry = RetryPolicy(s.num_retries, s.retry_policy, s.retry_after)
         self.strategy = strategies.make(s.routing_strategy)
         self.tracks = self.strategy.tracks  # the relay reports calls to the strategy
@@ -136,6 +137,8 @@ class Router:
         to its fallbacks (with `fallbacks`), else is a 429."""
         group = self.groups.get(model)
         if group is not None:
+            if self._simple and not self._cooling:  # the common case, kept as cheap as a plain shuffle
+                return _choose(group, prefer)
             return self._choose(model, group, prefer, fallbacks)
         bare = self._bare.get(model, ())
         if len(bare) == 1:
@@ -157,7 +160,7 @@ class Router:
         )
 
     def _choose(self, name: str, group: list[Deployment], prefer: str | None, fallbacks: bool) -> Deployment:
-        if self._simple and not self.cooldowns.until:
+        if self._simple and not self._cooling:
             return _choose(group, prefer)
         if prefer is not None and not self.cooldowns.cooling(prefer):
             for dep in group:
