@@ -301,6 +301,8 @@ class Relay:
             return await self._request(call, self.adapter(call.deployment), stream=stream, retries=call.retries)
         while True:
             if router.tracks:
+                if router.reserves and (dep := await router.reserve(call)) is not call.deployment:
+                    await self._move(call, dep)
                 router.started(call)
             try:
                 return await self._request(call, self.adapter(call.deployment), stream=stream, retries=0)

@@ -11,7 +11,9 @@ A requested name resolves, first match wins, to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import math
 import random
 import re
@@ -32,6 +34,7 @@ from .shared import Shared, connect
 from .strategies import _weight
 
 _FILLED_CACHE = 1024
+log = logging.getLogger("llmrelay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,9 @@ class Router:
         if s.redis is not None:
             self.shared = Shared(connect(**s.redis), self.cooldowns)
             self.cooldowns.shared = self.shared
+        # usage-based routing with Redis: each request takes its place in the shared rpm first
+        self.reserves = self.shared is not None and isinstance(self.strategy, strategies.UsageBased)
+        self._pending: set[asyncio.Task[None]] = set()
         self.groups: dict[str, list[Deployment]] = {}
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)
@@ -196,6 +202,24 @@ class Router:
 
     # -- what the relay reports, for the strategies that measure ---------------------------------
 
+    async def reserve(self, call: Call) -> Deployment:
+        """Usage-based routing shared through Redis: the call's deployment if it still has room
+        this minute for every instance, else another of its group that has; a 429 when none has."""
+        assert self.shared is not None
+        group, tried = self.group_of(call.deployment), set[str]()
+        dep: Deployment | None = call.deployment
+        while dep is not None:
+            rpm, tpm = dep.extra.get("rpm"), dep.extra.get("tpm")
+            try:
+                if await self.shared.take_request(dep.id, rpm, tpm):
+                    return dep
+            except Exception as exc:  # Redis down: this instance's own counts still apply
+                log.warning("usage counters: Redis unavailable (%s); counting in this process", exc)
+                return dep
+            tried.add(dep.id)
+            dep = self.choose(group, exclude=tried)
+        raise self.exhausted(call.deployment.model_name)
+
     def started(self, call: Call) -> None:
         call.started = (call.deployment.id, time.monotonic())
         self.strategy.started(call.deployment.id)
@@ -210,6 +234,17 @@ class Router:
             dep_id, t0 = call.started
             call.started = None
             self.strategy.finished(dep_id, time.monotonic() - t0 if ok else None, tokens)
+            if self.reserves and tokens:
+                task = asyncio.ensure_future(self._add_tokens(dep_id, tokens))
+                self._pending.add(task)  # held until done: a task nobody references may vanish
+                task.add_done_callback(self._pending.discard)
+
+    async def _add_tokens(self, dep_id: str, tokens: int) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.add_tokens(dep_id, tokens)
+        except Exception as exc:
+            log.warning("usage counters: could not add tokens for %s: %s", dep_id, exc)
 
     def group_of(self, dep: Deployment) -> list[Deployment]:
         """The deployments that serve the same name as `dep` (a wildcard's fill: just itself)."""

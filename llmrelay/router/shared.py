@@ -2,7 +2,9 @@
 `redis_password` or `redis_url` in router_settings).
 
 Keys: `llmrelay:fails:<deployment>:<class>` counts failures in the current minute (INCR, then
-a 60 s expiry); `llmrelay:cooldown:<deployment>` holds a cooldown's end until it passes. A new
+a 60 s expiry); `llmrelay:cooldown:<deployment>` holds a cooldown's end until it passes;
+`llmrelay:rpm:<deployment>:<minute>` and `llmrelay:tpm:...` count usage-based routing's
+requests and tokens. A new
 cooldown is published on `llmrelay:cooldowns`, so every instance skips the deployment at once;
 an instance that starts later reads the cooldowns still running.
 """
@@ -53,6 +55,29 @@ class Shared:
         ms = max(1, int((until - time.time()) * 1000))
         await self.client.set(f"{PREFIX}cooldown:{dep_id}", repr(until), px=ms)
         await self.client.publish(CHANNEL, f"{dep_id} {until!r}")
+
+    async def take_request(self, dep_id: str, rpm: int | None, tpm: int | None) -> bool:
+        """Count a request against the deployment's rpm this minute, for every instance; False
+        (and nothing counted) when it is at its rpm or tpm already."""
+        minute = int(time.time() // 60)
+        rpm_key, tpm_key = f"{PREFIX}rpm:{dep_id}:{minute}", f"{PREFIX}tpm:{dep_id}:{minute}"
+        if tpm is not None and int(await self.client.get(tpm_key) or 0) >= tpm:
+            return False
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(rpm_key)
+            pipe.expire(rpm_key, 2 * int(WINDOW))
+            count, _ = await pipe.execute()
+        if rpm is not None and int(count) > rpm:
+            await self.client.decr(rpm_key)
+            return False
+        return True
+
+    async def add_tokens(self, dep_id: str, tokens: int) -> None:
+        key = f"{PREFIX}tpm:{dep_id}:{int(time.time() // 60)}"
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, tokens)
+            pipe.expire(key, 2 * int(WINDOW))
+            await pipe.execute()
 
     async def start(self) -> None:
         """Subscribe, then read the cooldowns already running; returns once both are done (or

@@ -3,6 +3,8 @@ calls in flight, latency-based the faster deployment, usage-based the rpm/tpm li
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,15 @@ def test_latency_based_routing_prefers_the_faster_deployment(
     assert len(fakes["b"].requests()) == 1
 
 
+def same_minute(needed: float = 5.0) -> None:
+    """Usage is counted per clock minute: start a test needing `needed` seconds inside one."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.05)
+
+
 def test_usage_based_routing_spills_at_the_rpm_limit_then_refuses(fakes: dict[str, FakeServer], tmp_path: Path) -> None:
+    same_minute()
     with proxy_for(fakes, tmp_path, "usage-based-routing-v2", a={"rpm": 1}, b={"rpm": 1}) as proxy:
         assert sorted(served(proxy) for _ in range(2)) == ["a", "b"]
         with pytest.raises(openai.RateLimitError) as exc:
@@ -88,12 +98,32 @@ def test_usage_based_routing_spills_at_the_rpm_limit_then_refuses(fakes: dict[st
 
 
 def test_usage_based_routing_counts_tokens_against_tpm(fakes: dict[str, FakeServer], tmp_path: Path) -> None:
+    same_minute()
     with proxy_for(fakes, tmp_path, "usage-based-routing-v2", a={"tpm": 5}, b={"tpm": 100_000}) as proxy:
         first = served(proxy)
         # once "a" has used its 5 tokens (a reply here costs more), only "b" has room
         rest = [served(proxy) for _ in range(4)]
     # the fewest tokens first: "a" gets one request (first or second), then it is over its tpm
     assert rest == (["b"] * 4 if first == "a" else ["a", "b", "b", "b"])
+
+
+def test_usage_limits_hold_across_instances_sharing_redis(fakes: dict[str, FakeServer], tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]  # other runs share the Redis server: ids of our own
+    config = {
+        "model_list": [deployment("gpt", fake, f"{name}-{run}", rpm=1) for name, fake in fakes.items()],
+        "router_settings": {"routing_strategy": "usage-based-routing-v2", "redis_url": "redis://127.0.0.1:6379/0"},
+    }
+    path = str(write_config(config, tmp_path))
+    with start_proxy("--config", path) as first, start_proxy("--config", path) as second:
+        same_minute(15)
+        one = served(first)
+        other = served(second)  # the second instance knows the first one's request
+        assert {one, other} == {f"a-{run}", f"b-{run}"}
+        with pytest.raises(openai.RateLimitError):
+            served(second)
+        with pytest.raises(openai.RateLimitError):
+            served(first)
+    assert len(fakes["a"].requests()) == 1 and len(fakes["b"].requests()) == 1
 
 
 def test_cost_based_routing_is_refused_at_startup(tmp_path: Path) -> None:
