@@ -7,7 +7,6 @@ the store keeps the record -> the response (or the terminal event) goes out.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -23,7 +22,6 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
-from .midstream import continued_stream, total_tokens
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
@@ -33,6 +31,7 @@ from .providers.mock import echo_text, input_tokens, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
+from .reroute import continued_stream, move, recover, total_tokens
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import ACTIVE, StoreUnavailable, page_items
@@ -302,43 +301,14 @@ class Relay:
         while True:
             if router.tracks:
                 if router.reserves and (dep := await router.reserve(call)) is not call.deployment:
-                    await self._move(call, dep)
+                    await move(self, call, dep)
                 router.started(call)
             try:
                 return await self._request(call, self.adapter(call.deployment), stream=stream, retries=0)
             except (openai.APIStatusError, openai.APIConnectionError) as err:
                 if call.started is not None:
                     router.finished(call, ok=False)
-                await self._recover(call, err)
-
-    async def _recover(self, call: Call, err: openai.APIError) -> None:
-        """After a failed call: move it where the router's retries and fallbacks say, or raise `err`."""
-        if self.router is None:
-            raise err
-        if call.failover is None:
-            call.failover = self.router.failover(str(call.params["model"]), call.deployment, call.retries)
-        step = await call.failover.next(call.deployment, err)
-        if step is None:
-            raise err
-        dep, wait = step
-        if wait:
-            await asyncio.sleep(wait)
-        await self._move(call, dep)
-
-    async def _move(self, call: Call, dep: Deployment) -> None:
-        """Point a call at another deployment: its own key, params and timeouts; a history the
-        failed upstream held natively is replayed from the store instead."""
-        call.deployment = dep
-        require_key(dep)
-        if support := getattr(self.adapter(dep), "support", None):
-            strip_unsupported(call.params, support, drop=_first_bool(dep.extra.get("drop_params"), self.drop_params))
-        call.timeout, call.stream_timeout = self._timeouts({}, dep)
-        if call.upstream_previous_id:
-            prev_id = str(call.params["previous_response_id"])
-            previous = (call.memory or {}).get(prev_id) or await self.store.get(prev_id, call.owner)
-            call.upstream_previous_id = None
-            if previous is not None:
-                call.context = await self._history(previous, call.owner)
+                await recover(self, call, err)
 
     async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> aiohttp.ClientResponse:
         """One deployment's answer. An upstream that lost its stored state gets the history replayed."""
@@ -378,7 +348,7 @@ class Relay:
                 except (openai.APIStatusError, openai.APIConnectionError) as err:  # cut short, or not valid
                     if call.started is not None:
                         self.router.finished(call, ok=False)  # type: ignore[union-attr]
-                    await self._recover(call, err)
+                    await recover(self, call, err)
                     continue
                 if call.started is not None:
                     self.router.finished(call, ok=True, tokens=total_tokens(result[0]))  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Streams that go on elsewhere when they break: the relay's side of mid-stream fallback.
+"""Moving a call to another deployment: after a failed call (`recover`), and mid-stream,
+where a stream that breaks goes on elsewhere (`continued_stream`).
 
 A leg's failure (a cut connection, a stall past `stream_timeout`, a garbled frame, an error
 event, an end without a terminal event) goes to the router like any failed call; where it
@@ -9,6 +10,7 @@ when the routing strategy measures streams (their first token, their end).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,8 @@ import openai
 
 from . import errors, items
 from .providers.base import Adapter, Call, StreamTranslator
-from .providers.registry import Deployment
+from .providers.registry import Deployment, require_key
+from .providers.support import strip_unsupported
 from .router.splice import BROKEN, Splice
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
@@ -30,6 +33,38 @@ if TYPE_CHECKING:
     from .router import Router
 
 log = logging.getLogger("llmrelay")
+
+
+async def recover(relay: Relay, call: Call, err: openai.APIError) -> None:
+    """After a failed call: move it where the router's retries and fallbacks say, or raise `err`."""
+    if relay.router is None:
+        raise err
+    if call.failover is None:
+        call.failover = relay.router.failover(str(call.params["model"]), call.deployment, call.retries)
+    step = await call.failover.next(call.deployment, err)
+    if step is None:
+        raise err
+    dep, wait = step
+    if wait:
+        await asyncio.sleep(wait)
+    await move(relay, call, dep)
+
+
+async def move(relay: Relay, call: Call, dep: Deployment) -> None:
+    """Point a call at another deployment: its own key, params and timeouts; a history the
+    failed upstream held natively is replayed from the store instead."""
+    call.deployment = dep
+    require_key(dep)
+    if support := getattr(relay.adapter(dep), "support", None):
+        drop = dep.extra.get("drop_params")
+        strip_unsupported(call.params, support, drop=relay.drop_params if drop is None else bool(drop))
+    call.timeout, call.stream_timeout = relay._timeouts({}, dep)
+    if call.upstream_previous_id:
+        prev_id = str(call.params["previous_response_id"])
+        previous = (call.memory or {}).get(prev_id) or await relay.store.get(prev_id, call.owner)
+        call.upstream_previous_id = None
+        if previous is not None:
+            call.context = await relay._history(previous, call.owner)
 
 
 async def continued_stream(
@@ -100,7 +135,7 @@ async def _legs(
         shown = splice.broke(translator.response)
         log.warning("stream from %s broke (%s); trying to continue it", call.deployment.id, failure)
         try:
-            await relay._recover(call, failure)
+            await recover(relay, call, failure)
             call.params["input"] = request_input + shown.as_input()
             resp = await relay._open(call, stream=True)
         except openai.APIError:  # nowhere left to go: the stream fails as it broke
