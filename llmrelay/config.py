@@ -57,6 +57,7 @@ class LitellmParams(_Section):
     tpm: int | None = Field(default=None, gt=0)
     weight: float | None = Field(default=None, gt=0)
     order: int | None = Field(default=None, ge=0)
+    max_parallel_requests: int | None = Field(default=None, gt=0)
 
 
 class ModelEntry(_Section):
@@ -109,6 +110,7 @@ class RouterSettings(_Failover):
     retry_policy: dict[str, int] | None = None
     retry_after: float = Field(default=0, ge=0)
     max_fallbacks: int = Field(default=5, ge=0)
+    default_max_parallel_requests: int | None = Field(default=None, gt=0)
     allowed_fails_policy: dict[str, int] | None = None
     disable_cooldowns: bool = False
     mid_stream_fallback: bool = True  # llmrelay: a stream that breaks goes on elsewhere (false: it fails)
@@ -198,6 +200,7 @@ class Config(_Section):
             context_window_fallbacks=fallback_table(either("context_window_fallbacks")),
             content_policy_fallbacks=fallback_table(either("content_policy_fallbacks")),
             max_fallbacks=rs.max_fallbacks,
+            default_max_parallel_requests=rs.default_max_parallel_requests,
             allowed_fails=3 if allowed_fails is None else allowed_fails,
             allowed_fails_policy=rs.allowed_fails_policy or {},
             cooldown_time=5.0 if cooldown_time is None else cooldown_time,
@@ -281,7 +284,7 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
-ROUTING_PARAMS = ("rpm", "tpm", "weight", "order")
+ROUTING_PARAMS = ("rpm", "tpm", "weight", "order", "max_parallel_requests")
 MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
 _SETTINGS: dict[str, type[BaseModel]] = {
     "general_settings": GeneralSettings,

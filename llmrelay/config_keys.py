@@ -105,13 +105,11 @@ REFUSE: dict[str, dict[str, str]] = {
     "router_settings": {
         "enable_pre_call_checks": _ROUTING, "enable_pre_call_check": _ROUTING, "optional_pre_call_checks": _ROUTING,
         "enable_tag_filtering": _ROUTING, "tag_filtering_match_any": _ROUTING, "routing_strategy_args": _ROUTING,
-        "model_group_alias": _ROUTING, "model_group_retry_policy": _RETRIES,
-        "default_max_parallel_requests": _LIMITS, "provider_budget_config": _BUDGETS,
+        "model_group_alias": _ROUTING, "model_group_retry_policy": _RETRIES, "provider_budget_config": _BUDGETS,
         "cache_responses": _CACHE, "caching_groups": _CACHE, "guardrail_list": _GUARDRAILS,
         "default_litellm_params": _DEFAULTS,
     },
     "litellm_params": {
-        "max_parallel_requests": _LIMITS,
         "max_budget": _BUDGETS, "budget_duration": _BUDGETS,
         "guardrails": _GUARDRAILS, "cache_control_injection_points": "request rewriting",
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",

@@ -114,6 +114,12 @@ class Router:
         self.groups: dict[str, list[Deployment]] = {}
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)
+        # max_parallel_requests (or router_settings.default_max_parallel_requests) per deployment
+        default = s.default_max_parallel_requests
+        self._parallel = {d.id: limit for g in self.groups.values() for d in g
+                          if (limit := d.extra.get("max_parallel_requests", default))}  # fmt: skip
+        self.in_flight: dict[str, int] = {}
+        self.tracks = self.tracks or bool(self._parallel)
         # Plain random choice unless some deployment asks for weights or an order.
         self._simple = not self.tracks and not any(
             _weight(d) is not None or "order" in d.extra for g in self.groups.values() for d in g
@@ -185,6 +191,8 @@ class Router:
         None when every one is cooling down or excluded."""
         cooling = self.cooldowns.cooling
         healthy = [d for d in group if d.id not in exclude and not cooling(d.id)]
+        if self._parallel:
+            healthy = [d for d in healthy if self.in_flight.get(d.id, 0) < self._parallel.get(d.id, 1 << 30)]
         if not healthy:
             return None
         if not self._simple:
@@ -221,8 +229,11 @@ class Router:
         raise self.exhausted(call.deployment.model_name)
 
     def started(self, call: Call) -> None:
-        call.started = (call.deployment.id, time.monotonic())
-        self.strategy.started(call.deployment.id)
+        dep_id = call.deployment.id
+        call.started = (dep_id, time.monotonic())
+        self.strategy.started(dep_id)
+        if self._parallel:
+            self.in_flight[dep_id] = self.in_flight.get(dep_id, 0) + 1
 
     def first_token(self, call: Call) -> None:
         if call.started is not None:
@@ -234,6 +245,8 @@ class Router:
             dep_id, t0 = call.started
             call.started = None
             self.strategy.finished(dep_id, time.monotonic() - t0 if ok else None, tokens)
+            if self._parallel:
+                self.in_flight[dep_id] = max(0, self.in_flight.get(dep_id, 0) - 1)
             if self.reserves and tokens:
                 task = asyncio.ensure_future(self._add_tokens(dep_id, tokens))
                 self._pending.add(task)  # held until done: a task nobody references may vanish
@@ -257,7 +270,7 @@ class Router:
         return errors.status_error(
             429,
             f"No deployment of '{name}' is available: each is cooling down after failures or at its "
-            "rpm/tpm limit. "
+            "rpm, tpm or parallel-request limit. "
             f"Try again in {wait} seconds.",
             code="no_deployments_available",
             headers={"retry-after": str(wait)},

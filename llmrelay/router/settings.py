@@ -24,6 +24,7 @@ class RoutingSettings:
     allowed_fails_policy: Mapping[str, int] = field(default_factory=dict)
     cooldown_time: float = 5.0
     disable_cooldowns: bool = False
+    default_max_parallel_requests: int | None = None
     mid_stream_fallback: bool = True  # a stream that breaks goes on elsewhere (False: it fails)
     redis: dict[str, Any] | None = None  # connect()'s arguments: url, host, port, password, db
 

@@ -186,12 +186,12 @@ def test_a_behaviour_changing_key_is_refused(section: str, key: str, value: obje
     assert "RUNNING" not in result.stdout
 
 
-def test_a_parallel_request_limited_deployment_is_refused(tmp_path: Path) -> None:
-    params = {"model": "mock/demo", "max_parallel_requests": 4}
+def test_a_deployment_with_a_budget_is_refused(tmp_path: Path) -> None:
+    params = {"model": "mock/demo", "max_budget": 4}
     config = {"model_list": [{"model_name": "demo", "litellm_params": params}]}
     result = run_cli("--config", str(write_config(config, tmp_path)))
     assert result.returncode == 2
-    expected = "model_list[0].litellm_params.max_parallel_requests: not supported yet: llmrelay does not implement rate"
+    expected = "model_list[0].litellm_params.max_budget: not supported yet: llmrelay does not implement budgets"
     assert expected in result.stderr
 
 

@@ -126,6 +126,32 @@ def test_usage_limits_hold_across_instances_sharing_redis(fakes: dict[str, FakeS
     assert len(fakes["a"].requests()) == 1 and len(fakes["b"].requests()) == 1
 
 
+def test_max_parallel_requests_caps_a_deployments_calls_in_flight(fakes: dict[str, FakeServer], tmp_path: Path) -> None:
+    fakes["a"].enqueue({"hang_after_events": 3})
+    config = {
+        "model_list": [
+            deployment("gpt", fakes["a"], "a", max_parallel_requests=1, order=1),
+            deployment("gpt", fakes["b"], "b", order=2),
+            deployment("solo", fakes["a"], "solo", max_parallel_requests=1),
+        ],
+    }
+    with (
+        start_proxy("--config", str(write_config(config, tmp_path))) as proxy,
+        client(proxy).responses.with_streaming_response.create(model="gpt", input="hold", stream=True) as held,
+    ):
+        assert held.headers[HEADER] == "a"
+        lines = held.iter_lines()  # kept: a dropped iterator closes the stream
+        next(lines)
+        assert [served(proxy) for _ in range(3)] == ["b"] * 3  # "a" is full: its tier spills to "b"
+        fakes["a"].enqueue({"hang_after_events": 3})
+        with client(proxy).responses.with_streaming_response.create(model="solo", input="h", stream=True) as solo:
+            solo_lines = solo.iter_lines()
+            next(solo_lines)
+            with pytest.raises(openai.RateLimitError) as exc:
+                client(proxy).responses.create(model="solo", input="one too many")
+    assert exc.value.body["code"] == "no_deployments_available"
+
+
 def test_cost_based_routing_is_refused_at_startup(tmp_path: Path) -> None:
     from tests.e2e.proxy_process import run_cli
 
