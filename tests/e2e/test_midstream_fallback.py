@@ -15,9 +15,14 @@ from tests.fakes.process import FakeServer
 
 TEXT = "one two three four five six seven eight"
 MORE = "and the rest."
-MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4-5"}
+MODELS = {
+    "openai": "openai/gpt-4o",
+    "anthropic": "anthropic/claude-sonnet-4-5",
+    "gemini": "gemini/gemini-2.0-flash",
+    "chat": "groq/llama-3.3-70b",
+}
 # frames before the first two text deltas are out, per protocol
-STARTED = {"openai": 6, "anthropic": 4}
+STARTED = {"openai": 6, "anthropic": 4, "gemini": 2, "chat": 3}
 
 
 def group(name: str, provider: str, fake: FakeServer, **params: Any) -> dict[str, Any]:
@@ -26,10 +31,18 @@ def group(name: str, provider: str, fake: FakeServer, **params: Any) -> dict[str
 
 
 @pytest.fixture
-def fakes(openai_fake: FakeServer, openai_fake_b: FakeServer, anthropic_fake: FakeServer) -> dict[str, FakeServer]:
-    for fake in (openai_fake, openai_fake_b, anthropic_fake):
+def fakes(
+    openai_fake: FakeServer,
+    openai_fake_b: FakeServer,
+    anthropic_fake: FakeServer,
+    gemini_fake: FakeServer,
+    chat_fake: FakeServer,
+) -> dict[str, FakeServer]:
+    every = {"openai": openai_fake, "openai_b": openai_fake_b, "anthropic": anthropic_fake, "gemini": gemini_fake,
+             "chat": chat_fake}  # fmt: skip
+    for fake in every.values():
         fake.reset()
-    return {"openai": openai_fake, "openai_b": openai_fake_b, "anthropic": anthropic_fake}
+    return every
 
 
 def streamed(client: OpenAI, **params: Any) -> tuple[list[Any], Any]:
@@ -88,7 +101,16 @@ def run_pair(
 
 @pytest.mark.parametrize(
     ("first", "then"),
-    [("openai", "openai"), ("openai", "anthropic"), ("anthropic", "openai"), ("anthropic", "anthropic")],
+    [
+        ("openai", "openai"),
+        ("openai", "anthropic"),
+        ("anthropic", "openai"),
+        ("anthropic", "anthropic"),
+        ("openai", "gemini"),
+        ("gemini", "anthropic"),
+        ("chat", "openai"),
+        ("anthropic", "chat"),
+    ],
 )
 def test_a_stream_cut_mid_text_goes_on_at_the_fallback_as_one_message(
     fakes: dict[str, FakeServer], tmp_path: Path, first: str, then: str
@@ -104,9 +126,10 @@ def test_a_stream_cut_mid_text_goes_on_at_the_fallback_as_one_message(
     assert len(message.content) == 1 and message.id == events[2].item.id
     # the fallback was asked to go on after what the client had already read
     second = (fakes["openai_b"] if (first, then) == ("openai", "openai") else fakes[then]).requests()[-1]["body"]
-    last = (second.get("messages") or second.get("input"))[-1]
-    text = last["content"] if isinstance(last["content"], str) else last["content"][-1]["text"]
-    assert last["role"] == "assistant" and text == shown
+    last = (second.get("messages") or second.get("input") or second.get("contents"))[-1]
+    content = last.get("content", last.get("parts"))
+    text = content if isinstance(content, str) else content[-1]["text"]
+    assert last["role"] in ("assistant", "model") and text == shown
     assert final.usage is not None and final.usage.output_tokens > 0
 
 
