@@ -360,9 +360,11 @@ class Relay:
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
     ) -> AsyncIterator[StreamEvent]:
-        router = self.router
-        if router is not None and (
-            router.tracks or router.continues(str(call.params.get("model")), call.deployment, call.retries)
+        router, model = self.router, call.params.get("model")  # no model: a stored stream resumed, not a create
+        if (
+            router is not None
+            and model is not None
+            and (router.tracks or router.continues(str(model), call.deployment, call.retries))
         ):
             async for event in continued_stream(self, call, adapter, resp):
                 yield event
