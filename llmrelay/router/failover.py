@@ -49,7 +49,7 @@ class Failover:
             again = self.router.choose(self.group)
             if again is not None and _servable(again):
                 return again, self.router.retry.wait(self.attempt - 1, err)
-        if kind in ("BadRequestError",):  # the request itself is at fault: no group would take it
+        if kind == "BadRequestError":  # the request itself is at fault: no group would take it
             return None
         if self.queue is None:
             self.queue = list(self.router.settings.fallbacks_for(*self.names, kind=_FALLBACK_KIND.get(kind, "general")))

@@ -82,9 +82,10 @@ class Wildcard:
 
 
 class Router:
-    """Resolves names to groups and picks a deployment of the group: any one at random
-    (`weight`, else `rpm`/`tpm`, make it a weighted draw), from the lowest `order` first,
-    skipping deployments cooling down. `failover` walks retries and fallbacks after a failure."""
+    """Resolves names to groups and picks a deployment of the group: from the lowest `order`
+    first, skipping deployments cooling down or at their `max_parallel_requests`, then as the
+    routing strategy says (strategies.py). `failover` walks retries and fallbacks after a
+    failure; the relay reports calls to `started` / `first_token` / `finished` when `tracks`."""
 
     def __init__(
         self,
