@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from . import config_keys, errors
-from .providers.registry import Deployment, make_deployment, with_provider
+from .mcp.servers import TRANSPORTS, McpPolicy, McpServer
+from .providers.registry import AWS_PARAMS, Deployment, make_deployment, with_provider
 from .router import RoutingSettings, Wildcard, policy
 from .router.settings import fallback_table
 
@@ -58,6 +59,21 @@ class LitellmParams(_Section):
     weight: float | None = Field(default=None, gt=0)
     order: int | None = Field(default=None, ge=0)
     max_parallel_requests: int | None = Field(default=None, gt=0)
+    # AWS Bedrock (LiteLLM's names); the credentials chain applies when these are unset
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region_name: str | None = None
+    aws_profile_name: str | None = None
+    aws_bedrock_runtime_endpoint: str | None = None
+    # Cloud accounts (Vertex AI, Azure Entra ID), as LiteLLM names them
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | dict[str, Any] | None = None
+    azure_ad_token: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 class ModelEntry(_Section):
@@ -75,6 +91,17 @@ class GeneralSettings(_Section):
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
     background_health_checks: bool = False
     health_check_interval: float = Field(default=300, gt=0)
+    mcp_allow_any_url: bool = False  # llmrelay: MCP tools may name servers beyond mcp_servers
+    mcp_call_timeout: float = Field(default=60, gt=0)  # llmrelay: seconds for one MCP list or call
+    mcp_max_output_bytes: int = Field(default=100_000, gt=0)  # llmrelay: a larger tool result is an error
+
+
+class McpServerEntry(BaseModel):
+    # LiteLLM's entries carry more (auth_type, description, ...): kept, unused
+    model_config = ConfigDict(extra="allow")
+    url: str
+    transport: Literal["http", "streamable_http", "streamable-http", "sse"] = "http"
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 FallbackList = list[dict[str, list[str] | str]]
@@ -156,6 +183,7 @@ class Config(_Section):
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerEntry] = Field(default_factory=dict)
     _skipped: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -231,6 +259,14 @@ class Config(_Section):
         gs = self.general_settings
         return gs.store or gs.database_url or os.environ.get("DATABASE_URL") or None
 
+    def mcp_policy(self) -> McpPolicy:
+        """The MCP servers a request may reach: those named here, any other URL only if allowed."""
+        gs = self.general_settings
+        servers = {name: McpServer(name, e.url, TRANSPORTS[e.transport], dict(e.headers))
+                   for name, e in self.mcp_servers.items()}  # fmt: skip
+        return McpPolicy(servers, allow_any_url=gs.mcp_allow_any_url, call_timeout=gs.mcp_call_timeout,
+                         max_output_bytes=gs.mcp_max_output_bytes)  # fmt: skip
+
     def deployments(self) -> list[Deployment]:
         """The deployments of the exact model names (wildcard entries are `wildcards()`)."""
         return [self._deployment(i, e) for i, e in enumerate(self.model_list) if "*" not in e.model_name]
@@ -257,7 +293,8 @@ class Config(_Section):
                 **_options(entry),
             )
         except errors.APIStatusError as exc:
-            field = "api_base" if exc.body and exc.body.get("param") == "api_base" else "model"
+            param = exc.body.get("param") if isinstance(exc.body, dict) else None
+            field = param if param in LitellmParams.model_fields else "model"
             raise ConfigError(f"model_list[{i}].litellm_params.{field}", exc.message) from None
 
 
@@ -281,10 +318,15 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
         "headers": headers,
         "extra": _extra(p, entry.model_info),
         "chat_api": p.use_chat_completions_api,
+        "cloud_settings": {k: v for k in CLOUD_KEYS if (v := getattr(p, k)) is not None},
     }
 
 
 ROUTING_PARAMS = ("rpm", "tpm", "weight", "order", "max_parallel_requests")
+CLOUD_KEYS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id",
+              "client_id", "client_secret")  # fmt: skip
+
+
 MODEL_INFO_KEYS = ("id", "max_input_tokens")  # the model_info keys llmrelay reads
 _SETTINGS: dict[str, type[BaseModel]] = {
     "general_settings": GeneralSettings,
@@ -301,6 +343,7 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
+    extra.update({k: v for k in AWS_PARAMS if (v := getattr(p, k))})
     return extra
 
 

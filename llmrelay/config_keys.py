@@ -34,7 +34,7 @@ _CREDENTIALS = "credentials llmrelay cannot read yet"
 
 SKIP: dict[str, frozenset[str]] = {
     "top": frozenset({
-        "callback_settings", "credential_list", "mcp_servers", "assistant_settings", "files_settings",
+        "callback_settings", "credential_list", "assistant_settings", "files_settings",
         "finetune_settings", "search_tools", "vector_store_registry", "prompts",
     }),
     "general_settings": frozenset({
@@ -115,10 +115,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",
         "configurable_clientside_auth_params": _ACCESS, "litellm_credential_name": _CREDENTIALS,
         **dict.fromkeys((
-            "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_role_name",
-            "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_bedrock_runtime_endpoint",
-            "vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id", "client_id",
-            "client_secret", "azure_username", "azure_password",
+            "aws_role_name", "aws_session_name", "aws_web_identity_token", "azure_username", "azure_password",
         ), _CREDENTIALS),
         **dict.fromkeys((
             "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_p", "stop", "seed",

@@ -6,6 +6,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from .mcp.replay import as_function_items
+
 Json = dict[str, Any]
 
 _PREFIX = {
@@ -57,11 +59,12 @@ def replayable(items: list[Json]) -> list[Json]:
     """Stored items made safe to send to any upstream as plain input.
 
     Ids are dropped because they name items in the store of the upstream that minted them;
-    another account would reject them. Reasoning items without `encrypted_content` carry
+    another account would reject them. MCP calls become function calls with their output
+    (the MCP listings and approvals are left out). Reasoning items without `encrypted_content` carry
     nothing another upstream can use; item references have nothing left to point at.
     """
     out: list[Json] = []
-    for item in items:
+    for item in as_function_items(items):
         kind = item.get("type")
         if kind == "item_reference" or (kind == "reasoning" and not item.get("encrypted_content")):
             continue

@@ -22,15 +22,20 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .ids import new_id
 from .jobs import Jobs, expired, failed_for_dead_runner
+from .mcp import McpPolicy, plan_for
+from .mcp.loop import ToolLoop
+from .mcp.servers import has_mcp, without_secrets
 from .providers import convert
 from .providers.anthropic import Anthropic
 from .providers.base import Adapter, Call
+from .providers.bedrock import Bedrock
 from .providers.chat import Chat
 from .providers.gemini import Gemini
 from .providers.mock import echo_text, input_tokens, mock_events
 from .providers.openai import OpenAIResponses
-from .providers.registry import Deployment, make_deployment, require_key, stored_deployment, with_provider
+from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
+from .providers.vertex import VertexAnthropic, VertexGemini
 from .reroute import continued_stream, move, recover, total_tokens
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
@@ -38,11 +43,12 @@ from .store.base import ACTIVE, StoreUnavailable, page_items
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
-from .upstream import Garbled, describe, parsed, translate, upstream_error
+from .upstream import Garbled, describe, frames, parsed, translate, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
 MAX_CHAIN = 10_000
+CLOUD_OPTIONS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token")
 
 
 class Relay:
@@ -58,6 +64,7 @@ class Relay:
         timeout: float | None = None,
         stream_timeout: float | None = None,
         drop_params: bool = False,
+        mcp: McpPolicy | None = None,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
@@ -65,6 +72,7 @@ class Relay:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
+        self.mcp = mcp or McpPolicy()  # the SDK reaches any MCP server URL; a proxy only its own
         self.http = Http()
         self._native = OpenAIResponses()
         self._adapters: dict[str, Adapter] = {
@@ -72,6 +80,9 @@ class Relay:
             "anthropic": Anthropic(),
             "chat": Chat(),
             "gemini": Gemini(),
+            "bedrock": Bedrock(),
+            "vertex_gemini": VertexGemini(),
+            "vertex_anthropic": VertexAnthropic(),
         }
         # Deployments this process built from SDK call options, by id: background GET/cancel
         # need the upstream's URL and key again, and the store keeps neither (the router knows
@@ -95,7 +106,12 @@ class Relay:
         call, mock = await self._prepare(params, owner, dropped)
         if self._runs_in_background(call, mock):
             return (await self.jobs.start(call, self._job_events(call, mock))).response
-        if mock is not None:
+        if call.mcp is not None:
+            loop = await self._tool_loop(call, mock)
+            async for _ in loop.events():
+                pass
+            response, upstream_id = loop.response or {}, None
+        elif mock is not None:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
             response, upstream_id = await self._send(call)
@@ -121,6 +137,8 @@ class Relay:
         if self._runs_in_background(call, mock):
             record = await self.jobs.start(call, self._job_events(call, mock))
             return self.jobs.follow(record, after=-1)
+        if call.mcp is not None:
+            return self._tool_stream(call, await self._tool_loop(call, mock))
         if mock is not None:
             return self._mock_stream(call, mock)
         resp = await self._open(call, stream=True)
@@ -144,6 +162,10 @@ class Relay:
         call.params["stream"] = True  # run as a stream upstream, so every event can be kept
 
         async def events() -> AsyncIterator[StreamEvent]:
+            if call.mcp is not None:
+                async for event in self._tool_stream(call, await self._tool_loop(call, mock)):
+                    yield event
+                return
             if mock is not None:
                 async for event in self._mock_stream(call, mock):
                     yield event
@@ -179,6 +201,9 @@ class Relay:
         log.debug("model %r -> deployment %s (%s)", params["model"], dep.id, dep.provider.name)
         mock = opts.get("mock_response", dep.extra.get("mock_response"))
         namespaces: dict[str, tuple[str, str]] = {}
+        plan = None
+        if dep.provider.api != "responses" and has_mcp(params):  # OpenAI runs MCP tools itself
+            plan = plan_for(params, self.mcp)
         if mock is None and dep.provider.api != "mock":
             require_key(dep)
             if support := getattr(self.adapter(dep), "support", None):
@@ -205,12 +230,15 @@ class Relay:
             extra_query=dict(opts.get("extra_query") or {}),
             memory=memory,
             namespaces=namespaces,
+            mcp=plan,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:
                 call.upstream_previous_id = previous.upstream_id
             else:
                 call.context = await self._history(previous, owner)
+            if plan is not None:  # earlier listings and approval requests, as stored
+                plan.history = await self._chain_items(previous, owner)
         if conv_id := conversation_id(params.get("conversation")):
             await self._join_conversation(call, conv_id, previous is not None)
         if mock is None and dep.provider.api == "mock":
@@ -240,12 +268,17 @@ class Relay:
             api_base=opts.get("api_base") or opts.get("base_url"),
             api_version=opts.get("api_version"),
             chat_api=bool(opts.get("use_chat_completions_api")),
+            extra={k: opts[k] for k in AWS_PARAMS if opts.get(k)},
+            cloud_settings={k: opts[k] for k in CLOUD_OPTIONS if opts.get(k) is not None},
         )
-        self._deployments.setdefault(dep.id, dep)
-        return dep
+        return self._deployments.setdefault(dep.id, dep)  # the first one keeps its cached cloud tokens
 
     async def _history(self, record: StoredResponse, owner: str | None) -> list[Json]:
         """Every item of the chain ending at `record`, oldest first, ready to replay."""
+        return items.replayable(compaction.expand(await self._chain_items(record, owner)))
+
+    async def _chain_items(self, record: StoredResponse, owner: str | None) -> list[Json]:
+        """Every item of the chain ending at `record`, oldest first, as stored."""
         chain = [record]
         while (prev := chain[-1].previous_response_id) and len(chain) < MAX_CHAIN:
             older = await self.store.get(prev, owner)
@@ -256,7 +289,7 @@ class Relay:
         for r in reversed(chain):
             history += r.input_items
             history += r.response.get("output") or []
-        return items.replayable(compaction.expand(history))
+        return history
 
     # -- upstream I/O ------------------------------------------------------------------------
 
@@ -285,6 +318,7 @@ class Relay:
         self, req: HttpRequest, adapter: Adapter, dep: Deployment, *, timeout: float | None, retries: int
     ) -> bytes:
         """One whole upstream exchange: the body, or the adapter's error for an error status."""
+        req = await _authorize(adapter, req, dep)
         resp = await self.http.send(req, timeout=timeout, retries=retries, upstream=describe(dep))
         body = await _read(resp, dep)
         if resp.status >= 400:
@@ -315,7 +349,7 @@ class Relay:
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(
-            adapter.build_request(call),
+            await _authorize(adapter, adapter.build_request(call), dep),
             timeout=call.stream_timeout if stream else call.timeout,
             retries=retries,
             stream=stream,
@@ -370,22 +404,23 @@ class Relay:
                 yield event
             return
         translator = adapter.stream_translator(call)
-        decoder = SSEDecoder()
+        decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
         finished = False
         try:
             try:
                 async for chunk in resp.content.iter_any():
-                    for frame in decoder.feed(chunk):
+                    for frame in frames(call.deployment, decoder.feed, chunk):
                         for event in translate(translator, frame, call.deployment):
                             if event.terminal and translator.response is not None:
                                 await self._save(call, translator.response, translator.upstream_id)
                             yield event
-                tail = [e for f in decoder.finish() for e in translate(translator, f, call.deployment)]
+                dep = call.deployment
+                tail = [e for f in frames(dep, decoder.finish) for e in translate(translator, f, dep)]
                 tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))
-            except Garbled as exc:
-                tail = translator.fail(str(exc))
+            except Garbled as exc:  # bytes after the terminal event change nothing
+                tail = translator.fail(str(exc)) if translator.response is None else []
             for event in tail:
                 if event.terminal and translator.response is not None:
                     await self._save(call, translator.response, translator.upstream_id)
@@ -398,6 +433,27 @@ class Relay:
                 resp.release()
             else:
                 resp.close()
+
+    async def _tool_loop(self, call: Call, mock: str | None) -> ToolLoop:
+        """The MCP tool loop over this relay's single rounds, started: what can still fail as a
+        plain error (the first upstream call) has failed by now."""
+        assert call.mcp is not None
+        loop = ToolLoop(call, call.mcp, lambda c: self._round(c, mock))
+        await loop.start()
+        return loop
+
+    async def _round(self, call: Call, mock: str | None) -> AsyncIterator[StreamEvent]:
+        """One upstream turn as a stream of events; nothing is stored (`store` is off)."""
+        if mock is not None:
+            return _iterate(mock_events(call, mock)[0])
+        resp = await self._open(call, stream=True)
+        return self._relay_stream(call, self.adapter(call.deployment), resp)
+
+    async def _tool_stream(self, call: Call, loop: ToolLoop) -> AsyncIterator[StreamEvent]:
+        async for event in loop.events():
+            if event.terminal and loop.response is not None:
+                await self._save(call, loop.response, None)
+            yield event
 
     async def _mock_stream(self, call: Call, text: str) -> AsyncIterator[StreamEvent]:
         events, response = mock_events(call, text)
@@ -414,7 +470,7 @@ class Relay:
             return
         record = StoredResponse(
             id=call.id,
-            response=response,
+            response=without_secrets(response),
             input_items=call.input_items,
             deployment=call.deployment.id,
             upstream_id=upstream_id,
@@ -510,7 +566,8 @@ class Relay:
                         deployment=dep, input_items=record.input_items, created_at=record.created_at,
                         new_id=new_id, owner=owner, job=True)  # fmt: skip
             req = self._native.retrieve_request(dep, record.upstream_id)
-            req.url += f"?stream=true&starting_after={after}"
+            query = f"stream=true&starting_after={after}"
+            req.url += ("&" if "?" in req.url else "?") + query  # Azure's URLs carry ?api-version
             _, timeout, retries = self._with_options(req, dep, options)
             resp = await self.http.send(req, timeout=timeout, retries=retries, stream=True, upstream=describe(dep))
             if resp.status >= 400:
@@ -631,6 +688,11 @@ class Relay:
         await self.store.close()
 
 
+async def _iterate(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event
+
+
 async def _read(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
     """A whole upstream body; the connection goes back to the pool either way."""
     try:
@@ -666,3 +728,9 @@ def _first_int(*values: Any) -> int:
         if isinstance(v, int) and not isinstance(v, bool):
             return max(0, v)
     return 0
+
+
+async def _authorize(adapter: Adapter, req: HttpRequest, dep: Deployment) -> HttpRequest:
+    """A request signed per call (AWS SigV4) where the adapter signs; else as built."""
+    sign = getattr(adapter, "authorize", None)
+    return req if sign is None else await sign(req, dep)

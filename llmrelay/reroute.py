@@ -26,7 +26,7 @@ from .router.splice import BROKEN, Splice
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import upstream_failure
-from .upstream import Garbled, describe, translate
+from .upstream import Garbled, describe, frames, translate
 
 if TYPE_CHECKING:
     from .relay import Relay
@@ -100,7 +100,7 @@ async def _legs(
         held: list[StreamEvent] = []  # the batch that ended the leg badly, not sent yet
         failure: openai.APIError | None = None
         try:
-            async for batch in _leg(call, translator, resp):
+            async for batch in _leg(call, adapter, translator, resp):
                 if isinstance(batch, openai.APIError):
                     failure = batch
                     break
@@ -155,17 +155,17 @@ async def _legs(
 
 
 async def _leg(
-    call: Call, translator: StreamTranslator, resp: aiohttp.ClientResponse
+    call: Call, adapter: Adapter, translator: StreamTranslator, resp: aiohttp.ClientResponse
 ) -> AsyncIterator[list[StreamEvent] | openai.APIError]:
     """One upstream stream as batches of events (one per frame), its end included; a transport
     failure or a garbled frame arrives as the error it is."""
     dep = call.deployment
-    decoder = SSEDecoder()
+    decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
     try:
         async for chunk in resp.content.iter_any():
-            for frame in decoder.feed(chunk):
+            for frame in frames(dep, decoder.feed, chunk):
                 yield translate(translator, frame, dep)
-        for frame in decoder.finish():
+        for frame in frames(dep, decoder.finish):
             yield translate(translator, frame, dep)
         yield translator.finish()
     except (TimeoutError, aiohttp.ClientError) as exc:

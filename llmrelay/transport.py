@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -36,12 +37,22 @@ DEFAULT_STREAM_TIMEOUT = 600.0  # seconds a stream may stay silent (reasoning ca
 MAX_BACKOFF = 30.0
 
 
+class TokenAuth(Protocol):
+    """Credentials that mint short-lived tokens (Vertex AI, Entra ID): asked for headers before
+    every attempt, and told when the upstream refused a token so the next one is fresh."""
+
+    async def headers(self) -> dict[str, str]: ...
+
+    def refused(self, headers: dict[str, str]) -> None: ...
+
+
 @dataclass(slots=True)
 class HttpRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    auth: TokenAuth | None = None
 
 
 class Http:
@@ -106,16 +117,24 @@ class Http:
         takes the default for a stream or a whole reply; `upstream` names it in errors."""
         session = await self.session()
         attempt = 0
+        reauthorised = False
         while True:
             wait: float | None = None
+            headers = req.headers if req.auth is None else {**req.headers, **await req.auth.headers()}
             try:
                 resp = await session.request(
-                    req.method, req.url, data=req.body, headers=req.headers, timeout=self._timeout(timeout, stream)
+                    req.method, req.url, data=req.body, headers=headers, timeout=self._timeout(timeout, stream)
                 )
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if attempt >= retries:
                     raise upstream_failure(exc, upstream) from exc
             else:
+                if resp.status == 401 and req.auth is not None and not reauthorised:
+                    # A token refused before its time (revoked, clock skew): one more try with a new one.
+                    req.auth.refused(headers)
+                    reauthorised = True
+                    resp.release()
+                    continue
                 if resp.status not in RETRYABLE or attempt >= retries:
                     return resp
                 wait = retry_after(resp.headers)

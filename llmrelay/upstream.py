@@ -38,6 +38,16 @@ def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> li
         raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
 
 
+def frames(dep: Deployment, decode: Callable[..., list[Frame]], *args: Any) -> list[Frame]:
+    """A stream decoder's frames; bytes that break the protocol's framing (an event-stream CRC
+    mismatch, a message cut short) fail the stream naming the deployment, the detail in the log."""
+    try:
+        return decode(*args)
+    except ValueError as exc:
+        log.warning("%s sent bytes that are not valid stream framing: %s", describe(dep), exc)
+        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+
+
 def parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
     """An upstream reply read by `parse`; one it cannot read is a 502 naming the deployment."""
     try:
@@ -57,6 +67,8 @@ def upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APISta
     if err.status_code != 401:
         return err
     body = err.body if isinstance(err.body, dict) else {}
-    message = f"The upstream of {describe(dep)} refused the deployment's API key: {body.get('message') or err.message}"
+    keyed = dep.credentials is None and dep.provider.auth != "none"  # not signed, not a token
+    what = "API key" if keyed else "credentials"
+    message = f"The upstream of {describe(dep)} refused the deployment's {what}: {body.get('message') or err.message}"
     return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
                                headers=err.response.headers)  # fmt: skip

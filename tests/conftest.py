@@ -38,6 +38,24 @@ def gemini_fake() -> Iterator[FakeServer]:
 
 
 @pytest.fixture(scope="session")
+def bedrock_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.bedrock_upstream") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def vertex_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.vertex_upstream") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def azure_fake() -> Iterator[FakeServer]:
+    with start_fake("tests.fakes.azure_upstream", background_delay=0.6) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
 def chat_fake() -> Iterator[FakeServer]:
     with start_fake("tests.fakes.chat_upstream") as fake:
         yield fake

@@ -37,7 +37,7 @@ model_context_window_exceeded -> incomplete (max_output_tokens), refusal -> inco
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -47,6 +47,7 @@ from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import computer, convert
 from .base import Call, Json, usage
+from .registry import Deployment
 from .support import Support
 from .translator import BuilderTranslator
 
@@ -94,10 +95,11 @@ _INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded
 
 class Anthropic:
     support = SUPPORT
+    signed, redacted = SIGNED, REDACTED  # the tags of replayable reasoning this upstream signed
 
     def build_request(self, call: Call) -> HttpRequest:
         p = call.params
-        system, messages = _messages(convert.conversation(call))
+        system, messages = _messages(convert.conversation(call), self.signed, self.redacted)
         if p.get("instructions"):
             system.insert(0, convert.text_of(p["instructions"]))
         body: Json = {"model": call.deployment.model, "messages": messages}
@@ -129,17 +131,26 @@ class Anthropic:
         if beta:
             headers["anthropic-beta"] = beta
         headers.update(call.extra_headers)
-        base = call.deployment.api_base
-        url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
-        return HttpRequest("POST", url, headers, orjson.dumps(body))
+        dep = call.deployment
+        url = self.url(dep, "stream" if call.stream else "create")
+        return HttpRequest("POST", url, headers, orjson.dumps(self.wire_body(body)), dep.credentials)
 
     def count_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
         keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
         body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in keep}
-        return HttpRequest(
-            "POST", req.url.replace("/messages", "/messages/count_tokens"), req.headers, orjson.dumps(body)
-        )
+        body["model"] = call.deployment.model
+        url = self.url(call.deployment, "count")
+        return replace(req, url=url, body=orjson.dumps(self.wire_body(body, count=True)))
+
+    def url(self, dep: Deployment, method: str) -> str:
+        """Where `method` ("create", "stream" or "count") is served."""
+        base = dep.api_base if dep.api_base.endswith("/v1") else dep.api_base + "/v1"
+        return base + ("/messages/count_tokens" if method == "count" else "/messages")
+
+    def wire_body(self, body: Json, *, count: bool = False) -> Json:
+        """The Messages body as this endpoint takes it."""
+        return body
 
     def parse_count(self, body: bytes) -> int:
         return int(orjson.loads(body)["input_tokens"])
@@ -178,7 +189,7 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> errors.A
 # -- request -----------------------------------------------------------------------------------
 
 
-def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
+def _messages(history: list[Json], signed: str = SIGNED, redacted: str = REDACTED) -> tuple[list[str], list[Json]]:
     system: list[str] = []
     messages: list[Json] = []
 
@@ -206,11 +217,11 @@ def _messages(history: list[Json]) -> tuple[list[str], list[Json]]:
             push("user", [{"type": "tool_result", "tool_use_id": item["call_id"], "content": content}])
         elif kind == "reasoning":
             sig = item.get("encrypted_content") or ""
-            if sig.startswith(REDACTED):
-                push("assistant", [{"type": "redacted_thinking", "data": sig.removeprefix(REDACTED)}])
-            elif sig.startswith(SIGNED):
+            if sig.startswith(redacted):
+                push("assistant", [{"type": "redacted_thinking", "data": sig.removeprefix(redacted)}])
+            elif sig.startswith(signed):
                 text = "".join(s.get("text", "") for s in item.get("summary") or [])
-                push("assistant", [{"type": "thinking", "thinking": text, "signature": sig.removeprefix(SIGNED)}])
+                push("assistant", [{"type": "thinking", "thinking": text, "signature": sig.removeprefix(signed)}])
         elif kind == "computer_call":
             tool_use = {"type": "tool_use", "id": item["call_id"], "name": "computer",
                         "input": computer.to_anthropic(item.get("action") or {})}  # fmt: skip
@@ -305,6 +316,8 @@ class _Block:
 class Translator(BuilderTranslator):
     """Anthropic stream events (or a whole message, replayed as events) -> Responses events."""
 
+    signed, redacted = SIGNED, REDACTED
+
     def __init__(self, call: Call) -> None:
         super().__init__(call)
         self._block: _Block | None = None
@@ -345,9 +358,9 @@ class Translator(BuilderTranslator):
             return b.text(block["text"]) if block.get("text") else []
         if kind == "thinking":
             out = b.reasoning(block["thinking"]) if block.get("thinking") else []
-            return out + (b.reasoning_signature(SIGNED + block["signature"]) if block.get("signature") else [])
+            return out + (b.reasoning_signature(self.signed + block["signature"]) if block.get("signature") else [])
         if kind == "redacted_thinking":
-            return b.reasoning_signature(REDACTED + block.get("data", ""))
+            return b.reasoning_signature(self.redacted + block.get("data", ""))
         if kind == "tool_use" and block.get("name") == "computer" and self._computer:
             self._block.kind = "computer"
             if block.get("input"):
@@ -370,7 +383,7 @@ class Translator(BuilderTranslator):
         if kind == "thinking_delta":
             return self.builder.reasoning(delta["thinking"])
         if kind == "signature_delta":
-            return self.builder.reasoning_signature(SIGNED + delta["signature"])
+            return self.builder.reasoning_signature(self.signed + delta["signature"])
         if kind == "input_json_delta" and self._block is not None:
             self._block.args.append(delta.get("partial_json", ""))
             if self._block.kind == "tool_use" and delta.get("partial_json"):

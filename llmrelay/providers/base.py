@@ -45,6 +45,7 @@ class Call:
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
     failover: Any = None  # the router's retries and fallbacks for this call, once it failed
     started: tuple[str, float] | None = None  # (deployment id, monotonic time) while a strategy measures it
+    mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
 
     @property
     def stream(self) -> bool:
@@ -117,7 +118,7 @@ def response_skeleton(call: Call) -> Json:
         "temperature": p.get("temperature", 1.0),
         "text": p.get("text") or {"format": {"type": "text"}},
         "tool_choice": p.get("tool_choice", "auto"),
-        "tools": p.get("tools") or [],
+        "tools": call.mcp.echo if call.mcp is not None else p.get("tools") or [],  # MCP secrets left out
         "top_logprobs": p.get("top_logprobs", 0),
         "top_p": p.get("top_p", 1.0),
         "truncation": p.get("truncation") or "disabled",

@@ -94,7 +94,8 @@ class Chat:
             body.update(stream=True, stream_options={"include_usage": True})
         body.update(call.extra_body)
         headers = {"content-type": "application/json", **call.deployment.auth_headers(), **call.extra_headers}
-        return HttpRequest("POST", call.deployment.url("/chat/completions"), headers, orjson.dumps(body))
+        url = call.deployment.url("/chat/completions")
+        return HttpRequest("POST", url, headers, orjson.dumps(body), call.deployment.credentials)
 
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
         completion = orjson.loads(body)

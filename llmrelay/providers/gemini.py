@@ -30,6 +30,7 @@ with cached content and thought tokens.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import orjson
 
@@ -96,16 +97,18 @@ class Gemini:
         headers = {"content-type": "application/json", **call.deployment.auth_headers(), **call.extra_headers}
         action = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         url = f"{call.deployment.api_base}/models/{call.deployment.model}:{action}"
-        return HttpRequest("POST", url, headers, orjson.dumps(body))
+        return HttpRequest("POST", url, headers, orjson.dumps(body), call.deployment.credentials)
 
     def count_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
         body = orjson.loads(req.body or b"{}")
         body.pop("generationConfig", None)  # countTokens refuses generation settings
         dep = call.deployment
-        count = {"generateContentRequest": {"model": f"models/{dep.model}", **body}}
         url = f"{dep.api_base}/models/{dep.model}:countTokens"
-        return HttpRequest("POST", url, req.headers, orjson.dumps(count))
+        return replace(req, url=url, body=orjson.dumps(self.count_body(dep.model, body)))
+
+    def count_body(self, model: str, body: Json) -> Json:
+        return {"generateContentRequest": {"model": f"models/{model}", **body}}
 
     def parse_count(self, body: bytes) -> int:
         return int(orjson.loads(body).get("totalTokens") or 0)

@@ -9,6 +9,7 @@ ours and to capture the final response for the store. Deltas are forwarded untou
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import orjson
@@ -45,19 +46,17 @@ class OpenAIResponses:
         if call.stream:
             headers["accept"] = "text/event-stream"
         headers.update(call.extra_headers)
-        return HttpRequest(
-            "POST", _with_query(call.deployment.url("/responses"), call.extra_query), headers, orjson.dumps(body)
-        )
+        url = _with_query(call.deployment.url("/responses"), call.extra_query)
+        return HttpRequest("POST", url, headers, orjson.dumps(body), call.deployment.credentials)
 
     def compact_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
-        url = _with_query(call.deployment.url("/responses/compact"), call.extra_query)
-        return HttpRequest("POST", url, req.headers, req.body)
+        return replace(req, url=_with_query(call.deployment.url("/responses/compact"), call.extra_query))
 
     def count_request(self, call: Call) -> HttpRequest:
         req = self.build_request(call)
         body = {k: v for k, v in orjson.loads(req.body or b"{}").items() if k in COUNT_FIELDS}
-        return HttpRequest("POST", call.deployment.url("/responses/input_tokens"), req.headers, orjson.dumps(body))
+        return replace(req, url=call.deployment.url("/responses/input_tokens"), body=orjson.dumps(body))
 
     def parse_count(self, body: bytes) -> int:
         return int(orjson.loads(body)["input_tokens"])
@@ -77,13 +76,15 @@ class OpenAIResponses:
     # -- operations on the upstream's own stored state ----------------------------------------
 
     def retrieve_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
-        return HttpRequest("GET", dep.url(f"/responses/{upstream_id}"), dep.auth_headers())
+        return HttpRequest("GET", dep.url(f"/responses/{upstream_id}"), dep.auth_headers(), auth=dep.credentials)
 
     def cancel_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
-        return HttpRequest("POST", dep.url(f"/responses/{upstream_id}/cancel"), dep.auth_headers())
+        return HttpRequest(
+            "POST", dep.url(f"/responses/{upstream_id}/cancel"), dep.auth_headers(), auth=dep.credentials
+        )
 
     def delete_request(self, dep: Deployment, upstream_id: str) -> HttpRequest:
-        return HttpRequest("DELETE", dep.url(f"/responses/{upstream_id}"), dep.auth_headers())
+        return HttpRequest("DELETE", dep.url(f"/responses/{upstream_id}"), dep.auth_headers(), auth=dep.credentials)
 
 
 def _adopt(response: Json, call: Call) -> str | None:

@@ -8,14 +8,16 @@ router picks, the store remembers, and `previous_response_id` is pinned to.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .. import errors
+from . import cloud
 
-Api = Literal["responses", "chat", "anthropic", "gemini", "mock"]
+Api = Literal["responses", "chat", "anthropic", "gemini", "bedrock", "vertex_gemini", "vertex_anthropic", "mock"]
 Auth = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
 
 
@@ -32,6 +34,8 @@ class ProviderSpec:
     # Appended to a base URL that names no API version ("http://host", as google-genai's
     # base_url takes it); a base that ends in one ("/v1beta", "/v1") is used as is.
     version_path: str | None = None
+    # Models whose name starts with a prefix here speak another API (Vertex serves Claude too).
+    model_apis: tuple[tuple[str, Api], ...] = ()
 
 
 _P = ProviderSpec
@@ -52,7 +56,10 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _P("together_ai", "chat", "https://api.together.xyz/v1", ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY"), ("TOGETHER_API_BASE",)),
         _P("fireworks_ai", "chat", "https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY"), ("FIREWORKS_API_BASE",)),
         _P("ollama_chat", "chat", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), ("OLLAMA_API_BASE",), key_required=False),
+        _P("bedrock", "bedrock", None, key_required=False, auth="none"),  # SigV4-signed: see bedrock_settings
         _P("mock", "mock", "mock://", key_required=False, auth="none"),
+        _P("vertex_ai", "vertex_gemini", "", (), ("VERTEXAI_API_BASE",), auth="none", key_required=False, model_apis=(("claude", "vertex_anthropic"),)),
+        _P("azure_ai", "responses", None, ("AZURE_AI_API_KEY",), ("AZURE_AI_API_BASE",), auth="api-key"),
     )
 }  # fmt: skip
 
@@ -73,6 +80,7 @@ class Deployment:
     headers: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     id: str = ""
+    credentials: cloud.TokenAuth | None = field(default=None, hash=False, compare=False)
 
     def auth_headers(self) -> dict[str, str]:
         h = dict(self.provider.headers)
@@ -86,22 +94,10 @@ class Deployment:
     def url(self, path: str) -> str:
         """Absolute URL of `path` (e.g. "/responses", "/responses/{id}/cancel") on this deployment."""
         if self.provider.name == "azure":
-            return _azure_url(self.api_base, self.api_version, path)
+            return cloud.azure_url(self.api_base, self.api_version, path)
+        if self.provider.name == "azure_ai":
+            return cloud.azure_ai_url(self.api_base, path)
         return self.api_base + path
-
-
-def _azure_url(base: str, version: str | None, path: str) -> str:
-    # Three Azure shapes: a deployment URL (".../openai/deployments/<name>"), the dated
-    # API (".../openai/responses?api-version=2025-04-01-preview") and the v1 API
-    # (".../openai/v1/responses"), which needs no api-version at all.
-    if "/openai/deployments/" in base:
-        return f"{base}{path}?api-version={version or 'preview'}"
-    root = base.split("/openai", 1)[0]
-    if version in (None, "v1", "latest"):
-        return f"{root}/openai/v1{path}"
-    if version == "preview":
-        return f"{root}/openai/v1{path}?api-version=preview"
-    return f"{root}/openai{path}?api-version={version}"
 
 
 def split_model(model: str) -> tuple[ProviderSpec, str]:
@@ -145,20 +141,34 @@ def make_deployment(
     extra: dict[str, Any] | None = None,
     deployment_id: str | None = None,
     chat_api: bool = False,
+    cloud_settings: dict[str, Any] | None = None,
 ) -> Deployment:
     """Resolve a "<provider>/<model>" string plus overrides into a Deployment. `chat_api`
-    makes an OpenAI-shaped provider speak Chat Completions instead of Responses."""
+    makes an OpenAI-shaped provider speak Chat Completions instead of Responses.
+    `cloud_settings` are the LiteLLM keys of cloud accounts (vertex_project, azure_ad_token, ...)."""
     spec, upstream_model = split_model(model)
     if chat_api and spec.api == "responses":
         spec = replace(spec, api="chat")
+    if api := next((a for prefix, a in spec.model_apis if upstream_model.startswith(prefix)), None):
+        spec = replace(spec, api=api)
+    ident_extra = ""
+    if spec.api == "bedrock":
+        upstream_model, api_base, extra = bedrock_settings(upstream_model, api_base, extra or {})
+        ident_extra = "\0".join(str(extra.get(k) or "") for k in AWS_PARAMS)
     base = api_base or _env(spec.base_env) or spec.api_base
+    key = api_key or _env(spec.key_env)
+    resolved = _cloud(spec, base, key, cloud_settings or {})
+    if resolved is not None:
+        base = resolved.base or base
+        headers = {**dict(resolved.headers), **(headers or {})}
+        if resolved.bearer:
+            spec = replace(spec, auth="bearer")
     if not base:
         env = " or ".join(spec.base_env) or "api_base"
         raise errors.bad_request(
             f"Provider {spec.name!r} needs an api_base: pass api_base= or set {env}.",
             param="api_base",
         )
-    key = api_key or _env(spec.key_env)
     if spec.name == "azure":
         api_version = api_version or os.environ.get("AZURE_API_VERSION")
     base = base.rstrip("/")
@@ -166,7 +176,10 @@ def make_deployment(
         base += "/" + spec.version_path
     # Keys and bases are part of the identity: a response stored upstream lives in one
     # account, so only the same account may continue it natively.
+    if cloud_settings:
+        ident_extra += repr(sorted(cloud_settings.items()))
     ident = "\0".join((spec.name, spec.api, upstream_model, base, key or "", api_version or ""))
+    ident += "\0" + ident_extra if ident_extra else ""
     return Deployment(
         provider=spec,
         model=upstream_model,
@@ -180,7 +193,48 @@ def make_deployment(
         headers=tuple((headers or {}).items()),
         extra=extra or {},
         id=deployment_id or "dep_" + hashlib.sha256(ident.encode()).hexdigest()[:24],
+        credentials=resolved.credentials if resolved else None,
     )
+
+
+def _cloud(spec: ProviderSpec, base: str | None, key: str | None, settings: dict[str, Any]) -> cloud.Resolved | None:
+    """The base URL and credentials a cloud provider's own settings make (None: the plain row)."""
+    if spec.api in cloud.VERTEX_PUBLISHERS:
+        return cloud.vertex_base(spec.api, base, settings)
+    if spec.name == "azure":
+        return cloud.azure_auth(key, settings)
+    if spec.name == "azure_ai" and base:
+        auth = cloud.azure_auth(key, settings)
+        bearer = key is not None and cloud.azure_ai_bearer(base)
+        return cloud.Resolved("", auth.credentials, auth.headers) if auth else cloud.Resolved("", bearer=bearer)
+    return None
+
+
+# -- AWS Bedrock --------------------------------------------------------------------------------
+
+# litellm_params keys (LiteLLM's names) a Bedrock deployment takes; they travel in `extra`.
+AWS_PARAMS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
+              "aws_profile_name", "aws_bedrock_runtime_endpoint")  # fmt: skip
+
+
+def bedrock_settings(model: str, api_base: str | None, extra: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(model id, endpoint, extra with the region and route) of a `bedrock/...` model:
+    "converse/<id>" and "invoke/<id>" pick the API; the endpoint is `api_base`, then
+    `aws_bedrock_runtime_endpoint`, then the region's (AWS_REGION, default us-east-1)."""
+    if importlib.util.find_spec("botocore") is None:
+        raise errors.bad_request(
+            "Provider 'bedrock' signs its requests with botocore: pip install 'llmrelay[bedrock]'.",
+            param="model",
+            code="missing_dependency",
+        )
+    extra = dict(extra)
+    route, sep, rest = model.partition("/")
+    if sep and route in ("converse", "invoke"):
+        model, extra["bedrock_route"] = rest, route
+    region = extra.get("aws_region_name") or _env(("AWS_REGION", "AWS_DEFAULT_REGION")) or "us-east-1"
+    extra["aws_region_name"] = region
+    endpoint = extra.get("aws_bedrock_runtime_endpoint") or _env(("AWS_BEDROCK_RUNTIME_ENDPOINT",))
+    return model, api_base or endpoint or f"https://bedrock-runtime.{region}.amazonaws.com", extra
 
 
 def with_provider(model: str, custom_llm_provider: str | None) -> str:
@@ -209,14 +263,25 @@ def stored_deployment(known: Deployment | None, model: str, options: dict[str, A
         api_base=options.get("api_base") or options.get("base_url") or (base.api_base if base else None),
         api_version=options.get("api_version") or (base.api_version if base else None),
     )
-    return replace(dep, timeout=base.timeout, max_retries=base.max_retries, headers=base.headers) if base else dep
+    if base is None:
+        return dep
+    credentials = dep.credentials or (base.credentials if dep.api_key is None else None)
+    return replace(
+        dep, timeout=base.timeout, max_retries=base.max_retries, headers=base.headers, credentials=credentials
+    )
 
 
 def require_key(dep: Deployment) -> None:
-    if dep.provider.key_required and not dep.api_key:
+    signed = dep.credentials is not None or any(k == "authorization" for k, _ in dep.headers)
+    if dep.provider.key_required and not dep.api_key and not signed:
         env = " or ".join(dep.provider.key_env)
+        entra = (
+            ", azure_ad_token, or install azure-identity (llmrelay[azure])"
+            if dep.provider.name.startswith("azure")
+            else ""
+        )
         raise errors.status_error(
             401,
-            f"No API key for provider {dep.provider.name!r}: pass api_key= or set {env}.",
+            f"No API key for provider {dep.provider.name!r}: pass api_key= or set {env}{entra}.",
             code="missing_api_key",
         )

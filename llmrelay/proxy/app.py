@@ -60,6 +60,7 @@ class Proxy:
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
+            mcp=config.mcp_policy(),
         )
         self.auth = Auth(config.general_settings.master_key, self.relay.store)
         gs = config.general_settings

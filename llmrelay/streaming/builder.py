@@ -148,6 +148,35 @@ class ResponseBuilder:
         events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
 
+    # -- items others build, and other rounds' events (the MCP tool loop) ------------------
+
+    def open_item(self, item: Json) -> tuple[int, list[StreamEvent]]:
+        """Start an item whose events the caller sends (`item_event`, then `close_item`)."""
+        events = self._close()
+        index = len(self.response["output"])
+        self.response["output"].append(item)
+        return index, [*events, self._event("response.output_item.added", output_index=index, item=_fresh(item))]
+
+    def item_event(self, type: str, item: Json, index: int, **fields: Any) -> StreamEvent:
+        return self._event(type, item_id=item["id"], output_index=index, **fields)
+
+    def close_item(self, item: Json, index: int) -> StreamEvent:
+        return self._event("response.output_item.done", output_index=index, item=item)
+
+    def forward(self, data: Json, offset: int) -> StreamEvent:
+        """An event of another builder's stream (one round of a longer response), renumbered
+        into this one: its items land `offset` places further along this response's output."""
+        fields = {k: v for k, v in data.items() if k not in ("type", "sequence_number")}
+        if "output_index" in fields:
+            fields["output_index"] += offset
+            index = fields["output_index"]
+            output = self.response["output"]
+            if data["type"] == "response.output_item.added" and index == len(output):
+                output.append(fields["item"])
+            elif data["type"] == "response.output_item.done" and index < len(output):
+                output[index] = fields["item"]
+        return self._event(data["type"], **fields)
+
     # -- internals ---------------------------------------------------------------------------
 
     def _ensure(self, kind: Kind) -> list[StreamEvent]:
@@ -222,7 +251,8 @@ class ResponseBuilder:
         return StreamEvent(type, data)
 
 
-_PREFIX = {"computer_call": "cu", "web_search_call": "ws", "file_search_call": "fs", "message": "msg"}
+_PREFIX = {"computer_call": "cu", "web_search_call": "ws", "file_search_call": "fs", "message": "msg",
+           "mcp_approval_request": "mcpr"}  # fmt: skip
 
 
 def _fresh(item: Json) -> Json:

@@ -41,6 +41,18 @@ CALL_OPTIONS = frozenset(
         "mock_response",
         "drop_params",
         "use_chat_completions_api",
+        # AWS Bedrock's, as LiteLLM names them
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "aws_profile_name",
+        "aws_bedrock_runtime_endpoint",
+        # cloud accounts: Vertex AI and Azure Entra ID
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "azure_ad_token",
     }
 )
 

@@ -14,18 +14,10 @@ from openai import OpenAI
 import llmrelay
 from llmrelay import Relay
 from tests.e2e.proxy_process import run_cli, start_proxy, write_config
+from tests.e2e.waits import wait_for
 from tests.fakes.process import FakeServer
 
 PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def wait_for(fn, predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def config(anthropic_fake: FakeServer, openai_fake: FakeServer, **general) -> dict:

@@ -12,6 +12,7 @@ from openai import OpenAI
 import llmrelay
 from llmrelay import Relay
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer
 
 PNG = (
@@ -146,12 +147,12 @@ def test_anthropic_three_step_computer_loop(mode: str, proxy: ProxyProcess, anth
     assert results[0]["content"][0]["source"]["media_type"] == "image/png"
 
 
-@pytest.mark.parametrize("name", ["anthropic", "gemini", "chat"])
+@pytest.mark.parametrize("name", ["anthropic", "gemini", "chat", "bedrock"])
 def test_truncation_auto_drops_the_oldest_turns_and_disabled_is_a_400(request, name: str) -> None:
     fake: FakeServer = request.getfixturevalue(f"{name}_fake")
     fake.reset()
     model = {"anthropic": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash",
-             "chat": "groq/llama-3.3-70b"}[name]  # fmt: skip
+             "chat": "groq/llama-3.3-70b", "bedrock": "bedrock/anthropic.claude-sonnet-4-5-v1:0"}[name]  # fmt: skip
     too_long = {
         "anthropic": {"status": 400, "body": {"type": "error", "error": {
             "type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}}},
@@ -159,6 +160,7 @@ def test_truncation_auto_drops_the_oldest_turns_and_disabled_is_a_400(request, n
             "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."}}},
         "chat": {"status": 400, "body": {"error": {"type": "invalid_request_error", "param": None,
             "code": None, "message": "This model's maximum context length is 8192 tokens."}}},
+        "bedrock": {"error": "ValidationException", "message": "Input is too long for requested model."},
     }[name]  # fmt: skip
     relay = Relay(store="memory")
     history = []
@@ -166,6 +168,8 @@ def test_truncation_auto_drops_the_oldest_turns_and_disabled_is_a_400(request, n
         history += [{"role": "user", "content": f"turn {i}"}, {"role": "assistant", "content": f"reply {i}"}]
     history.pop()  # end on the user's turn
     common = {"model": model, "api_key": "k", "api_base": fake.url, "relay": relay, "instructions": "Be brief."}
+    if name == "bedrock":
+        common |= {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET_KEY}
     fake.enqueue(too_long)
     r = llmrelay.responses(**common, input=history, truncation="auto")
     assert r.output_text == "Echo (turns=2): turn 4"  # turns 1 and 2 went, the last user turn stayed

@@ -10,9 +10,11 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer
 
-MODELS = {"claude": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash", "llama": "groq/llama-3.3-70b"}
+MODELS = {"claude": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash", "llama": "groq/llama-3.3-70b",
+          "bedrock": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"}  # fmt: skip
 TOOL = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}
 
 
@@ -22,13 +24,21 @@ def proxy(
     anthropic_fake: FakeServer,
     gemini_fake: FakeServer,
     chat_fake: FakeServer,
+    bedrock_fake: FakeServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ProxyProcess]:
-    bases = {"claude": anthropic_fake.url, "gemini": gemini_fake.url, "llama": chat_fake.url}
+    bases = {
+        "claude": anthropic_fake.url,
+        "gemini": gemini_fake.url,
+        "llama": chat_fake.url,
+        "bedrock": bedrock_fake.url,
+    }
+    aws_keys = {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET_KEY}
     model_list = [
         {
             "model_name": name,
-            "litellm_params": {"model": model, "api_key": "os.environ/TEST_KEY", "api_base": bases[name]},
+            "litellm_params": {"model": model, "api_base": bases[name]}
+            | (aws_keys if name == "bedrock" else {"api_key": "os.environ/TEST_KEY"}),
         }
         for name, model in MODELS.items()
     ]
@@ -104,7 +114,7 @@ def test_anthropic_overloaded_is_a_503(client: OpenAI, anthropic_fake: FakeServe
 
 def test_a_conversation_moves_across_providers_through_the_proxy(client: OpenAI) -> None:
     previous = None
-    for turn, model in enumerate(["gpt", "claude", "gemini", "llama", "claude"], start=1):
+    for turn, model in enumerate(["gpt", "claude", "gemini", "llama", "bedrock", "claude"], start=1):
         r = client.responses.create(model=model, input=f"turn {turn}", previous_response_id=previous)
         assert r.output_text == f"Echo (turns={turn}): turn {turn}"
         previous = r.id

@@ -18,7 +18,8 @@ from websockets.exceptions import InvalidStatus
 
 from tests.e2e.private_postgres import PrivatePostgres, private_postgres
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
-from tests.e2e.test_background import config, wait_for
+from tests.e2e.test_background import config
+from tests.e2e.waits import wait_for
 from tests.fakes.process import FakeServer
 
 # The openai SDK's own WebSocket plumbing warns about a websockets API it uses internally.

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,6 +15,9 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.e2e.waits import until_done, wait_for
+from tests.fakes import bedrock_upstream as aws
+from tests.fakes.google_oauth import service_account
 from tests.fakes.process import FakeServer, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
@@ -25,29 +27,50 @@ MODELS = {
     "llama": "groq/llama-3.3-70b",
     "claude": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
+    "bedrock": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "vertex-gemini": "vertex_ai/gemini-2.5-flash",
+    "vertex-claude": "vertex_ai/claude-sonnet-4-5",
+    "azure": "azure/gpt-4o",
 }
+TOKEN_AUTH = ("vertex-gemini", "vertex-claude")  # a refused token is replaced and tried once more
 STALL = 1.5  # seconds: the "-impatient" deployments' timeout, the "-hasty" ones' stream_timeout
+AWS_KEYS = {"aws_access_key_id": aws.ACCESS_KEY, "aws_secret_access_key": aws.SECRET_KEY}
 LEAKS = ("Traceback", "aiohttp", "ClientPayloadError", "JSONDecodeError", "127.0.0.1", "localhost")
 
 
 @pytest.fixture(scope="module")
 def fakes(
-    openai_fake: FakeServer, chat_fake: FakeServer, anthropic_fake: FakeServer, gemini_fake: FakeServer
+    openai_fake: FakeServer,
+    chat_fake: FakeServer,
+    anthropic_fake: FakeServer,
+    gemini_fake: FakeServer,
+    bedrock_fake: FakeServer,
+    vertex_fake: FakeServer,
+    azure_fake: FakeServer,
 ) -> dict[str, FakeServer]:
-    return {"gpt": openai_fake, "llama": chat_fake, "claude": anthropic_fake, "gemini": gemini_fake}
+    return {"gpt": openai_fake, "llama": chat_fake, "claude": anthropic_fake, "gemini": gemini_fake,
+            "bedrock": bedrock_fake, "vertex-gemini": vertex_fake, "vertex-claude": vertex_fake,
+            "azure": azure_fake}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def proxy(fakes: dict[str, FakeServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    folder = tmp_path_factory.mktemp("faults")
+    account = folder / "service-account.json"
+    account.write_text(json.dumps(service_account(fakes["vertex-gemini"])))
     model_list: list[dict[str, Any]] = []
     for name, model in MODELS.items():
         params = {"model": model, "api_key": "k", "api_base": fakes[name].url}
+        if name == "bedrock":
+            params = {"model": model, "api_base": fakes[name].url, **AWS_KEYS}
+        if name in TOKEN_AUTH:
+            params = {"model": model, "api_base": fakes[name].url, "vertex_credentials": str(account)}
         model_list.append({"model_name": name, "litellm_params": params})
         model_list.append({"model_name": name + "-impatient", "litellm_params": {**params, "timeout": STALL}})
         model_list.append({"model_name": name + "-hasty", "litellm_params": {**params, "stream_timeout": STALL}})
     nowhere = {"model": MODELS["gpt"], "api_key": "k", "api_base": f"http://127.0.0.1:{free_port()}/v1"}
     model_list.append({"model_name": "nowhere", "litellm_params": nowhere})
-    config = write_config({"model_list": model_list}, tmp_path_factory.mktemp("faults"))
+    config = write_config({"model_list": model_list}, folder)
     with start_proxy("--config", str(config)) as p:
         yield p
 
@@ -64,15 +87,6 @@ def clean(fakes: dict[str, FakeServer]) -> Iterator[None]:
 @pytest.fixture
 def client(proxy: ProxyProcess) -> OpenAI:
     return OpenAI(base_url=proxy.url, api_key="k", max_retries=0, timeout=30)
-
-
-def wait_for(fn: Callable[[], Any], predicate: Callable[[Any], bool], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def assert_clean(text: str) -> None:
@@ -111,12 +125,13 @@ def test_a_garbage_reply_is_a_502_naming_the_deployment(
 def test_an_upstream_401_says_the_deployment_key_was_refused(
     client: OpenAI, fakes: dict[str, FakeServer], model: str
 ) -> None:
-    fakes[model].enqueue({"status": 401})
+    fakes[model].enqueue([{"status": 401}] * (2 if model in TOKEN_AUTH else 1))
     with pytest.raises(openai.AuthenticationError) as caught:
         client.responses.create(model=model, input="hello")
     assert caught.value.body["type"] == "upstream_authentication_error"
     assert f"deployment '{model}'" in caught.value.body["message"]
-    assert "refused the deployment's API key" in caught.value.body["message"]
+    what = "credentials" if model in (*TOKEN_AUTH, "bedrock") else "API key"
+    assert f"refused the deployment's {what}" in caught.value.body["message"]
 
 
 def test_an_unreachable_upstream_is_a_502_without_its_address(client: OpenAI, proxy: ProxyProcess) -> None:
@@ -212,7 +227,7 @@ def test_a_stream_that_stalls_midway_fails_and_closes_the_upstream(
     assert requests[-1]["disconnected"] is True
 
 
-@pytest.mark.parametrize("model", ["llama", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["llama", "claude", "gemini", "bedrock", "vertex-gemini", "vertex-claude"])
 def test_a_background_job_whose_upstream_stalls_ends_failed(
     client: OpenAI, fakes: dict[str, FakeServer], model: str
 ) -> None:
@@ -224,15 +239,6 @@ def test_a_background_job_whose_upstream_stalls_ends_failed(
 
 
 # -- WebSocket -----------------------------------------------------------------------------------
-
-
-def until_done(conn: Any) -> list[Any]:
-    events = []
-    for event in conn:
-        events.append(event)
-        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
-            return events
-    return events
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])

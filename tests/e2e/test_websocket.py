@@ -12,6 +12,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.e2e.waits import until_done
 from tests.fakes.process import FakeServer
 
 # The openai SDK's own WebSocket plumbing warns about a websockets API it uses internally.
@@ -28,15 +29,6 @@ def proxy(openai_fake: FakeServer, anthropic_fake: FakeServer, tmp_path_factory)
     ], "general_settings": {"master_key": "sk-master"}}  # fmt: skip
     with start_proxy("--config", str(write_config(config, tmp_path_factory.mktemp("ws")))) as p:
         yield p
-
-
-def until_done(conn) -> list:
-    events = []
-    for event in conn:
-        events.append(event)
-        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
-            return events
-    return events
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])

@@ -23,10 +23,12 @@ from llmrelay import items
 from llmrelay.items import normalize
 from llmrelay.providers.anthropic import Anthropic
 from llmrelay.providers.base import Adapter, Call
+from llmrelay.providers.bedrock import Bedrock
 from llmrelay.providers.chat import Chat
 from llmrelay.providers.gemini import Gemini
 from llmrelay.providers.openai import OpenAIResponses
-from llmrelay.providers.registry import make_deployment, split_model
+from llmrelay.providers.registry import Deployment, make_deployment
+from llmrelay.providers.vertex import VertexAnthropic, VertexGemini
 from llmrelay.streaming.events import StreamEvent
 from llmrelay.streaming.sse import SSEDecoder
 from llmrelay.transport import HttpRequest
@@ -41,18 +43,31 @@ BASES = {
     "gemini": ORIGIN + "/v1beta",
     "chat": ORIGIN + "/v1",
     "responses": ORIGIN + "/v1",
+    "bedrock": ORIGIN,
+    "vertex_gemini": ORIGIN,  # Vertex's base is the host: the path is Vertex's own
+    "vertex_anthropic": ORIGIN,
 }
 ADAPTERS: dict[str, Adapter] = {
     "anthropic": Anthropic(),
     "gemini": Gemini(),
     "chat": Chat(),
     "responses": OpenAIResponses(),
+    "bedrock": Bedrock(),
+    "vertex_gemini": VertexGemini(),
+    "vertex_anthropic": VertexAnthropic(),
 }
+# The wire protocol each API speaks (Vertex serves Gemini's and Anthropic's).
+WIRES = {"vertex_gemini": "gemini", "vertex_anthropic": "anthropic"}
+VERTEX = {"vertex_project": "golden", "vertex_location": "us-east5"}
 CREATED_AT = 1_700_000_000
 TEST_KEY = "test-key"
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
 HANDWRITTEN = "handwritten.md"  # marks a case whose upstream answer was transcribed, not recorded
+
+
+def deployment(model: str, base: str) -> Deployment:
+    return make_deployment(model, api_key=TEST_KEY, api_base=base, cloud_settings=VERTEX)
 
 
 def counter_ids() -> Callable[[str], str]:
@@ -79,7 +94,11 @@ class Case:
 
     @property
     def api(self) -> str:
-        return split_model(self.request["model"])[0].api
+        return deployment(self.request["model"], ORIGIN).provider.api
+
+    @property
+    def wire(self) -> str:
+        return WIRES.get(self.api, self.api)
 
     @property
     def adapter(self) -> Adapter:
@@ -91,7 +110,10 @@ class Case:
 
     @property
     def upstream_response_path(self) -> Path:
-        return self.path / ("upstream_response.sse" if self.stream else "upstream_response.json")
+        if not self.stream:
+            return self.path / "upstream_response.json"
+        # Bedrock streams are binary AWS event-stream messages, not SSE
+        return self.path / ("upstream_response.eventstream" if self.api == "bedrock" else "upstream_response.sse")
 
     @property
     def expected_path(self) -> Path:
@@ -108,11 +130,10 @@ class Case:
         request = copy.deepcopy(self.request)
         context = request.pop("_context", [])
         new_id = counter_ids()
-        deployment = make_deployment(request["model"], api_key=TEST_KEY, api_base=BASES[self.api])
         return Call(
             id=new_id("resp"),
             params=request,
-            deployment=deployment,
+            deployment=deployment(request["model"], BASES[self.api]),
             input_items=normalize(copy.deepcopy(request.get("input") or []), new_id),
             created_at=CREATED_AT,
             new_id=new_id,
@@ -164,7 +185,7 @@ def translate(case: Case, chunk_size: int | None = None) -> StreamRun:
     `chunk_size` feeds the bytes in pieces, as they arrive off a socket."""
     raw = case.upstream_response_path.read_bytes()
     translator = case.adapter.stream_translator(case.call())
-    decoder = SSEDecoder()
+    decoder = getattr(case.adapter, "frame_decoder", SSEDecoder)()
     events: list[StreamEvent] = []
     emitted: list[bytes] = []
 

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 
+from tests.fakes.google_oauth import service_account
 from tests.fakes.process import FakeServer, start_fake
 from tests.golden import harness
 from tests.golden.harness import Case
@@ -27,6 +28,9 @@ FAKES = {
     "gemini": "tests.fakes.gemini_upstream",
     "chat": "tests.fakes.chat_upstream",
     "responses": "tests.fakes.openai_upstream",
+    "bedrock": "tests.fakes.bedrock_upstream",
+    "vertex_gemini": "tests.fakes.vertex_upstream",
+    "vertex_anthropic": "tests.fakes.vertex_upstream",
 }
 # Straight to 127.0.0.1 even when the environment sets an HTTP proxy.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -37,7 +41,11 @@ def fetch(case: Case, fake: FakeServer) -> bytes:
     golden = json.loads((case.path / "upstream_request.json").read_text())
     url = golden["url"].replace(harness.ORIGIN, fake.root, 1)
     headers = {k: v.replace(harness.MASK, harness.TEST_KEY) for k, v in golden["headers"].items()}
+    if case.api.startswith("vertex_"):  # the token comes per call, not in the golden
+        headers["authorization"] = f"Bearer {google_token(fake)}"
     body = json.dumps(golden["body"]).encode()
+    if case.api == "bedrock":
+        headers = sign_for_fake(golden["method"], url, headers, body)
     request = urllib.request.Request(url, data=body, method=golden["method"], headers=headers)
     try:
         with _OPENER.open(request, timeout=30) as response:
@@ -45,6 +53,31 @@ def fetch(case: Case, fake: FakeServer) -> bytes:
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
         raise SystemExit(f"{case.id}: the fake answered {error.code}: {detail}") from None
+
+
+def sign_for_fake(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """SigV4 headers made with the fake Bedrock's test credentials (it checks every signature)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from tests.fakes.bedrock_upstream import ACCESS_KEY, SECRET_KEY
+
+    aws = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", "us-east-1").add_auth(aws)
+    return dict(aws.headers.items())
+
+
+def google_token(fake: FakeServer) -> str:
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account as google_sa
+
+    info = service_account(fake)
+    creds = google_sa.Credentials.from_service_account_info(
+        info, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    creds.refresh(Request())
+    return str(creds.token)
 
 
 def record(case: Case, fake: FakeServer) -> None:

@@ -56,7 +56,7 @@ def _read_json(case: Case, name: str) -> Json:
 
 def test_cases_found() -> None:
     providers = {c.path.parent.name for c in CASES}
-    assert {"anthropic", "gemini", "chat", "openai"} <= providers
+    assert {"anthropic", "gemini", "chat", "openai", "bedrock"} <= providers
     for case in CASES:
         assert UPDATE or case.expected_path.exists(), f"{case.id}: no expected file; run UPDATE_GOLDEN=1"
         assert case.upstream_response_path.exists(), f"{case.id}: no upstream answer; run python -m tests.golden.record"
@@ -288,19 +288,21 @@ def test_stream_twin_matches(case: Case) -> None:
 
 def _provider_turn(case: Case, body: Json) -> list[Json]:
     """The provider's reply as the upstream body of the next turn carries it (the turn before "Thanks.")."""
-    if case.api == "gemini":
+    if case.wire == "gemini":
         return body["contents"][-2]["parts"]
     turn = body["messages"][-2]
     assert turn["role"] == "assistant"
-    return turn["content"] if case.api == "anthropic" else [turn]
+    return turn["content"] if case.wire in ("anthropic", "bedrock") else [turn]
 
 
 def _said(case: Case) -> list[Json]:
     """What the upstream answered, in the shape it must be sent back in."""
     answer = json.loads(case.upstream_response_path.read_bytes())
-    if case.api == "anthropic":
+    if case.wire == "anthropic":
         return answer["content"]
-    if case.api == "gemini":
+    if case.wire == "bedrock":
+        return answer["output"]["message"]["content"]
+    if case.wire == "gemini":
         # Thought text is not sent back (the signature carries the state); call ids are not either.
         parts = [p for p in answer["candidates"][0]["content"]["parts"] if not p.get("thought")]
         return [{**p, "functionCall": {k: v for k, v in p["functionCall"].items() if k != "id"}} if "functionCall" in p
@@ -318,7 +320,7 @@ def test_reply_round_trips(case: Case) -> None:
     assert _provider_turn(case, harness.replay_body(case, response)) == _said(case)
 
 
-@pytest.mark.parametrize("case", params("signature", [c for c in CASES if c.api == "gemini"]))
+@pytest.mark.parametrize("case", params("signature", [c for c in CASES if c.wire == "gemini"]))
 def test_gemini_signature_goes_back_on_its_call(case: Case) -> None:
     # A Gemini-signed reasoning item just before a function_call signed that call: Gemini 3
     # refuses a replayed call whose first functionCall part lost its thoughtSignature.
