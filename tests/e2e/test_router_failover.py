@@ -276,3 +276,19 @@ def test_failures_are_counted_across_instances_sharing_redis(fakes: tuple[FakeSe
         assert f"a-{run}" in readiness(second)["cooldowns"]
         assert served_by(second, model="gpt", input="3")[0] == f"b-{run}"
     assert len(a.requests()) == 2
+
+
+def test_an_anthropic_context_overflow_takes_the_context_window_fallback(
+    fakes: tuple[FakeServer, ...], tmp_path: Path
+) -> None:
+    a, b, claude = fakes
+    message = "prompt is too long: 250000 tokens > 200000 maximum"
+    too_long = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    claude.enqueue({"status": 400, "body": too_long})
+    config = fallback_config(
+        a, b, claude, context_window_fallbacks=[{"claude": ["big"]}], fallbacks=[{"claude": ["primary"]}]
+    )
+    with start_proxy("--config", str(write_config(config, tmp_path))) as proxy:
+        dep, r = served_by(proxy, model="claude", input="a very long prompt")
+    assert dep == "b" and r.output_text == "Echo (turns=1): a very long prompt" and r.model == "gpt-4.1"
+    assert len(claude.requests()) == 1 and a.requests() == []
