@@ -11,6 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import start_proxy, write_config
+from tests.e2e.test_bedrock import CLAUDE, KEYS
 from tests.fakes.process import FakeServer
 
 TEXT = "one two three four five six seven eight"
@@ -20,13 +21,17 @@ MODELS = {
     "anthropic": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.0-flash",
     "chat": "groq/llama-3.3-70b",
+    "bedrock": f"bedrock/{CLAUDE}",
 }
 # frames before the first two text deltas are out, per protocol
-STARTED = {"openai": 6, "anthropic": 4, "gemini": 2, "chat": 3}
+STARTED = {"openai": 6, "anthropic": 4, "gemini": 2, "chat": 3, "bedrock": 3}
 
 
 def group(name: str, provider: str, fake: FakeServer, **params: Any) -> dict[str, Any]:
     litellm_params = {"model": MODELS[provider], "api_key": "test-key", "api_base": fake.url, **params}
+    if provider == "bedrock":  # signed with AWS keys, at the runtime endpoint's root
+        del litellm_params["api_key"]
+        litellm_params.update(KEYS, api_base=fake.root)
     return {"model_name": name, "litellm_params": litellm_params, "model_info": {"id": name}}
 
 
@@ -37,9 +42,10 @@ def fakes(
     anthropic_fake: FakeServer,
     gemini_fake: FakeServer,
     chat_fake: FakeServer,
+    bedrock_fake: FakeServer,
 ) -> dict[str, FakeServer]:
     every = {"openai": openai_fake, "openai_b": openai_fake_b, "anthropic": anthropic_fake, "gemini": gemini_fake,
-             "chat": chat_fake}  # fmt: skip
+             "chat": chat_fake, "bedrock": bedrock_fake}  # fmt: skip
     for fake in every.values():
         fake.reset()
     return every
@@ -110,6 +116,8 @@ def run_pair(
         ("gemini", "anthropic"),
         ("chat", "openai"),
         ("anthropic", "chat"),
+        ("bedrock", "openai"),
+        ("openai", "bedrock"),
     ],
 )
 def test_a_stream_cut_mid_text_goes_on_at_the_fallback_as_one_message(
