@@ -21,7 +21,6 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .relay import Relay
-from .router import Router
 from .sdk import (
     AsyncResponseStream,
     DeleteResponseResult,
@@ -58,6 +57,7 @@ from .sdk import (
     responses,
     update_conversation,
 )
+from .sdk_router import Router
 
 __version__ = "0.1.0"
 

@@ -17,12 +17,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from . import config_keys, errors
 from .mcp.servers import TRANSPORTS, McpPolicy, McpServer
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, with_provider
-from .router import Wildcard
+from .router import RoutingSettings, Wildcard, policy
+from .router.settings import fallback_table
 
 
 class ConfigError(Exception):
@@ -53,6 +54,13 @@ class LitellmParams(_Section):
     use_chat_completions_api: bool = False
     drop_params: bool | None = None
     mock_response: str | None = None
+    # routing: simple-shuffle weights (weight, else rpm, else tpm), tiers (order), usage-based
+    # limits (rpm, tpm) and calls in flight (max_parallel_requests), as LiteLLM's router takes them
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0)
+    order: int | None = Field(default=None, ge=0)
+    max_parallel_requests: int | None = Field(default=None, gt=0)
     # AWS Bedrock (LiteLLM's names); the credentials chain applies when these are unset
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
@@ -68,13 +76,10 @@ class LitellmParams(_Section):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
-    # A deployment's own prices (over genai-prices' table) and rate limits
+    # A deployment's own prices, over genai-prices' table
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
     cache_read_input_token_cost: float | None = Field(default=None, ge=0)
-    rpm: int | None = Field(default=None, ge=0)  # the deployment's own rate limits
-    tpm: int | None = Field(default=None, ge=0)
-    max_parallel_requests: int | None = Field(default=None, ge=0)
 
 
 class ModelEntry(_Section):
@@ -90,6 +95,8 @@ class GeneralSettings(_Section):
     max_request_size_mb: float = Field(default=32, gt=0)
     graceful_shutdown_timeout: float = Field(default=30, ge=0)
     access_log: bool = False  # llmrelay: one line per request (method, path, status, model, latency)
+    background_health_checks: bool = False
+    health_check_interval: float = Field(default=300, gt=0)
     mcp_allow_any_url: bool = False  # llmrelay: MCP tools may name servers beyond mcp_servers
     mcp_call_timeout: float = Field(default=60, gt=0)  # llmrelay: seconds for one MCP list or call
     mcp_max_output_bytes: int = Field(default=100_000, gt=0)  # llmrelay: a larger tool result is an error
@@ -104,7 +111,21 @@ class McpServerEntry(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class LitellmSettings(_Section):
+FallbackList = list[dict[str, list[str] | str]]
+
+
+class _Failover(_Section):
+    """The failover keys LiteLLM reads from router_settings and from litellm_settings alike."""
+
+    fallbacks: FallbackList | None = None
+    default_fallbacks: list[str] | None = None
+    context_window_fallbacks: FallbackList | None = None
+    content_policy_fallbacks: FallbackList | None = None
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+
+
+class LitellmSettings(_Failover):
     drop_params: bool = False
     num_retries: int = Field(default=0, ge=0)
     request_timeout: float | None = Field(default=None, gt=0)
@@ -113,12 +134,21 @@ class LitellmSettings(_Section):
     set_verbose: bool = False
 
 
-class RouterSettings(_Section):
-    routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"  # the one strategy so far
+class RouterSettings(_Failover):
+    routing_strategy: Literal[
+        "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing"
+    ] = "simple-shuffle"
     num_retries: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
-    redis_url: str | None = None  # rate-limit counters shared by every instance
+    retry_policy: dict[str, int] | None = None
+    retry_after: float = Field(default=0, ge=0)
+    max_fallbacks: int = Field(default=5, ge=0)
+    default_max_parallel_requests: int | None = Field(default=None, gt=0)
+    allowed_fails_policy: dict[str, int] | None = None
+    disable_cooldowns: bool = False
+    mid_stream_fallback: bool = True  # llmrelay: a stream that breaks goes on elsewhere (false: it fails)
+    redis_url: str | None = None  # cooldowns, usage and rate-limit counters shared by every instance
     redis_host: str | None = None
     redis_port: int = 6379
     redis_password: str | None = None
@@ -131,6 +161,35 @@ class RouterSettings(_Section):
             return None
         auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @field_validator("routing_strategy")
+    @classmethod
+    def _known_prices(cls, value: str) -> str:
+        if value == "cost-based-routing":
+            raise ValueError(
+                "cost-based-routing is not supported yet: llmrelay has no model price table to route on; "
+                "use simple-shuffle, least-busy, latency-based-routing or usage-based-routing-v2"
+            )
+        return value
+
+    @field_validator("retry_policy")
+    @classmethod
+    def _retry_keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return _policy(value, policy.RETRY_KEYS)
+
+    @field_validator("allowed_fails_policy")
+    @classmethod
+    def _fails_keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return _policy(value, policy.ALLOWED_FAILS_KEYS)
+
+
+def _policy(value: dict[str, int] | None, known: frozenset[str]) -> dict[str, int] | None:
+    for key, count in (value or {}).items():
+        if key not in known:
+            raise ValueError(f"unknown key '{key}': expected one of {', '.join(sorted(known))}")
+        if count < 0:
+            raise ValueError(f"'{key}' must be 0 or more")
+    return value
 
 
 class Config(_Section):
@@ -160,6 +219,51 @@ class Config(_Section):
     @property
     def stream_timeout(self) -> float | None:
         return self.router_settings.stream_timeout or self.litellm_settings.stream_timeout
+
+    def routing(self) -> RoutingSettings:
+        """The router's settings; router_settings win over the same keys of litellm_settings."""
+        rs, ls = self.router_settings, self.litellm_settings
+
+        def either(key: str) -> Any:
+            value = getattr(rs, key)
+            return value if value is not None else getattr(ls, key)
+
+        allowed_fails, cooldown_time = either("allowed_fails"), either("cooldown_time")
+        return RoutingSettings(
+            routing_strategy=rs.routing_strategy,
+            num_retries=self.num_retries,
+            retry_policy=rs.retry_policy or {},
+            retry_after=rs.retry_after,
+            fallbacks=fallback_table(either("fallbacks")),
+            default_fallbacks=tuple(either("default_fallbacks") or ()),
+            context_window_fallbacks=fallback_table(either("context_window_fallbacks")),
+            content_policy_fallbacks=fallback_table(either("content_policy_fallbacks")),
+            max_fallbacks=rs.max_fallbacks,
+            default_max_parallel_requests=rs.default_max_parallel_requests,
+            allowed_fails=3 if allowed_fails is None else allowed_fails,
+            allowed_fails_policy=rs.allowed_fails_policy or {},
+            cooldown_time=5.0 if cooldown_time is None else cooldown_time,
+            disable_cooldowns=rs.disable_cooldowns,
+            mid_stream_fallback=rs.mid_stream_fallback,
+            redis_url=rs.redis(),
+        )
+
+    def _check_fallbacks(self) -> None:
+        """Every fallback names a model group this config serves."""
+        names = {e.model_name for e in self.model_list}
+        for section in ("router_settings", "litellm_settings"):
+            settings = getattr(self, section)
+            for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for i, entry in enumerate(getattr(settings, key) or ()):
+                    for source, targets in entry.items():
+                        for target in [targets] if isinstance(targets, str) else targets:
+                            if target not in names:
+                                raise ConfigError(f"{section}.{key}[{i}].{source}",
+                                                  f"fallback '{target}' is not a model_name of model_list")  # fmt: skip
+            for target in settings.default_fallbacks or ():
+                if target not in names:
+                    message = f"fallback '{target}' is not a model_name of model_list"
+                    raise ConfigError(f"{section}.default_fallbacks", message)
 
     @property
     def store_url(self) -> str | None:
@@ -229,6 +333,7 @@ def _options(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
+ROUTING_PARAMS = ("rpm", "tpm", "weight", "order", "max_parallel_requests")
 CLOUD_KEYS = ("vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token", "tenant_id",
               "client_id", "client_secret")  # fmt: skip
 
@@ -242,7 +347,7 @@ _SETTINGS: dict[str, type[BaseModel]] = {
 
 
 def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {k: v for k in ROUTING_PARAMS if (v := getattr(p, k)) is not None}
     if isinstance(info.get("max_input_tokens"), int):
         extra["max_input_tokens"] = info["max_input_tokens"]
     if p.mock_response is not None:
@@ -250,9 +355,6 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
     extra.update({k: v for k in AWS_PARAMS if (v := getattr(p, k))})
-    for key in ("rpm", "tpm", "max_parallel_requests"):
-        if getattr(p, key) is not None:
-            extra[key] = getattr(p, key)
     for key in PRICE_KEYS:  # a deployment's own prices, over the price table's
         value = getattr(p, key)
         if value is None and isinstance(info.get(key), (int, float)) and not isinstance(info.get(key), bool):
@@ -291,6 +393,7 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError(path, message) from None
     config.deployments()  # surface unknown providers and missing api_base now
     config.wildcards()
+    config._check_fallbacks()
     config._skipped = skipped
     return config
 

@@ -23,7 +23,6 @@ Kind = Literal["skip", "refuse", "unknown"]
 
 _CALLBACKS = "logging callbacks"
 _ROUTING = "routing"
-_FALLBACKS = "fallbacks"
 _RETRIES = "retry policy"
 _LIMITS = "rate and parallel-request limits"
 _BUDGETS = "budgets"
@@ -44,7 +43,7 @@ SKIP: dict[str, frozenset[str]] = {
         "disable_retry_on_max_parallel_request_limit_error", "reject_clientside_metadata_tags",
         "database_connection_pool_limit", "database_connection_timeout", "allow_requests_on_db_unavailable",
         "disable_prisma_schema_update", "store_model_in_db", "supported_db_objects", "user_api_key_cache_ttl",
-        "background_health_checks", "health_check_interval", "health_check_details", "use_shared_health_check",
+        "health_check_details", "use_shared_health_check",
         "alerting", "alerting_threshold", "alert_types", "alerting_args", "alert_to_webhook_url",
         "spend_report_frequency", "proxy_batch_write_at", "proxy_batch_polling_interval",
         "proxy_budget_rescheduler_min_time", "proxy_budget_rescheduler_max_time",
@@ -66,8 +65,7 @@ SKIP: dict[str, frozenset[str]] = {
         "mcp_aliases", "default_team_settings", "public_teams", "telemetry",
     }),
     "router_settings": frozenset({
-        "client_ttl", "cache_kwargs",
-        "debug_level", "set_verbose", "alerting_config", "ignore_invalid_deployments", "disable_cooldowns",
+        "client_ttl", "cache_kwargs", "debug_level", "set_verbose", "alerting_config", "ignore_invalid_deployments",
         "polling_interval", "default_priority", "deployment_affinity_ttl_seconds", "router_general_settings",
         "assistants_config", "search_tools",
     }),
@@ -96,8 +94,6 @@ REFUSE: dict[str, dict[str, str]] = {
         "use_azure_key_vault": _CREDENTIALS, "use_google_kms": _CREDENTIALS,
     },
     "litellm_settings": {
-        "fallbacks": _FALLBACKS, "default_fallbacks": _FALLBACKS, "context_window_fallbacks": _FALLBACKS,
-        "content_policy_fallbacks": _FALLBACKS, "allowed_fails": _ROUTING, "cooldown_time": _ROUTING,
         "model_alias_map": _ROUTING, "max_parallel_requests": _LIMITS,
         "max_budget": _BUDGETS, "budget_duration": _BUDGETS, "max_end_user_budget": _BUDGETS,
         "max_internal_user_budget": _BUDGETS, "internal_user_budget_duration": _BUDGETS,
@@ -107,18 +103,13 @@ REFUSE: dict[str, dict[str, str]] = {
         "modify_params": "request rewriting", "enable_json_schema_validation": "response validation",
     },
     "router_settings": {
-        "fallbacks": _FALLBACKS, "default_fallbacks": _FALLBACKS, "context_window_fallbacks": _FALLBACKS,
-        "content_policy_fallbacks": _FALLBACKS, "max_fallbacks": _FALLBACKS,
         "enable_pre_call_checks": _ROUTING, "enable_pre_call_check": _ROUTING, "optional_pre_call_checks": _ROUTING,
-        "allowed_fails": _ROUTING, "allowed_fails_policy": _ROUTING, "cooldown_time": _ROUTING,
         "enable_tag_filtering": _ROUTING, "tag_filtering_match_any": _ROUTING, "routing_strategy_args": _ROUTING,
-        "model_group_alias": _ROUTING, "retry_policy": _RETRIES, "model_group_retry_policy": _RETRIES,
-        "retry_after": _RETRIES, "default_max_parallel_requests": _LIMITS, "provider_budget_config": _BUDGETS,
+        "model_group_alias": _ROUTING, "model_group_retry_policy": _RETRIES, "provider_budget_config": _BUDGETS,
         "cache_responses": _CACHE, "caching_groups": _CACHE, "guardrail_list": _GUARDRAILS,
         "default_litellm_params": _DEFAULTS,
     },
     "litellm_params": {
-        "weight": _ROUTING, "order": _ROUTING,
         "max_budget": _BUDGETS, "budget_duration": _BUDGETS,
         "guardrails": _GUARDRAILS, "cache_control_injection_points": "request rewriting",
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import openai
 import orjson
 
 from . import compaction, errors, items, validate
@@ -36,6 +37,7 @@ from .providers.openai import OpenAIResponses
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, stored_deployment, with_provider
 from .providers.support import strip_unsupported
 from .providers.vertex import VertexAnthropic, VertexGemini
+from .reroute import continued_stream, move, recover, total_tokens
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
 from .store.base import ACTIVE, StoreUnavailable, page_items
@@ -99,7 +101,7 @@ class Relay:
     ) -> Json:
         """A non-streamed create; returns the Response object as a dict. Fields dropped under
         `drop_params` are appended to `dropped`. `meta` is what the gateway stages read (the
-        caller's key) and write (the call's `cost`)."""
+        caller's key) and what the call reports back (its `cost`, the `deployment` that answered)."""
         call, mock = await self._prepare(params, owner, dropped, meta=meta)
         if not self.stages:
             return await self._create(call, mock)
@@ -124,6 +126,7 @@ class Relay:
             response, upstream_id = mock_events(call, mock)[1], None
         else:
             response, upstream_id = await self._send(call)
+            call.meta["deployment"] = call.deployment.id  # the one that answered, after any reroute
         await self._save(call, response, upstream_id)
         return response
 
@@ -159,9 +162,9 @@ class Relay:
             return self._tool_stream(call, await self._tool_loop(call, mock))
         if mock is not None:
             return self._mock_stream(call, mock)
-        adapter = self.adapter(call.deployment)
-        resp = await self._open(call, adapter, stream=True)
-        return self._relay_stream(call, adapter, resp)
+        resp = await self._open(call, stream=True)
+        call.meta["deployment"] = call.deployment.id
+        return self._relay_stream(call, self.adapter(call.deployment), resp)
 
     def adapter(self, dep: Deployment) -> Adapter:
         return self._adapters[dep.provider.api]
@@ -195,9 +198,8 @@ class Relay:
                 async for event in self._mock_stream(call, mock):
                     yield event
                 return
-            adapter = self.adapter(call.deployment)
-            resp = await self._open(call, adapter, stream=True)
-            async for event in self._relay_stream(call, adapter, resp):
+            resp = await self._open(call, stream=True)
+            async for event in self._relay_stream(call, self.adapter(call.deployment), resp):
                 yield event
 
         return events
@@ -352,15 +354,33 @@ class Relay:
             raise upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
-    async def _open(self, call: Call, adapter: Adapter, *, stream: bool) -> aiohttp.ClientResponse:
+    async def _open(self, call: Call, *, stream: bool) -> aiohttp.ClientResponse:
         """Send the request; on an error status raise it (after retries), else return the
-        unread response. An upstream that lost its stored state gets the history replayed."""
+        unread response. With a router, retries and fallbacks may move the call to another
+        deployment (`call.deployment` says which one answered)."""
+        router = self.router
+        if router is None:
+            return await self._request(call, self.adapter(call.deployment), stream=stream, retries=call.retries)
+        while True:
+            if router.tracks:
+                if router.reserves and (dep := await router.reserve(call)) is not call.deployment:
+                    await move(self, call, dep)
+                router.started(call)
+            try:
+                return await self._request(call, self.adapter(call.deployment), stream=stream, retries=0)
+            except (openai.APIStatusError, openai.APIConnectionError) as err:
+                if call.started is not None:
+                    router.finished(call, ok=False)
+                await recover(self, call, err)
+
+    async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> aiohttp.ClientResponse:
+        """One deployment's answer. An upstream that lost its stored state gets the history replayed."""
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(
             adapter.build_request(call),
             timeout=call.stream_timeout if stream else call.timeout,
-            retries=call.retries,
+            retries=retries,
             stream=stream,
             upstream=describe(dep),
         )
@@ -370,7 +390,7 @@ class Relay:
         auto = call.params.get("truncation") == "auto"
         # The provider itself judged the input too long: drop old turns and try again.
         if err.code == "context_length_exceeded" and auto and call.drop_oldest_turns():
-            return await self._open(call, adapter, stream=stream)
+            return await self._request(call, adapter, stream=stream, retries=retries)
         lost = err.code == "previous_response_not_found" or err.param == "previous_response_id"
         if call.upstream_previous_id and lost:
             # The upstream expired or never kept it; the store still has every item.
@@ -378,17 +398,40 @@ class Relay:
             if previous is not None:
                 call.upstream_previous_id = None
                 call.context = await self._history(previous, call.owner)
-                return await self._open(call, adapter, stream=stream)
+                return await self._request(call, adapter, stream=stream, retries=retries)
         raise err
 
     async def _send(self, call: Call) -> tuple[Json, str | None]:
-        adapter = self.adapter(call.deployment)
-        resp = await self._open(call, adapter, stream=False)
-        return parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+        try:
+            while True:
+                resp = await self._open(call, stream=False)
+                adapter = self.adapter(call.deployment)
+                try:
+                    result = parsed(call.deployment, adapter.parse_response, await _read(resp, call.deployment), call)
+                except (openai.APIStatusError, openai.APIConnectionError) as err:  # cut short, or not valid
+                    if call.started is not None:
+                        self.router.finished(call, ok=False)  # type: ignore[union-attr]
+                    await recover(self, call, err)
+                    continue
+                if call.started is not None:
+                    self.router.finished(call, ok=True, tokens=total_tokens(result[0]))  # type: ignore[union-attr]
+                return result
+        finally:
+            if call.started is not None:  # cancelled: the call is no longer in flight
+                self.router.finished(call, ok=False)  # type: ignore[union-attr]
 
     async def _relay_stream(
         self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
     ) -> AsyncIterator[StreamEvent]:
+        router, model = self.router, call.params.get("model")  # no model: a stored stream resumed, not a create
+        if (
+            router is not None
+            and model is not None
+            and (router.tracks or router.continues(str(model), call.deployment, call.retries))
+        ):
+            async for event in continued_stream(self, call, adapter, resp):
+                yield event
+            return
         translator = adapter.stream_translator(call)
         decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
         finished = False
@@ -432,8 +475,8 @@ class Relay:
         """One upstream turn as a stream of events; nothing is stored (`store` is off)."""
         if mock is not None:
             return _iterate(mock_events(call, mock)[0])
-        adapter = self.adapter(call.deployment)
-        return self._relay_stream(call, adapter, await self._open(call, adapter, stream=True))
+        resp = await self._open(call, stream=True)
+        return self._relay_stream(call, self.adapter(call.deployment), resp)
 
     async def _tool_stream(self, call: Call, loop: ToolLoop) -> AsyncIterator[StreamEvent]:
         async for event in loop.events():
@@ -689,6 +732,8 @@ class Relay:
         for stage in self.stages:  # the spend log writes what it still holds
             if (close := getattr(stage, "aclose", None)) is not None:
                 await close()
+        if self.router is not None:
+            await self.router.aclose()
         await self.http.close()
         await self.store.close()
 

@@ -1,6 +1,7 @@
 """Rate limits: `rpm_limit`, `tpm_limit` and `max_parallel_requests` of a key, its user and its
-team, and a deployment's own `rpm`, `tpm` and `max_parallel_requests` (`litellm_params`); a
-call over any of them gets 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers.
+team; a call over any of them gets 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers.
+A deployment's own `rpm`, `tpm` and `max_parallel_requests` are the router's: it routes around
+a full deployment before answering 429 (router/strategies.py).
 
 Requests are counted in a sliding 60 s window (a log of request times: exactly `rpm_limit`
 calls in any 60 s); tokens in fixed minute windows (checked before a call, counted after it,
@@ -237,30 +238,18 @@ class Limits:
 
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
-        self._deployments: dict[str, list[Check]] = {}
 
     async def before(self, call: Call) -> None:
         caller: Caller | None = call.meta.get("caller")
-        checks: list[Check] = []
-        if caller is not None:
-            mine = caller.derived.get("limits")
-            if mine is None:
-                mine = caller.derived["limits"] = [
-                    (f"{e.kind}:{e.id}", *(_limit(e.record.get(n)) for n in LIMITS))
-                    for e in caller.entities()
-                    if any(e.record.get(n) is not None for n in LIMITS)
-                ]
-            checks = mine
-        dep = call.deployment
-        own = self._deployments.get(dep.id)
-        if own is None:
-            names = ("rpm", "tpm", "max_parallel_requests")
-            has = any(dep.extra.get(n) is not None for n in names)
-            own = self._deployments[dep.id] = (
-                [(f"deployment:{dep.id}", *(_limit(dep.extra.get(n)) for n in names))] if has else []
-            )
-        if own:
-            checks = [*checks, *own]
+        if caller is None:
+            return
+        checks = caller.derived.get("limits")
+        if checks is None:
+            checks = caller.derived["limits"] = [
+                (f"{e.kind}:{e.id}", *(_limit(e.record.get(n)) for n in LIMITS))
+                for e in caller.entities()
+                if any(e.record.get(n) is not None for n in LIMITS)
+            ]
         if not checks:
             return
         try:
@@ -292,7 +281,7 @@ def _limit(value: Any) -> int:
 
 def _too_many(refusal: Refusal) -> errors.APIStatusError:
     kind, _, entity = refusal.who.partition(":")
-    who = {"key": "key", "deployment": f"deployment '{entity}'"}.get(kind, f"key's {kind} '{entity}'")
+    who = "key" if kind == "key" else f"key's {kind} '{entity}'"
     what = {"requests": "requests per minute (rpm_limit)", "tokens": "tokens per minute (tpm_limit)",
             "parallel": "parallel requests (max_parallel_requests)"}[refusal.reason]  # fmt: skip
     headers = dict(refusal.headers)

@@ -35,13 +35,8 @@ def build_gateway(config: Config, store: ResponseStore) -> Gateway:
     gateway = Gateway(Pricing(), directory, Admin(directory))
     redis_url = config.router_settings.redis()
     counters: Counters = RedisCounters(redis_url) if redis_url else LocalCounters()
-    if config.general_settings.master_key is None:  # no keys: only deployments may have limits
-        limited = any(
-            getattr(e.litellm_params, n) is not None
-            for e in config.model_list
-            for n in ("rpm", "tpm", "max_parallel_requests")
-        )
-        gateway.stages = [Limits(counters), gateway.pricing] if limited else [gateway.pricing]
+    if config.general_settings.master_key is None:  # no keys, so no key limits: pricing only
+        gateway.stages = [gateway.pricing]
         return gateway
     prompts = config.general_settings.store_prompts_in_spend_logs
     spend = gateway.spend = SpendLog(store, directory, store_prompts=prompts)

@@ -43,6 +43,8 @@ class Call:
     # A WebSocket connection's own memory: where its store=false responses live, for continuation.
     memory: dict[str, Any] | None = None
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat tool name -> (namespace, name)
+    failover: Any = None  # the router's retries and fallbacks for this call, once it failed
+    started: tuple[str, float] | None = None  # (deployment id, monotonic time) while a strategy measures it
     mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
     # What the gateway stages know of this call (the caller's key, its cost); the caller's dict.
     meta: dict[str, Any] = field(default_factory=dict)

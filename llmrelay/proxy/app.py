@@ -30,6 +30,7 @@ from ..gateway.access import visible
 from ..gateway.setup import build_gateway
 from ..relay import Relay
 from ..router import Router
+from ..router.health import Health
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 from .access_log import MODEL, AccessLog
@@ -40,6 +41,7 @@ from .websocket import responses_socket
 log = logging.getLogger("llmrelay.proxy")
 DROPPED_HEADER = "x-llmrelay-dropped-params"
 COST_HEADER = "x-llmrelay-response-cost"
+DEPLOYMENT_HEADER = "x-llmrelay-deployment"  # the id of the deployment that answered
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 _PASSED_PREFIX = "x-ratelimit-"
@@ -56,7 +58,7 @@ class Proxy:
         self.body_timeout = body_timeout
         self.relay = relay or Relay(
             store=config.store_url,
-            router=Router(config.deployments(), config.wildcards()),
+            router=Router(config.deployments(), config.wildcards(), config.routing()),
             num_retries=config.num_retries,
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
@@ -66,6 +68,8 @@ class Proxy:
         self.gateway = build_gateway(config, self.relay.store)
         self.relay.stages = self.gateway.stages
         self.auth = Auth(config.general_settings.master_key, self.gateway.directory)
+        gs = config.general_settings
+        self.health = Health(self.relay, gs.health_check_interval if gs.background_health_checks else None)
         self.max_body = int(config.general_settings.max_request_size_mb * 1024 * 1024)
 
     # -- request plumbing --------------------------------------------------------------------
@@ -120,6 +124,8 @@ class Proxy:
             events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta)
             if dropped:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
+            if deployment := meta.get("deployment"):
+                headers[DEPLOYMENT_HEADER] = deployment
             headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
         work = self.relay.create(body, owner=owner, dropped=dropped, meta=meta)
@@ -131,6 +137,8 @@ class Proxy:
             response.headers[DROPPED_HEADER] = ", ".join(dropped)
         if (cost := meta.get("cost")) is not None:  # a background job is charged when it ends
             response.headers[COST_HEADER] = repr(cost)
+        if deployment := meta.get("deployment"):
+            response.headers[DEPLOYMENT_HEADER] = deployment
         return response
 
     async def compact(self, request: Request) -> Response:
@@ -232,6 +240,11 @@ class Proxy:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return _json({"object": "list", "data": data})
 
+    async def health_check(self, request: Request) -> Response:
+        """LiteLLM's `GET /health`: each deployment asked for a minimal reply."""
+        await self.owner(request)
+        return _json(await self.health.report())
+
     async def liveliness(self, request: Request) -> Response:
         return _json({"status": "healthy"})
 
@@ -244,7 +257,10 @@ class Proxy:
         except Exception as exc:
             log.warning("readiness: store unavailable: %s", exc)
             return _json({"status": "unhealthy", "store": "unavailable", **channel}, status=503)
-        return _json({"status": "healthy", "store": "connected", **channel})
+        # deployments skipped after failures, with the seconds left (shared ones included)
+        router = self.relay.router
+        cooling = {"cooldowns": left} if router is not None and (left := router.cooldowns.remaining()) else {}
+        return _json({"status": "healthy", "store": "connected", **channel, **cooling})
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, Handler, str]] = [
@@ -267,6 +283,7 @@ class Proxy:
         routes += [WebSocketRoute(prefix + "/responses", self.socket) for prefix in ("/v1", "")]
         routes += [Route(path, _guard(fn), methods=[m]) for path, fn, m in admin_routes(self)]
         routes += [
+            Route("/health", _guard(self.health_check), methods=["GET"]),
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
         ]
@@ -281,10 +298,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.relay.store.ping()  # opens the store and creates or migrates its schema
+        if proxy.relay.router is not None:
+            await proxy.relay.router.start()  # cooldowns shared with other instances, when configured
+        proxy.health.start()
         # Everything alive now lives as long as the process: keep it out of every GC pass.
         gc.collect()
         gc.freeze()
         yield
+        await proxy.health.close()
         await proxy.relay.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -173,8 +173,8 @@ def test_a_litellm_config_with_unimplemented_settings_starts_with_one_warning(tm
 @pytest.mark.parametrize(
     ("section", "key", "value"),
     [
-        ("router_settings", "fallbacks", [{"demo": ["demo-2"]}]),
-        ("litellm_settings", "context_window_fallbacks", [{"demo": ["demo-2"]}]),
+        ("router_settings", "model_group_alias", {"gpt-4": "demo"}),
+        ("litellm_settings", "model_alias_map", {"gpt-4": "demo"}),
         ("general_settings", "max_parallel_requests", 10),
     ],
 )
@@ -186,11 +186,13 @@ def test_a_behaviour_changing_key_is_refused(section: str, key: str, value: obje
     assert "RUNNING" not in result.stdout
 
 
-def test_a_weighted_deployment_is_refused(tmp_path: Path) -> None:
-    config = {"model_list": [{"model_name": "demo", "litellm_params": {"model": "mock/demo", "weight": 2}}]}
+def test_a_deployment_with_a_budget_is_refused(tmp_path: Path) -> None:
+    params = {"model": "mock/demo", "max_budget": 4}
+    config = {"model_list": [{"model_name": "demo", "litellm_params": params}]}
     result = run_cli("--config", str(write_config(config, tmp_path)))
     assert result.returncode == 2
-    assert "model_list[0].litellm_params.weight: not supported yet: llmrelay does not implement" in result.stderr
+    expected = "model_list[0].litellm_params.max_budget: not supported yet: llmrelay does not implement budgets"
+    assert expected in result.stderr
 
 
 def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:

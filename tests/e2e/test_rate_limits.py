@@ -88,16 +88,6 @@ def test_max_parallel_requests(openai_fake: FakeServer, tmp_path: Path) -> None:
         until(lambda: _status(client) == 200)  # the slot is free again
 
 
-def test_a_deployment_rpm_binds_every_caller(tmp_path: Path) -> None:
-    entry = {"model_name": "demo", "litellm_params": {"model": "mock/demo", "rpm": 2}}
-    with start_proxy("--config", str(write_config({"model_list": [entry]}, tmp_path))) as proxy:
-        client = OpenAI(base_url=proxy.url, api_key="anything", max_retries=0)
-        assert [_status(client), _status(client)] == [200, 200]
-        refused = _status(client)
-        assert isinstance(refused, openai.RateLimitError) and "deployment" in refused.message
-        assert refused.response.headers["x-ratelimit-limit-requests"] == "2"
-
-
 def test_an_unreachable_redis_serves_unlimited_and_says_so(tmp_path: Path) -> None:
     from tests.fakes.process import free_port
 

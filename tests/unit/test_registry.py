@@ -49,8 +49,10 @@ def test_provider_without_default_base_needs_one(monkeypatch: pytest.MonkeyPatch
 def test_config_refuses_what_it_cannot_honour() -> None:
     from llmrelay.config import ConfigError, parse_config
 
+    with pytest.raises(ConfigError, match=r"router_settings.routing_strategy: .*cost-based-routing is not supported"):
+        parse_config({"model_list": [], "router_settings": {"routing_strategy": "cost-based-routing"}})
     with pytest.raises(ConfigError, match=r"router_settings.routing_strategy"):
-        parse_config({"model_list": [], "router_settings": {"routing_strategy": "least-busy"}})
+        parse_config({"model_list": [], "router_settings": {"routing_strategy": "fastest"}})
     with pytest.raises(ConfigError, match=r"general_settings.alertin: unknown key; did you mean 'alerting'"):
         parse_config({"model_list": [], "general_settings": {"alertin": ["slack"]}})
     entry = {"model_name": "a", "model_info": {"max_input_tokens": 100},
