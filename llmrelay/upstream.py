@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import openai
 
 from . import errors
@@ -15,6 +16,7 @@ from .providers.base import StreamTranslator
 from .providers.registry import Deployment
 from .streaming.events import StreamEvent
 from .streaming.sse import Frame
+from .transport import upstream_failure
 
 log = logging.getLogger("llmrelay")
 
@@ -71,3 +73,13 @@ def upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APISta
     message = f"The upstream of {describe(dep)} refused the deployment's {what}: {body.get('message') or err.message}"
     return errors.status_error(401, message, type="upstream_authentication_error", code=body.get("code"),
                                headers=err.response.headers)  # fmt: skip
+
+
+async def read_body(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
+    """A whole upstream body; the connection goes back to the pool either way."""
+    try:
+        return await resp.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise upstream_failure(exc, describe(dep)) from exc
+    finally:
+        resp.release()
