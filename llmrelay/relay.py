@@ -26,16 +26,12 @@ from .mcp.loop import ToolLoop
 from .mcp.servers import has_mcp, without_secrets
 from .options import first_bool, first_int, seconds
 from .providers import convert
-from .providers.anthropic import Anthropic
+from .providers.adapters import make_adapter
 from .providers.base import Adapter, Call
-from .providers.bedrock import Bedrock
-from .providers.chat import Chat
-from .providers.gemini import Gemini
 from .providers.mock import echo_text, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, with_provider
 from .providers.support import strip_unsupported
-from .providers.vertex import VertexAnthropic, VertexGemini
 from .reroute import continued_stream, move, recover, total_tokens
 from .router import Router
 from .store import ResponseStore, StoredResponse, open_store
@@ -77,15 +73,7 @@ class Relay(Lifecycle):
         self.stages: list[Stage] = stages or []  # gateway policy around every call, in order
         self.http = Http()
         self._native = OpenAIResponses()
-        self._adapters: dict[str, Adapter] = {
-            "responses": self._native,
-            "anthropic": Anthropic(),
-            "chat": Chat(),
-            "gemini": Gemini(),
-            "bedrock": Bedrock(),
-            "vertex_gemini": VertexGemini(),
-            "vertex_anthropic": VertexAnthropic(),
-        }
+        self._adapters: dict[str, Adapter] = {"responses": self._native}  # the others made on first use
         # Deployments this process built from SDK call options, by id: background GET/cancel
         # need the upstream's URL and key again, and the store keeps neither (the router knows
         # its own).
@@ -166,7 +154,10 @@ class Relay(Lifecycle):
         return self._relay_stream(call, self.adapter(call.deployment), resp)
 
     def adapter(self, dep: Deployment) -> Adapter:
-        return self._adapters[dep.provider.api]
+        adapter = self._adapters.get(dep.provider.api)
+        if adapter is None:
+            adapter = self._adapters[dep.provider.api] = make_adapter(dep.provider.api)
+        return adapter
 
     def _runs_in_background(self, call: Call, mock: str | None) -> bool:
         """Background mode llmrelay runs itself: every provider without native background."""

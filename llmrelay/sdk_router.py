@@ -14,7 +14,6 @@ import asyncio
 from typing import Any
 
 from . import sdk
-from .config import ConfigError, parse_config
 from .relay import Relay
 from .router import Router as _Core
 from .store import ResponseStore
@@ -26,6 +25,8 @@ class Router:
     def __init__(
         self, model_list: list[dict[str, Any]], *, store: ResponseStore | str | None = None, **settings: Any
     ) -> None:
+        from .config import ConfigError, parse_config  # pydantic and yaml only for those who route
+
         litellm = {k: settings.pop(k) for k in _LITELLM if k in settings}
         try:
             config = parse_config({"model_list": model_list, "router_settings": settings, "litellm_settings": litellm})

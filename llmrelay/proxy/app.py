@@ -7,11 +7,10 @@ Every route is served with and without the `/v1` prefix.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -45,6 +44,7 @@ DEPLOYMENT_HEADER = "x-llmrelay-deployment"  # the id of the deployment that ans
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 _PASSED_PREFIX = "x-ratelimit-"
+WATCH_AFTER = 0.25  # seconds a non-streamed call runs before a client leaving is watched for
 LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -366,29 +366,39 @@ def _guard(handler: Handler) -> Handler:
     return guarded
 
 
-async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
     """Run `work` while the client waits; if it disconnects first, cancel `work`, which closes
-    the upstream connection, so the upstream stops generating what nobody will read."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
+    the upstream connection, so the upstream stops generating what nobody will read. The
+    watch starts only once a call has run WATCH_AFTER seconds: quick calls pay one timer."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Task[None] | None = None
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_cancel_when_gone(request, task))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
     try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled() or not task.done():
+        return await work
+    except asyncio.CancelledError:
+        gone = watcher is not None and watcher.done() and not watcher.cancelled() and watcher.exception() is None
+        if not gone:
+            raise  # cancelled for another reason: the server stopping
+        task.uncancel()
         log.info("client left %s %s before its reply: upstream call cancelled", request.method, request.url.path)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         return None
-    return task.result()
+    finally:
+        timer.cancel()
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
 
 
-async def _disconnected(request: Request) -> None:
+async def _cancel_when_gone(request: Request, task: asyncio.Task[Any]) -> None:
     # The body was read already, so the next message can only be the disconnect.
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
 
 
 async def _has_body(request: Request) -> bool:

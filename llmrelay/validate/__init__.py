@@ -10,8 +10,9 @@ without a change here. The first problem is a 400 whose `param` is its path
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
@@ -19,7 +20,7 @@ from openai.types.responses.response_input_param import ResponseInputParam
 from typing_extensions import get_type_hints
 
 from .. import errors
-from .schema import Compiler, Problem, json_type, union_members
+from .schema import Check, Compiler, Problem, json_type, union_members
 
 # `client_metadata`: what clients such as Codex say about themselves over the WebSocket mode.
 KNOWN_FIELDS = frozenset(ResponseCreateParamsBase.__annotations__) | {"stream", "client_metadata"}
@@ -73,19 +74,32 @@ METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 64, 512
 MAX_DEPTH = 200
 _ENCODER_DEPTH = 254
 
-_compiler = Compiler()
-_hints = get_type_hints(ResponseCreateParamsBase, include_extras=True)
-# llmrelay also takes `instructions` as a list of items, the shape the Response object reports.
-_hints |= {"stream": bool, "client_metadata": dict[str, Any], "instructions": str | ResponseInputParam, "model": str}
-_FIELDS = {name: _compiler.compile(t) for name, t in _hints.items() if name in KNOWN_FIELDS}
-_ITEMS = _compiler.compile(ResponseInputParam)
-_RANGE_KIND = {name: "decimal" if float in union_members(_hints[name]) else "integer" for name in RANGES}
+
+class _Tables(NamedTuple):
+    fields: dict[str, Check]
+    items: Check
+    range_kind: dict[str, str]
+
+
+@functools.cache
+def _tables() -> _Tables:
+    """The checks, compiled from the openai types on first use (tens of ms: not at import)."""
+    compiler = Compiler()
+    hints = get_type_hints(ResponseCreateParamsBase, include_extras=True)
+    # llmrelay also takes `instructions` as a list of items, the shape the Response object reports.
+    hints |= {"stream": bool, "client_metadata": dict[str, Any], "instructions": str | ResponseInputParam, "model": str}
+    return _Tables(
+        fields={name: compiler.compile(t) for name, t in hints.items() if name in KNOWN_FIELDS},
+        items=compiler.compile(ResponseInputParam),
+        range_kind={name: "decimal" if float in union_members(hints[name]) else "integer" for name in RANGES},
+    )
 
 
 def check_create(params: dict[str, Any]) -> None:
     check_storable(params)  # first: the checks below recurse only as deep as the storable value
+    fields = _tables().fields
     for name, value in params.items():
-        check = _FIELDS.get(name)
+        check = fields.get(name)
         if check is None:
             raise errors.bad_request(
                 f"Unrecognized request argument supplied: {name}. "
@@ -113,7 +127,7 @@ def check_create(params: dict[str, Any]) -> None:
 def check_items(value: Any, param: str) -> None:
     """A list of input items as a create's `input` takes them (conversation items too)."""
     check_storable(value, param)
-    if (problem := _ITEMS(value)) is not None:
+    if (problem := _tables().items(value)) is not None:
         raise _error(problem, param)
 
 
@@ -200,7 +214,7 @@ def _unstorable(value: Any) -> tuple[list[str | int], str]:
 
 
 def _check_range(name: str, value: Any, low: float | None, high: float | None) -> None:
-    kind = _RANGE_KIND[name]
+    kind = _tables().range_kind[name]
     if low is not None and value < low:
         raise errors.bad_request(
             f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
