@@ -157,7 +157,7 @@ class Anthropic:
 
     def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
         message = orjson.loads(body)
-        t = Translator(call)
+        t = self.stream_translator(call)  # one grammar: a whole message replayed as its events
         t.feed_event({"type": "message_start", "message": {**message, "content": []}})
         for index, block in enumerate(message.get("content") or []):
             t.block_start(index, block, whole=True)

@@ -481,17 +481,8 @@ class _ClaudeOnBedrock(anthropic.Anthropic):
             "POST", _url(call.deployment, action), _headers(call), orjson.dumps(body), call.deployment.credentials
         )
 
-    def parse_response(self, body: bytes, call: Call) -> tuple[Json, None]:
-        message = orjson.loads(body)
-        t = InvokeTranslator(call)
-        t.feed_event({"type": "message_start", "message": {**message, "content": []}})
-        for index, block in enumerate(message.get("content") or []):
-            t.block_start(index, block, whole=True)
-            t.block_stop()
-        t.feed_event({"type": "message_delta", "delta": {"stop_reason": message.get("stop_reason")}})
-        t.feed_event({"type": "message_stop"})
-        assert t.response is not None
-        return t.response, None
+    def stream_translator(self, call: Call) -> InvokeTranslator:
+        return InvokeTranslator(call)
 
 
 class InvokeTranslator(anthropic.Translator):
