@@ -8,7 +8,7 @@ import openai
 import pytest
 
 import llmrelay
-from tests.fakes.process import FakeServer
+from tests.fakes.process import FakeServer, free_port
 
 TEXT = "one two three four five six"
 
@@ -72,6 +72,64 @@ async def test_a_broken_stream_goes_on_at_the_fallback_through_the_sdk(
     assert final.output_text.endswith("done.") and TEXT.startswith(final.output_text.removesuffix("done."))
     stored = await r.aget_responses(final.id) if mode == "async" else r.get_responses(final.id)
     assert stored.output == final.output and stored.usage == final.usage
+
+
+FAILURES = {
+    "429": {"status": 429, "headers": {"retry-after": "30"}},
+    "500": {"status": 500},
+    "529": {"status": 529, "body": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}},
+    "cut": {"abort": True},
+    "hang": {"hang": True},
+}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("failure", list(FAILURES))
+async def test_each_failure_moves_on_to_the_next_deployment_through_the_sdk(
+    fakes: tuple[FakeServer, ...], failure: str, mode: str
+) -> None:
+    a, b, _ = fakes
+    a.enqueue(FAILURES[failure])
+    r = router(fakes, num_retries=1, timeout=2)  # a hang ends at the timeout, then b answers
+    response = r.responses(model="gpt", input="hi") if mode == "sync" else await r.aresponses(model="gpt", input="hi")
+    assert response.output_text == "Echo (turns=1): hi"
+    assert len(a.requests()) == 1 and len(b.requests()) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_context_overflow_takes_the_context_window_fallback_through_the_sdk(
+    fakes: tuple[FakeServer, ...], mode: str
+) -> None:
+    a, b, claude = fakes
+    error = {
+        "message": "too long",
+        "type": "invalid_request_error",
+        "param": "input",
+        "code": "context_length_exceeded",
+    }
+    a.enqueue({"status": 400, "body": {"error": error}})
+    r = router(fakes, context_window_fallbacks=[{"gpt": ["claude"]}])
+    response = (
+        r.responses(model="gpt", input="long") if mode == "sync" else await r.aresponses(model="gpt", input="long")
+    )
+    assert response.model == "claude-sonnet-4-5" and len(claude.requests()) == 1
+    assert len(b.requests()) == 0  # an overflow is not retried within the group
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_refused_connection_moves_on_through_the_sdk(fakes: tuple[FakeServer, ...], mode: str) -> None:
+    _, b, _ = fakes
+    dead = deployment("gpt", "openai/gpt-4o", b, "dead", order=1)
+    dead["litellm_params"]["api_base"] = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    r = llmrelay.Router(
+        model_list=[dead, deployment("gpt", "openai/gpt-4o", b, "b", order=2)], store="memory", num_retries=1
+    )
+    if mode == "sync":
+        events = list(r.responses(model="gpt", input="s", stream=True))
+    else:
+        events = [e async for e in await r.aresponses(model="gpt", input="s", stream=True)]
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "Echo (turns=1): s"
 
 
 def test_a_bad_setting_is_a_value_error_naming_it(fakes: tuple[FakeServer, ...]) -> None:
