@@ -4,7 +4,6 @@ every SigV4 signature and frames its streams as AWS event-stream)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import openai
@@ -13,6 +12,7 @@ from openai import OpenAI
 
 from tests.conftest import SDK
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.e2e.waits import finished
 from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer
 
@@ -176,10 +176,7 @@ def test_guardrail_intervention_is_incomplete_content_filter(client: OpenAI, fak
 def test_background_response_runs_to_completion(client: OpenAI) -> None:
     r = client.responses.create(model="claude", input="in the background", background=True)
     assert r.status in ("queued", "in_progress")
-    deadline = time.monotonic() + 20
-    while (r := client.responses.retrieve(r.id)).status in ("queued", "in_progress"):
-        assert time.monotonic() < deadline, "the background response never finished"
-        time.sleep(0.05)
+    r = finished(lambda: client.responses.retrieve(r.id))
     assert r.status == "completed" and r.output_text == "Echo (turns=1): in the background"
 
 

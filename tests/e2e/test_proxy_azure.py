@@ -5,7 +5,6 @@ lifecycle (GET, cancel, DELETE, resume) on the upstream's own state."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
+from tests.e2e.waits import finished
 from tests.fakes.process import FakeServer, _request
 
 VERSION = "2025-04-01-preview"
@@ -54,14 +54,6 @@ def client(proxy: ProxyProcess, azure_fake: FakeServer) -> OpenAI:
     return OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
 
 
-def wait_until_done(client: OpenAI, response_id: str) -> Any:
-    deadline = time.monotonic() + 15
-    while (r := client.responses.retrieve(response_id)).status in ("queued", "in_progress"):
-        assert time.monotonic() < deadline, "the background response never finished"
-        time.sleep(0.05)
-    return r
-
-
 @pytest.mark.parametrize("name", list(DEPLOYMENTS))
 def test_text_and_stream_on_each_surface(client: OpenAI, azure_fake: FakeServer, name: str) -> None:
     plain = client.responses.create(model=name, input="same answer")
@@ -100,7 +92,7 @@ def test_tool_loop_continues_on_the_upstreams_state(client: OpenAI, azure_fake: 
 def test_background_get_cancel_and_delete_reach_the_upstream(client: OpenAI, azure_fake: FakeServer, name: str) -> None:
     queued = client.responses.create(model=name, input="later", background=True)
     assert queued.status == "queued"
-    assert wait_until_done(client, queued.id).output_text == "Echo (turns=1): later"
+    assert finished(lambda: client.responses.retrieve(queued.id)).output_text == "Echo (turns=1): later"
     azure_fake.enqueue({"background_delay": 30})
     slow = client.responses.create(model=name, input="slow", background=True)
     assert client.responses.cancel(slow.id).status == "cancelled"
@@ -119,7 +111,7 @@ def test_a_background_stream_resumes_through_the_deployment_url(client: OpenAI, 
     with client.responses.stream(model="scoped", input="resume me", background=True) as stream:
         first = next(iter(stream))
     response_id = first.response.id  # type: ignore[union-attr]
-    wait_until_done(client, response_id)
+    finished(lambda: client.responses.retrieve(response_id))
     resumed = list(client.responses.retrieve(response_id, stream=True, starting_after=2))
     assert resumed[0].sequence_number == 3 and resumed[-1].type == "response.completed"
     last = azure_fake.requests()[-1]

@@ -14,6 +14,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, run_cli, start_proxy, write_config
+from tests.e2e.waits import finished
 from tests.fakes.google_oauth import PROJECT, expire_tokens, service_account, tokens
 from tests.fakes.process import FakeServer
 
@@ -124,10 +125,7 @@ def test_a_conversation_moves_between_vertex_models(client: OpenAI) -> None:
 def test_background_runs_to_completion(client: OpenAI, model: str) -> None:
     queued = client.responses.create(model=model, input="later", background=True)
     assert queued.status == "queued"
-    deadline = time.monotonic() + 15
-    while (done := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
-        assert time.monotonic() < deadline, "the background response never finished"
-        time.sleep(0.05)
+    done = finished(lambda: client.responses.retrieve(queued.id))
     assert done.status == "completed" and done.output_text == "Echo (turns=1): later"
 
 

@@ -20,6 +20,15 @@ def wait_for(fn: Callable[[], T], predicate: Callable[[T], bool], timeout: float
         time.sleep(0.05)
 
 
+def finished(retrieve: Callable[[], T], timeout: float = 20.0) -> T:
+    """Retrieve a background response until it is no longer queued or in progress."""
+    deadline = time.monotonic() + timeout
+    while (response := retrieve()).status in ("queued", "in_progress"):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the background response never finished"
+        time.sleep(0.05)
+    return response
+
+
 def until_done(conn: Iterable[Any]) -> list[Any]:
     """The events of one response on a WebSocket connection, through its terminal event."""
     events = []
