@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ..providers.base import Call
 from ..streaming.events import StreamEvent
+from .produced import OutputCounter, estimated_usage
 
 log = logging.getLogger("llmrelay.gateway")
 Json = dict[str, Any]
@@ -67,18 +68,25 @@ def run_after(stages: Sequence[Stage], call: Call, outcome: Outcome) -> None:
 
 
 async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """A stream whose terminal event (or early end) runs the after-stages: a completed, failed or
-    incomplete stream is charged for the usage its terminal event reports; one cut short before
-    that (a client gone, a job cancelled) is accounted as `cancelled`, with no usage."""
+    """A stream whose terminal event (or early end) runs the after-stages: a stream is charged
+    for the usage its terminal event reports; one that ends without it (cut short by a client
+    gone or a job cancelled, or failed before the provider's usage) for what it produced, as
+    `produced.py` estimates it."""
+    produced = OutputCounter()
     try:
         async for event in events:
-            if event.terminal and not call.meta.get("ended"):
+            if event.type.endswith(".delta"):
+                produced.see(event.type, event.parsed)
+            elif event.terminal and not call.meta.get("ended"):
                 response = event.data.get("response")
-                if isinstance(response, dict):
-                    run_after(stages, call, outcome_of(call, response))
-                else:  # an `error` event: nothing billable arrived with it
-                    run_after(stages, call, outcome_of(call, None, "failed"))
+                # an `error` event carries no response: what came before it is what was produced
+                outcome = outcome_of(call, response) if isinstance(response, dict) else outcome_of(call, None, "failed")
+                if outcome.usage is None:
+                    outcome.usage = estimated_usage(call, produced.tokens)
+                run_after(stages, call, outcome)
             yield event
     finally:
         if not call.meta.get("ended"):
-            run_after(stages, call, outcome_of(call, None, "cancelled"))
+            outcome = outcome_of(call, None, "cancelled")
+            outcome.usage = estimated_usage(call, produced.tokens)
+            run_after(stages, call, outcome)

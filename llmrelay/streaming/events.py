@@ -38,6 +38,11 @@ class StreamEvent:
         return self._data
 
     @property
+    def parsed(self) -> dict[str, Any] | None:
+        """The event's dict if it is at hand already, without parsing forwarded bytes."""
+        return self._data
+
+    @property
     def raw(self) -> bytes:
         if self._raw is None:
             self._raw = orjson.dumps(self._data)

@@ -3,15 +3,19 @@ instances on Postgres."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 from openai import OpenAI
 
+from llmrelay.gateway.directory import TTL as KEY_TTL
+from llmrelay.gateway.spend import FLUSH as SPEND_FLUSH
 from tests.e2e.gateway_helpers import MASTER, PG_URL, ok, until
-from tests.e2e.proxy_process import start_proxy, write_config
+from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes.process import FakeServer
 
 PRICE = 0.001  # USD per token, in and out
@@ -86,3 +90,69 @@ def test_spend_adds_up_exactly_across_two_instances(anthropic_fake: FakeServer, 
         until(lambda: ok(b, "/key/info?key=" + key)["info"]["spend"] == pytest.approx(total, abs=1e-9))
         team_spend = ok(a, f"/team/info?team_id={team}")["team_info"]["spend"]
         assert team_spend == pytest.approx(total, abs=1e-9)
+
+
+def _row(proxy: ProxyProcess, key: str, response_id: str) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        rows[:] = ok(proxy, f"/spend/logs?api_key={key}&request_id={response_id}")
+        return bool(rows)
+
+    until(logged)
+    return rows[0]
+
+
+def test_a_stream_cut_short_and_a_cancelled_job_are_charged_for_what_they_produced(
+    anthropic_fake: FakeServer, tmp_path: Path
+) -> None:
+    config = str(write_config(_config(anthropic_fake), tmp_path))
+    words = " ".join(f"word{n}" for n in range(40))
+    with start_proxy("--config", config, store=None) as proxy:
+        key = ok(proxy, "/key/generate", {})["key"]
+        client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
+
+        anthropic_fake.enqueue({"text": words, "delta_delay": 0.2})
+        deltas, response_id = [], ""
+        with client.responses.create(model="claude", input="a stream the client leaves", stream=True) as stream:
+            for event in stream:
+                if event.type == "response.created":
+                    response_id = event.response.id
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+                if len(deltas) == 3:
+                    break  # the client goes away mid-answer
+        row = _row(proxy, key, response_id)
+        produced = len("".join(deltas))
+        assert row["status"] == "cancelled" and row["output_tokens"] >= produced // 4 > 0
+        assert row["output_tokens"] < len(words) // 4  # what was produced, not the whole answer
+        assert row["input_tokens"] > 0 and row["cost"] == pytest.approx(row["total_tokens"] * PRICE)
+
+        anthropic_fake.enqueue({"text": words, "delta_delay": 0.2})
+        with client.responses.create(model="claude", input="a job cancelled", background=True, stream=True) as job:
+            for event in job:
+                if event.type == "response.created":
+                    response_id = event.response.id
+                if event.type == "response.output_text.delta":
+                    break  # it has produced something: cancel it
+        assert client.responses.cancel(response_id).status == "cancelled"
+        row = _row(proxy, key, response_id)
+        assert row["status"] == "cancelled" and 0 < row["output_tokens"] < len(words) // 4
+        assert row["cost"] == pytest.approx(row["total_tokens"] * PRICE)
+        assert ok(proxy, "/key/info?key=" + key)["info"]["spend"] > 0
+
+
+def test_a_budget_crossed_on_one_instance_binds_the_other_within_the_stated_lag(
+    anthropic_fake: FakeServer, tmp_path: Path
+) -> None:
+    """README: enforcement reads spend through a 1 s cache plus this instance's own charges,
+    written every 0.2 s; so past 1.2 s every instance refuses a key over its budget."""
+    config = str(write_config(_config(anthropic_fake), tmp_path))
+    with start_proxy("--config", config, store=None) as a, start_proxy("--config", config, store=None) as b:
+        key = ok(a, "/key/generate", {"max_budget": 0.002})["key"]
+        on_a, on_b = (OpenAI(base_url=p.url, api_key=key, max_retries=0) for p in (a, b))
+        on_b.responses.create(model="claude", input="b knows the key now")  # cached on b, under budget
+        on_a.responses.create(model="claude", input="a crosses the budget with this")
+        assert _refused(on_a)  # at once where it was crossed
+        time.sleep(SPEND_FLUSH + KEY_TTL + 0.3)
+        assert _refused(on_b)

@@ -1,0 +1,64 @@
+"""What a call produced when it ended without the usage its provider would have reported: a
+stream cut short (the client left, a job was cancelled, a process stopped its work) or a stream
+that failed before the provider's final usage. Providers bill those tokens all the same, so
+they are charged, estimated at ~4 characters a token (the ratio providers quote for English text).
+
+Input is the text of the instructions, the replayed history, this turn's input and the tools;
+images and files are not counted (their size says nothing of their tokens), nor is history the
+upstream keeps itself (a native continuation). Output is counted as the stream went by: a
+translated delta's characters, or one token per native delta (OpenAI streams a token a delta;
+counting them costs nothing, where reading each one would parse every frame).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..providers.base import Call, usage
+
+CHARS_PER_TOKEN = 4
+# String fields that carry no text the model reads as tokens: ids, enums, binary payloads.
+_NOT_TEXT = frozenset({
+    "type", "id", "call_id", "role", "status", "detail", "format", "mime_type",
+    "image_url", "file_data", "file_url", "file_id", "encrypted_content",
+})  # fmt: skip
+
+
+def text_chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(text_chars(v) for k, v in value.items() if k not in _NOT_TEXT)
+    if isinstance(value, list):
+        return sum(text_chars(v) for v in value)
+    return 0
+
+
+def input_estimate(call: Call) -> int:
+    params = call.params
+    chars = text_chars(params.get("instructions")) + text_chars(call.context)
+    chars += text_chars(params.get("input")) + text_chars(params.get("tools"))
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def estimated_usage(call: Call, output_tokens: float) -> dict[str, Any]:
+    out = int(-(-output_tokens // 1))
+    return {**usage(input_estimate(call), out), "estimated": True}
+
+
+class OutputCounter:
+    """Output tokens of a stream as it passes, for a stream that ends without its usage."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self) -> None:
+        self.tokens = 0.0
+
+    def see(self, type: str, data: dict[str, Any] | None) -> None:
+        """A `*.delta` event."""
+        if "audio" in type:  # audio is billed by its own tokens, which its deltas don't tell
+            return
+        if data is None:  # a native frame, forwarded unparsed
+            self.tokens += 1
+        elif isinstance(delta := data.get("delta"), str):
+            self.tokens += len(delta) / CHARS_PER_TOKEN
