@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from llmrelay import errors
+from llmrelay.gateway import produced
 from llmrelay.gateway.prices import Pricing
 from llmrelay.gateway.stage import Outcome
 from llmrelay.providers.base import Call
@@ -64,11 +65,14 @@ async def test_a_stream_is_charged_on_its_terminal_event() -> None:
 async def test_a_stream_cut_short_is_still_accounted() -> None:
     recorder = Recorder()
     relay = _relay(recorder)
-    events = await relay.stream({**MODEL, "input": "hi", "stream": True})
-    async for _ in events:
-        break
+    events = await relay.stream({**MODEL, "input": "hi there, model", "stream": True})
+    async for event in events:
+        if event.type == "response.output_text.delta":
+            break
     await events.aclose()  # type: ignore[attr-defined]
     assert [o.status for o in recorder.outcomes] == ["cancelled"]
+    usage = recorder.outcomes[0].usage or {}  # charged for what it produced: the request, one delta
+    assert usage["estimated"] and usage["input_tokens"] == 4 and 0 < usage["output_tokens"] < 4
     await relay.aclose()
 
 
@@ -90,3 +94,14 @@ async def test_a_refusal_stops_the_call_before_anything_runs() -> None:
     assert later.before_calls == [] and [o.status for o in refuser.outcomes] == []
     assert relay.jobs.running("x") is False
     await relay.aclose()
+
+
+def test_what_a_call_produced_is_estimated_from_its_text_not_its_payloads() -> None:
+    image = {"type": "input_image", "image_url": "data:image/png;base64," + "A" * 4000}
+    message = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 40}, image]}
+    assert produced.text_chars([message]) == 40
+    counter = produced.OutputCounter()
+    counter.see("response.output_text.delta", {"delta": "y" * 10})  # translated: its characters
+    counter.see("response.output_text.delta", None)  # native, unparsed: a token
+    counter.see("response.output_audio.delta", {"delta": "A" * 400})  # audio: not text tokens
+    assert counter.tokens == 10 / 4 + 1
