@@ -68,6 +68,10 @@ class LitellmParams(_Section):
     aws_region_name: str | None = None
     aws_profile_name: str | None = None
     aws_bedrock_runtime_endpoint: str | None = None
+    aws_role_name: str | None = None  # a role ARN to assume with the credentials above
+    aws_session_name: str | None = None
+    aws_web_identity_token: str | None = None  # assume aws_role_name with this OIDC token
+    aws_sts_endpoint: str | None = None
     # Cloud accounts (Vertex AI, Azure Entra ID), as LiteLLM names them
     vertex_project: str | None = None
     vertex_location: str | None = None

@@ -115,7 +115,7 @@ REFUSE: dict[str, dict[str, str]] = {
         "merge_reasoning_content_in_choices": "request rewriting", "additional_drop_params": "request rewriting",
         "configurable_clientside_auth_params": _ACCESS, "litellm_credential_name": _CREDENTIALS,
         **dict.fromkeys((
-            "aws_role_name", "aws_session_name", "aws_web_identity_token", "azure_username", "azure_password",
+            "azure_username", "azure_password",
         ), _CREDENTIALS),
         **dict.fromkeys((
             "temperature", "max_tokens", "max_completion_tokens", "max_output_tokens", "top_p", "stop", "seed",

@@ -2,9 +2,12 @@
 
 Credentials come from the deployment (`aws_access_key_id` / `aws_secret_access_key` /
 `aws_session_token`), else from botocore's usual chain (environment, `aws_profile_name` or
-the default profile, SSO, container and instance roles). The chain may read files or call a
-metadata endpoint, so it is resolved in a thread, once per identity, and refreshed there
-too before it expires; signing itself is CPU-only and runs on the loop.
+the default profile, SSO, web identity, container and instance roles). With `aws_role_name`
+(an ARN) those credentials assume that role through STS (`aws_session_name`, default
+"llmrelay"); with `aws_web_identity_token` too, the role is assumed with that OIDC token
+instead (AssumeRoleWithWebIdentity, as on EKS). `aws_sts_endpoint` overrides STS's URL. The
+chain and STS may read files or call the network, so they run in a thread, once per identity,
+and refresh there before the credentials expire; signing itself is CPU-only and runs on the loop.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from .. import errors
 from ..transport import HttpRequest
 
 SERVICE = "bedrock"
-IDENTITY = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile_name")
+IDENTITY = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile_name",
+            "aws_role_name", "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint")  # fmt: skip
 REFRESH_AHEAD = 15 * 60  # botocore's own advisory refresh window, in seconds
 
 
 def _botocore() -> Any:
     try:
+        import botocore
         import botocore.auth
         import botocore.awsrequest
+        import botocore.config
         import botocore.credentials
+        import botocore.exceptions
         import botocore.session
     except ImportError:
         raise errors.status_error(
@@ -81,6 +88,12 @@ class SigV4:
 
 
 def _resolve(bc: Any, extra: dict[str, Any]) -> Any:
+    if role := extra.get("aws_role_name"):
+        return _assumed(bc, extra, str(role))
+    return _base(bc, extra)
+
+
+def _base(bc: Any, extra: dict[str, Any]) -> Any:
     if extra.get("aws_access_key_id") and extra.get("aws_secret_access_key"):
         return bc.credentials.Credentials(
             extra["aws_access_key_id"], extra["aws_secret_access_key"], extra.get("aws_session_token")
@@ -92,6 +105,37 @@ def _resolve(bc: Any, extra: dict[str, Any]) -> Any:
     if creds is None:
         raise _no_credentials("")
     return creds
+
+
+def _assumed(bc: Any, extra: dict[str, Any], role: str) -> Any:
+    """The role's temporary credentials, renewed by botocore through `refresh` before expiry."""
+    token = extra.get("aws_web_identity_token")
+    session = bc.session.Session()
+    if not token:  # AssumeRole is signed with the base identity; the web-identity call is not
+        base = _base(bc, extra).get_frozen_credentials()
+        session.set_credentials(base.access_key, base.secret_key, base.token)
+    sts = session.create_client(
+        "sts", region_name=extra["aws_region_name"], endpoint_url=extra.get("aws_sts_endpoint") or None,
+        config=bc.config.Config(signature_version=bc.UNSIGNED) if token else None,
+    )  # fmt: skip
+    name = str(extra.get("aws_session_name") or "llmrelay")
+
+    def refresh() -> dict[str, str]:
+        try:
+            if token:
+                reply = sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName=name, WebIdentityToken=token)
+            else:
+                reply = sts.assume_role(RoleArn=role, RoleSessionName=name)
+        except bc.exceptions.ClientError as exc:
+            raise errors.status_error(
+                401, f"AWS STS refused to assume role {role}: {exc.response['Error'].get('Message') or exc}",
+                code="invalid_api_key",
+            ) from None  # fmt: skip
+        creds = reply["Credentials"]
+        return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}  # fmt: skip
+
+    return bc.credentials.RefreshableCredentials.create_from_metadata(refresh(), refresh, "sts-assume-role")
 
 
 def _no_credentials(detail: str) -> errors.APIStatusError:

@@ -215,7 +215,8 @@ def _cloud(spec: ProviderSpec, base: str | None, key: str | None, settings: dict
 
 # litellm_params keys (LiteLLM's names) a Bedrock deployment takes; they travel in `extra`.
 AWS_PARAMS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
-              "aws_profile_name", "aws_bedrock_runtime_endpoint")  # fmt: skip
+              "aws_profile_name", "aws_bedrock_runtime_endpoint", "aws_role_name", "aws_session_name",
+              "aws_web_identity_token", "aws_sts_endpoint")  # fmt: skip
 
 
 def bedrock_settings(model: str, api_base: str | None, extra: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:

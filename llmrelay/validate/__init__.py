@@ -49,6 +49,10 @@ CALL_OPTIONS = frozenset(
         "aws_region_name",
         "aws_profile_name",
         "aws_bedrock_runtime_endpoint",
+        "aws_role_name",
+        "aws_session_name",
+        "aws_web_identity_token",
+        "aws_sts_endpoint",
         # cloud accounts: Vertex AI and Azure Entra ID
         "vertex_project",
         "vertex_location",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from urllib.parse import parse_qs
 
 import openai
 import pytest
@@ -13,6 +14,7 @@ from openai import OpenAI
 from tests.conftest import SDK
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.e2e.waits import finished
+from tests.fakes import aws_sts as sts
 from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer
 
@@ -47,7 +49,13 @@ def proxy(fake: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         entry("from-env", "bedrock/amazon.nova-pro-v1:0", api_base=fake.root),
         entry("from-profile", "bedrock/amazon.nova-pro-v1:0", api_base=fake.root, aws_profile_name="relay"),
         entry("wrong-secret", f"bedrock/{CLAUDE}", api_base=fake.root, **{**KEYS, "aws_secret_access_key": "nope"}),
-    ]
+        entry("as-role", f"bedrock/{CLAUDE}", api_base=fake.root, aws_role_name=sts.ROLE_ARN,
+              aws_session_name="relay-test", aws_sts_endpoint=fake.root, **KEYS),
+        entry("web-identity", f"bedrock/{CLAUDE}", api_base=fake.root, aws_role_name=sts.ROLE_ARN,
+              aws_web_identity_token=sts.WEB_IDENTITY_TOKEN, aws_sts_endpoint=fake.root),
+        entry("other-role", f"bedrock/{CLAUDE}", api_base=fake.root, aws_role_name=sts.ROLE_ARN + "-not",
+              aws_sts_endpoint=fake.root, **KEYS),
+    ]  # fmt: skip
     env = {"AWS_ACCESS_KEY_ID": aws.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": aws.SECRET_KEY, "AWS_REGION": "us-west-2",
            "AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(directory / "none"),
            "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
@@ -95,6 +103,29 @@ def test_credentials_from_the_chain(client: OpenAI, fake: FakeServer, model: str
         model == "from-env"
     )
     assert headers.get("x-amz-security-token") == (aws.SESSION_TOKEN if model == "from-profile" else None)
+
+
+@pytest.mark.parametrize("model", ["as-role", "web-identity"])
+def test_a_role_assumed_through_sts_signs_the_calls(client: OpenAI, fake: FakeServer, model: str) -> None:
+    for n in range(2):
+        assert client.responses.create(model=model, input=f"hi {n}").output_text == f"Echo (turns=1): hi {n}"
+    assumed, *calls = fake.requests()
+    assert assumed["model"] == "sts" and len(calls) == 2  # assumed once, its credentials kept
+    form = parse_qs(assumed["raw_body"])
+    assert form["Action"] == ["AssumeRole" if model == "as-role" else "AssumeRoleWithWebIdentity"]
+    assert form["RoleArn"] == [sts.ROLE_ARN] and form["RoleSessionName"] == [
+        "relay-test" if model == "as-role" else "llmrelay"
+    ]
+    assert ("authorization" in assumed["headers"]) == (model == "as-role")  # the web-identity call is unsigned
+    for call in calls:  # signed by the role's temporary credentials, not the base keys
+        assert call["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=ASIA")
+        assert call["headers"]["x-amz-security-token"]
+
+
+def test_a_role_sts_refuses_is_a_clear_401(client: OpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.responses.create(model="other-role", input="hi")
+    assert "assume role" in refused.value.message and "Not authorized" in refused.value.message
 
 
 def test_tool_round_trip_with_previous_response_id(client: OpenAI, fake: FakeServer) -> None:

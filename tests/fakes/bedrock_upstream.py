@@ -4,8 +4,9 @@ and CountTokens, streams framed as ``application/vnd.amazon.eventstream`` with r
 Run with ``python -m tests.fakes.bedrock_upstream --port N``. Routes: ``POST /model/{modelId}/converse``,
 ``/converse-stream``, ``/invoke``, ``/invoke-with-response-stream``, ``/count-tokens`` (``modelId`` percent-escaped,
 as boto3 sends an ARN). Every request must carry a SigV4 signature (service ``bedrock``) made with ACCESS_KEY /
-SECRET_KEY, or SESSION_ACCESS_KEY / SESSION_SECRET_KEY plus ``X-Amz-Security-Token: SESSION_TOKEN``; the fake
-recomputes it with botocore and answers AWS's 403s otherwise.
+SECRET_KEY, or SESSION_ACCESS_KEY / SESSION_SECRET_KEY plus ``X-Amz-Security-Token: SESSION_TOKEN``, or
+credentials its STS issued (``POST /``, see aws_sts.py); the fake recomputes it with botocore and answers AWS's
+403s otherwise.
 
 The "model" is deterministic: ``Echo (turns=N): <last user text>``; with tools, a toolUse of the first tool
 (``{"q": <last user text>}``) until the last user turn holds a toolResult, then ``Echo (turns=N): tool said <text>``.
@@ -45,6 +46,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from llmrelay.providers import eventstream
+from tests.fakes import aws_sts
 from tests.fakes.control import Control, DropConnection, TruncatedResponse, serve
 
 Json = dict[str, Any]
@@ -85,14 +87,14 @@ def sign_reasoning(text: str) -> str:
 # -- SigV4 ----------------------------------------------------------------------------------------------------
 
 
-def verify_signature(request: Request, body: bytes) -> None:
+def verify_signature(request: Request, body: bytes, service: str = "bedrock") -> None:
     auth = request.headers.get("authorization", "")
     match = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
                          r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})", auth)  # fmt: skip
     if not match:
         raise AwsError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
-    access, _, region, service, signed, signature = match.groups()
-    if access not in SECRETS or service != "bedrock":
+    access, _, region, signed_for, signed, signature = match.groups()
+    if access not in SECRETS or signed_for != service:
         raise AwsError("UnrecognizedClientException", "The security token included in the request is invalid.", 403)
     secret, token = SECRETS[access]
     if token is not None and request.headers.get("x-amz-security-token") != token:
@@ -104,7 +106,7 @@ def verify_signature(request: Request, body: bytes) -> None:
     url = f"http://{request.headers['host']}{raw_path}" + (f"?{query}" if query else "")
     aws = AWSRequest(method=request.method, url=url, data=body, headers=headers)
     aws.context["timestamp"] = request.headers.get("x-amz-date", "")
-    signer = SigV4Auth(Credentials(access, secret, token), "bedrock", region)
+    signer = SigV4Auth(Credentials(access, secret, token), service, region)
     expected = signer.signature(signer.string_to_sign(aws, signer.canonical_request(aws)), aws)
     if not hmac.compare_digest(expected, signature):
         raise AwsError("InvalidSignatureException", "The request signature we calculated does not match the "
@@ -275,6 +277,12 @@ def build_app() -> Starlette:
     control = Control("bedrock", "")
 
     async def api(request: Request) -> Response:
+        if request.scope["raw_path"] == b"/" and request.method == "POST":  # STS, for roles to assume
+            (await control.record(request))["model"] = "sts"
+            try:
+                return await aws_sts.answer(request, await request.body(), SECRETS, verify_signature)
+            except AwsError as error:
+                return error.response()
         match = PATH.fullmatch(request.scope["raw_path"].decode())
         if not match or request.method != "POST" or match.group(2) not in ACTIONS:
             return Response(orjson.dumps({"message": "Unknown operation"}), 404, media_type="application/json")

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore
 import botocore.config
 import botocore.exceptions
 import pytest
 
-from tests.fakes import FakeServer, start_fake
+from tests.fakes import FakeServer, aws_sts, start_fake
 from tests.fakes import bedrock_upstream as fake_module
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -155,3 +156,27 @@ def test_count_tokens_of_an_invoke_body(fake: FakeServer) -> None:
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()  # fmt: skip
     assert client(fake).count_tokens(modelId=MODEL, input={"invokeModel": {"body": body}})["inputTokens"] == 10
+
+
+def test_sts_issues_role_credentials_boto3_parses_and_bedrock_accepts(fake: FakeServer) -> None:
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=fake.root, aws_access_key_id=fake_module.ACCESS_KEY,
+                       aws_secret_access_key=fake_module.SECRET_KEY)  # fmt: skip
+    creds = sts.assume_role(RoleArn=aws_sts.ROLE_ARN, RoleSessionName="sess")["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA") and creds["Expiration"].tzinfo is not None
+    reply = client(fake, creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]).converse(
+        modelId=MODEL, messages=[user("as a role")]
+    )
+    assert reply["stopReason"] == "end_turn"
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/other", RoleSessionName="sess")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+    unsigned = boto3.client("sts", region_name="us-east-1", endpoint_url=fake.root,
+                            config=botocore.config.Config(signature_version=botocore.UNSIGNED))  # fmt: skip
+    web = unsigned.assume_role_with_web_identity(
+        RoleArn=aws_sts.ROLE_ARN, RoleSessionName="pod", WebIdentityToken=aws_sts.WEB_IDENTITY_TOKEN
+    )
+    assert web["Credentials"]["AccessKeyId"].startswith("ASIA") and web["SubjectFromWebIdentityToken"]
+    with pytest.raises(botocore.exceptions.ClientError) as bad:
+        unsigned.assume_role_with_web_identity(RoleArn=aws_sts.ROLE_ARN, RoleSessionName="pod", WebIdentityToken="not-the-token")
+    assert bad.value.response["Error"]["Code"] == "InvalidIdentityToken"

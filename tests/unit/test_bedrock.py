@@ -71,9 +71,9 @@ def test_config_takes_litellms_aws_keys() -> None:
     (dep,) = parse_config({"model_list": [entry]}).deployments()
     assert dep.extra["aws_access_key_id"] == "AKIDEXAMPLE" and dep.extra["aws_profile_name"] == "p"
     assert dep.api_base == "https://bedrock-runtime.eu-west-1.amazonaws.com"
-    entry["litellm_params"]["aws_role_name"] = "r"  # assuming a role is not implemented: refused
-    with pytest.raises(ConfigError, match="aws_role_name"):
-        parse_config({"model_list": [entry]})
+    entry["litellm_params"].update(aws_role_name="arn:aws:iam::1:role/r", aws_sts_endpoint="http://sts.test")
+    (dep,) = parse_config({"model_list": [entry]}).deployments()
+    assert dep.extra["aws_role_name"] == "arn:aws:iam::1:role/r" and dep.extra["aws_sts_endpoint"] == "http://sts.test"
 
 
 # -- Converse bodies -----------------------------------------------------------------------------
