@@ -323,10 +323,10 @@ class PostgresStore(PostgresGateway):
         pool = await self._pool()
         rows = await pool.fetch(
             f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE status IN ('queued', 'in_progress')"
-            " ORDER BY created_at DESC LIMIT $1",
+            " AND response->'background' = 'true' ORDER BY created_at DESC LIMIT $1",
             limit,
         )
-        return [r for r in map(_record, rows) if r.background]
+        return [_record(r) for r in rows]
 
     @_available
     async def delete(self, response_id: str, owner: str | None = None) -> bool:

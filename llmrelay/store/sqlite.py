@@ -128,9 +128,11 @@ class SQLiteStore(SQLiteGateway):
 
     async def active(self, limit: int) -> list[StoredResponse]:
         rows = self._run(
-            f"SELECT {_COLUMNS} FROM responses WHERE {_ACTIVE} ORDER BY created_at DESC LIMIT ?", (limit,)
+            f"SELECT {_COLUMNS} FROM responses WHERE {_ACTIVE}"
+            " AND json_extract(CAST(response AS TEXT), '$.background') ORDER BY created_at DESC LIMIT ?",
+            (limit,),
         ).fetchall()
-        return [r for r in map(StoredResponse.from_row, rows) if r.background]
+        return [StoredResponse.from_row(r) for r in rows]
 
     async def renew_lease(self, response_id: str, until: int) -> None:
         self._run("UPDATE responses SET lease_until = ? WHERE id = ?", (until, response_id))

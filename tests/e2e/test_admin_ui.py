@@ -38,7 +38,7 @@ def _browser_missing() -> str | None:
 @pytest.fixture(scope="module")
 def page() -> Iterator:  # type: ignore[type-arg]
     missing = _browser_missing()
-    if missing and os.environ.get("CI") == "true":
+    if missing and os.environ.get("CI"):
         pytest.fail(f"the admin page's browser test must run under CI: {missing}")
     if missing:
         pytest.skip(missing)
@@ -128,6 +128,7 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
     assert key.startswith("sk-llmrelay-")
     row = page.locator("tr[data-key=ui-test]")
     assert "$0.00 of $5.00" in row.inner_text() and "research" in row.inner_text()
+    shot(page, "key-created")
 
     client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
     said = "Hello from the admin page test <b>not markup</b>"
@@ -147,13 +148,17 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
     shot(page, "requests")
 
     go(page, proxy, "spend")
-    assert page.locator("svg.chart rect.bar[height]").last.get_attribute("height") not in ("0", None)
+    heights = [
+        float(h or 0)
+        for h in page.locator("svg.chart rect.day").evaluate_all("rs => rs.map(r => r.getAttribute('height'))")
+    ]
+    assert len(heights) == 30 and sum(h > 0 for h in heights) == 1  # one day with spend
     assert "ui-test" in page.inner_text("#page")
     shot(page, "spend")
 
     # the stored response, opened from the request list: input and output, text as text
     go(page, proxy, "requests")
-    page.click(f"a:has-text('{made.id}')")
+    page.click(f"tr[data-request={made.id}] a")
     page.wait_for_selector("#input-items .text")
     assert page.inner_text("#input-items .text") == said
     assert page.locator("#input-items b").count() == 0

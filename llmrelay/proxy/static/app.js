@@ -68,6 +68,13 @@ function when(seconds) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+// Long ids shortened in tables; the whole id stays in the link and its tooltip.
+const shortId = (id) => (id.length > 24 ? `${id.slice(0, 13)}…${id.slice(-6)}` : id);
+
+function responseLink(id) {
+  return el("a", { href: `#/response/${encodeURIComponent(id)}`, class: "mono", title: id, text: shortId(id) });
+}
+
 const count = (n) => (Number(n) || 0).toLocaleString("en-US");
 const perMillion = (perToken) => (perToken ? usd(perToken * 1e6) : "—");
 
@@ -191,7 +198,8 @@ async function route() {
   try {
     const parts = await render(...rest.map(decodeURIComponent));
     if (ticket !== rendering) return; // the user moved on meanwhile
-    $("page").replaceChildren(...[parts].flat());
+    $("page").replaceChildren();
+    appendAll($("page"), [parts]);
   } catch (err) {
     if (ticket !== rendering) return;
     if (err.status === 401) return showLogin("Your key is no longer accepted; sign in again.");
@@ -462,7 +470,7 @@ function spendChart(rows, span) {
     const day = d.toISOString().slice(0, 10);
     days.push({ day, spend: byDay.get(day)?.spend || 0, requests: byDay.get(day)?.requests || 0 });
   }
-  const W = 760, H = 220, left = 64, right = 12, top = 12, bottom = 28;
+  const W = 760, H = 220, left = 78, right = 12, top = 12, bottom = 28;
   const max = niceMax(Math.max(...days.map((d) => d.spend)));
   const step = (W - left - right) / days.length;
   const y = (v) => top + (H - top - bottom) * (1 - v / max);
@@ -470,18 +478,25 @@ function spendChart(rows, span) {
   for (let t = 0; t <= 4; t++) {
     const v = (max * t) / 4;
     parts.push(svg("line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: "grid" }),
-      svg("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end", class: "axis" }, usd(v)));
+      svg("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end", class: "axis" }, axisUsd(v)));
   }
   days.forEach((d, i) => {
     const x = left + i * step + step * 0.15;
     const h = Math.max(d.spend > 0 ? 2 : 0, y(0) - y(d.spend));
-    parts.push(svg("rect", { x, y: y(0) - h, width: step * 0.7, height: h, rx: 2, class: "bar", "data-day": d.day },
+    parts.push(svg("rect", { x, y: y(0) - h, width: step * 0.7, height: h, rx: 2, class: "day", "data-day": d.day },
       svg("title", {}, `${d.day}: ${usd(d.spend)}, ${count(d.requests)} requests`)));
     if (i % 5 === (days.length - 1) % 5) {
       parts.push(svg("text", { x: x + step * 0.35, y: H - 8, "text-anchor": "middle", class: "axis" }, d.day.slice(5)));
     }
   });
   return svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "Spend per day" }, parts);
+}
+
+// Axis labels: as few digits as tell the ticks apart.
+function axisUsd(v) {
+  if (v === 0) return "$0";
+  if (v >= 1) return "$" + v.toLocaleString("en-US", { maximumFractionDigits: 2 });
+  return "$" + Number(v.toPrecision(2)).toString();
 }
 
 function niceMax(value) {
@@ -505,7 +520,7 @@ async function renderRequests() {
   });
   const rows = logs.map((r) => el("tr", { "data-request": r.request_id },
     el("td", { class: "nowrap", text: when(r.start_time) }),
-    el("td", {}, el("a", { href: `#/response/${encodeURIComponent(r.request_id)}`, class: "mono", text: r.request_id })),
+    el("td", {}, responseLink(r.request_id)),
     el("td", { text: r.key_alias || (r.key ? names.get(r.key) || r.key : "master key") }),
     el("td", { text: r.model }),
     el("td", {}, badge(r.status)),
@@ -528,7 +543,7 @@ async function renderJobs() {
       act(() => api("/response/cancel", { response_id: j.id }), `Response ${j.id} cancelled.`);
     });
     return el("tr", { "data-job": j.id },
-      el("td", {}, el("a", { href: `#/response/${encodeURIComponent(j.id)}`, class: "mono", text: j.id })),
+      el("td", {}, responseLink(j.id)),
       el("td", { text: j.model }),
       el("td", { text: j.owner ? names.get(j.owner) || j.owner : "master key" }),
       el("td", {}, badge(j.runner_gone ? "failed" : j.status)),
@@ -561,7 +576,7 @@ async function renderResponse(id) {
     ["Tokens in / out", `${count(usage.input_tokens)} / ${count(usage.output_tokens)}`],
     ["Background", r.background ? "yes" : "no"],
     ["Previous response", info.previous_response_id
-      ? el("a", { href: `#/response/${encodeURIComponent(info.previous_response_id)}`, class: "mono", text: info.previous_response_id })
+      ? responseLink(info.previous_response_id)
       : "—"],
   ];
   return [
