@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.gateway_helpers import MASTER
+from tests.e2e.gateway_helpers import MASTER, call, ok
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes.process import REPO_ROOT, FakeServer
 
@@ -195,8 +197,6 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
 
 
 def test_a_proxy_admin_key_signs_in_and_other_keys_do_not(page, proxy: ProxyProcess) -> None:  # type: ignore[no-untyped-def]
-    from tests.e2e.gateway_helpers import ok
-
     ok(proxy, "/user/new", {"user_id": "ops-admin", "user_role": "proxy_admin"})
     admin_key = ok(proxy, "/key/generate", {"user_id": "ops-admin", "key_alias": "ops"})["key"]
     plain_key = ok(proxy, "/key/generate", {"key_alias": "plain"})["key"]
@@ -210,3 +210,33 @@ def test_a_proxy_admin_key_signs_in_and_other_keys_do_not(page, proxy: ProxyProc
     page.wait_for_selector("#app:not([hidden])")
     go(page, proxy, "keys")
     assert page.locator("tr[data-key=plain]").count() == 1
+
+
+def test_admin_routes_read_any_owner_and_refuse_others(proxy: ProxyProcess) -> None:
+    key = ok(proxy, "/key/generate", {"key_alias": "owner-check"})["key"]
+    made = OpenAI(base_url=proxy.url, api_key=key, max_retries=0).responses.create(model="demo", input="mine")
+    # the Responses API is scoped to the key that made it; the admin route reads it for the master
+    assert call(proxy, f"/v1/responses/{made.id}")[0] == 404
+    info = ok(proxy, f"/response/info?response_id={made.id}")
+    assert info["response"]["id"] == made.id and info["input_items"][0]["content"][0]["text"] == "mine"
+    assert info["owner"] == ok(proxy, "/key/info", auth=key)["info"]["key_id"]
+
+    status, body, _ = call(proxy, "/response/info")
+    assert status == 400 and body["error"]["param"] == "response_id"
+    assert call(proxy, "/response/info?response_id=resp_nothing")[0] == 404
+    status, body, _ = call(proxy, "/response/cancel", {"response_id": made.id})
+    assert status == 400 and "background" in body["error"]["message"]  # not a job
+    assert call(proxy, "/response/jobs?limit=0")[0] == 400
+    for path, body in (("/response/jobs", None), ("/response/info?response_id=" + made.id, None),
+                       ("/response/cancel", {"response_id": made.id})):  # fmt: skip
+        assert call(proxy, path, body, auth=key)[0] == 403  # a key that is not an admin's
+
+    # the page's files: served without a key, only the page's own scripts may run
+    with urllib.request.urlopen(proxy.root + "/ui") as r:
+        assert r.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+    with urllib.request.urlopen(proxy.root + "/ui/app.js") as r:
+        assert r.headers["content-type"].startswith("text/javascript") and b"innerHTML" not in r.read()
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(proxy.root + "/ui/secrets.txt")
+    assert missing.value.code == 404

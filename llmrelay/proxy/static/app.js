@@ -95,10 +95,11 @@ function table(headers, rows, empty) {
 function budgetBar(spend, budget) {
   const text = budget === null || budget === undefined ? `${usd(spend)} · no budget` : `${usd(spend)} of ${usd(budget)}`;
   const share = budget ? Math.min(1, spend / budget) : 0;
+  const shown = spend > 0 ? Math.max(share, 0.015) : 0; // any spend at all shows as a sliver
   const tone = share >= 1 ? "bad" : share >= 0.8 ? "warn" : "ok";
   return el("div", { class: "budget" },
     el("span", { text }),
-    budget ? el("div", { class: "bar" }, el("div", { class: `fill ${tone}`, style: { width: `${(share * 100).toFixed(1)}%` } })) : null);
+    budget ? el("div", { class: "bar" }, el("div", { class: `fill ${tone}`, style: { width: `${(shown * 100).toFixed(1)}%` } })) : null);
 }
 
 // -- talking to the proxy ----------------------------------------------------------------------
