@@ -235,8 +235,9 @@ def test_admin_routes_read_any_owner_and_refuse_others(proxy: ProxyProcess) -> N
     with urllib.request.urlopen(proxy.root + "/ui") as r:
         assert r.headers["content-type"].startswith("text/html")
         assert "script-src 'self'" in r.headers["content-security-policy"]
-    with urllib.request.urlopen(proxy.root + "/ui/app.js") as r:
-        assert r.headers["content-type"].startswith("text/javascript") and b"innerHTML" not in r.read()
+    for script in ("dom.js", "app.js"):
+        with urllib.request.urlopen(f"{proxy.root}/ui/{script}") as r:
+            assert r.headers["content-type"].startswith("text/javascript") and b"innerHTML" not in r.read()
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(proxy.root + "/ui/secrets.txt")
     assert missing.value.code == 404
