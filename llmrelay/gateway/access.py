@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from .. import errors
 from ..providers.base import Call
 from .directory import Caller
+from .entities import ADMIN_ROLE
 from .stage import Outcome
 
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
@@ -25,6 +26,11 @@ def may_use(caller: Caller, *names: str) -> bool:
 def visible(caller: Caller | None, names: Iterable[str]) -> list[str]:
     """The model names `/v1/models` shows this caller."""
     return [n for n in names if caller is None or may_use(caller, n)]
+
+
+def is_admin(caller: Caller) -> bool:
+    """A key whose user has LiteLLM's `proxy_admin` role manages the proxy as the master key does."""
+    return caller.user is not None and caller.user.record.get("user_role") == ADMIN_ROLE
 
 
 def admit(caller: Caller, path: str) -> None:

@@ -16,8 +16,11 @@ _COMMON = ("models", "max_budget", "budget_duration", *LIMITS, "metadata", "bloc
 FIELDS = {
     "key": (*_COMMON, "key_alias", "duration", "team_id", "user_id", "allowed_routes"),
     "team": (*_COMMON, "team_id", "team_alias"),
-    "user": (*_COMMON, "user_id", "user_email", "user_alias"),
+    "user": (*_COMMON, "user_id", "user_email", "user_alias", "user_role"),
 }
+# LiteLLM's user roles; `proxy_admin` keys manage the proxy as the master key does (and use /ui)
+ADMIN_ROLE = "proxy_admin"
+ROLES = (ADMIN_ROLE, "proxy_admin_viewer", "internal_user", "internal_user_viewer")
 # what identifies the entity in an update body, not a field to change
 _SELECTORS = {"key": ("key",), "team": ("team_id",), "user": ("user_id",)}
 
@@ -70,6 +73,10 @@ def _value(name: str, value: Any) -> Any:
     if name == "metadata":
         if not isinstance(value, dict):
             raise _bad("'metadata' must be an object.", name)
+        return value
+    if name == "user_role":
+        if value not in ROLES:
+            raise _bad(f"'user_role' must be one of {', '.join(ROLES)}.", name)
         return value
     if name == "blocked":
         if not isinstance(value, bool):

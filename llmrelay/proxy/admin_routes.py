@@ -1,6 +1,6 @@
 """The management routes, LiteLLM's paths and shapes: `/key/*`, `/team/*`, `/user/*`,
 `/spend/*`, `/model/info`. HTTP only: the work is the gateway's (llmrelay/gateway/admin.py).
-Master key only, except `GET /key/info` about the caller's own key."""
+The master key or a `proxy_admin`'s key, except `GET /key/info` about the caller's own key."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def admin_routes(proxy: Proxy) -> list[tuple[str, Handler, str]]:
     def get(work: Callable[[dict[str, Any]], Awaitable[Any]]) -> Handler:
         async def handler(request: Request) -> Response:
             await proxy.master_only(request)
+            await _flushed(proxy)  # listed spend includes this instance's latest calls
             return _json(await work(dict(request.query_params)))
 
         return handler

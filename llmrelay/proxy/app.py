@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from .. import errors
 from ..config import Config, load_config, parse_config
-from ..gateway.access import visible
+from ..gateway.access import is_admin, visible
 from ..gateway.setup import build_gateway
 from ..relay import Relay
 from ..router import Router
@@ -33,8 +33,10 @@ from ..router.health import Health
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
 from .access_log import MODEL, AccessLog
+from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
+from .ui_routes import ui_routes
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
@@ -78,8 +80,13 @@ class Proxy:
         return await self.auth.owner(request)
 
     async def master_only(self, request: Request) -> None:
-        if self.auth.open or await self.owner(request) is not None:
-            raise errors.status_error(403, "Only the master key manages keys.", type="permission_error")
+        """The master key, or a key whose user is a `proxy_admin`."""
+        if self.auth.open or (
+            await self.owner(request) is not None and not ((caller := caller_of(request)) and is_admin(caller))
+        ):
+            raise errors.status_error(
+                403, "Only the master key (or a proxy_admin's key) manages the proxy.", type="permission_error"
+            )
 
     async def json_body(self, request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
@@ -281,7 +288,8 @@ class Proxy:
             Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")
         ]
         routes += [WebSocketRoute(prefix + "/responses", self.socket) for prefix in ("/v1", "")]
-        routes += [Route(path, _guard(fn), methods=[m]) for path, fn, m in admin_routes(self)]
+        more = (*admin_routes(self), *response_routes(self), *ui_routes())
+        routes += [Route(path, _guard(fn), methods=[m]) for path, fn, m in more]
         routes += [
             Route("/health", _guard(self.health_check), methods=["GET"]),
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),

@@ -134,6 +134,12 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
         """True when something was deleted."""
 
+    async def find(self, response_id: str) -> StoredResponse | None:
+        """The record whoever owns it: for the admin routes only."""
+
+    async def active(self, limit: int) -> list[StoredResponse]:
+        """Background responses still queued or in progress, newest first: for the admin routes."""
+
     # -- the gateway's keys, teams and users, their spend, and the spend log ----------------------
 
     async def put_entity(self, entity: Entity, *, create: bool) -> bool:

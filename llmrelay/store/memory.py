@@ -40,6 +40,15 @@ class MemoryStore:
         self._events.pop(response_id, None)
         return True
 
+    async def find(self, response_id: str) -> StoredResponse | None:
+        record = self._records.get(response_id)
+        return copy.deepcopy(record) if record is not None else None
+
+    async def active(self, limit: int) -> list[StoredResponse]:
+        found = [r for r in self._records.values() if r.status in ACTIVE and r.background]
+        found.sort(key=lambda r: -r.created_at)
+        return copy.deepcopy(found[:limit])
+
     async def renew_lease(self, response_id: str, until: int) -> None:
         if (record := self._records.get(response_id)) is not None:
             record.lease_until = until

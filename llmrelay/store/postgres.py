@@ -63,7 +63,7 @@ def _available(
     return guarded
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS llmrelay_responses (
@@ -104,6 +104,9 @@ _MIGRATIONS = {
     );
     """,
     4: MIGRATION,
+    # the admin page's list of running jobs: only active rows are in this index
+    5: "CREATE INDEX IF NOT EXISTS llmrelay_responses_active ON llmrelay_responses (created_at)"
+    " WHERE status IN ('queued', 'in_progress');",
 }
 _COLUMNS = (
     "id, owner, deployment, upstream_id, previous_response_id, created_at, response::text, input_items::text,"
@@ -118,6 +121,11 @@ _NUL_JSON = b"\\u0000"  # how orjson writes NUL inside a string
 # text "u0000") is never read as NUL.
 _ENCODE = re.compile(rb"\\\\|\\u0000|" + re.escape(_ESC_UTF8))
 _DECODE = re.compile(_ESC + "(.)", re.DOTALL)
+
+
+def _record(row: Any) -> StoredResponse:
+    *head, response, items, lease = row
+    return StoredResponse.from_row((*head, _text(response), _text(items), lease))
 
 
 def _dump(value: object) -> str:
@@ -300,10 +308,25 @@ class PostgresStore(PostgresGateway):
             response_id,
             owner,
         )
-        if row is None:
+        return None if row is None else _record(row)
+
+    @_available
+    async def find(self, response_id: str) -> StoredResponse | None:
+        if "\0" in response_id:
             return None
-        *head, response, items, lease = row
-        return StoredResponse.from_row((*head, _text(response), _text(items), lease))
+        pool = await self._pool()
+        row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1", response_id)
+        return None if row is None else _record(row)
+
+    @_available
+    async def active(self, limit: int) -> list[StoredResponse]:
+        pool = await self._pool()
+        rows = await pool.fetch(
+            f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE status IN ('queued', 'in_progress')"
+            " AND response->'background' = 'true' ORDER BY created_at DESC LIMIT $1",
+            limit,
+        )
+        return [_record(r) for r in rows]
 
     @_available
     async def delete(self, response_id: str, owner: str | None = None) -> bool:

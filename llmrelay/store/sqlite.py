@@ -58,6 +58,8 @@ _MIGRATIONS = [
     );
     """,
     MIGRATION,
+    # the admin page's list of running jobs: only active rows are in this index
+    "CREATE INDEX IF NOT EXISTS responses_active ON responses (created_at) WHERE status IN ('queued', 'in_progress');",
 ]
 _COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
@@ -119,6 +121,18 @@ class SQLiteStore(SQLiteGateway):
         if cur.rowcount:
             self._run("DELETE FROM response_events WHERE response_id = ?", (response_id,))
         return cur.rowcount > 0
+
+    async def find(self, response_id: str) -> StoredResponse | None:
+        row = self._run(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,)).fetchone()
+        return None if row is None else StoredResponse.from_row(row)
+
+    async def active(self, limit: int) -> list[StoredResponse]:
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM responses WHERE {_ACTIVE}"
+            " AND json_extract(CAST(response AS TEXT), '$.background') ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [StoredResponse.from_row(r) for r in rows]
 
     async def renew_lease(self, response_id: str, until: int) -> None:
         self._run("UPDATE responses SET lease_until = ? WHERE id = ?", (until, response_id))

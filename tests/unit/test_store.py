@@ -43,6 +43,28 @@ async def test_put_get_delete_and_owner_scoping(store) -> None:
     assert await store.get(rid, "k1") is None
 
 
+async def test_find_any_owner_and_list_active_background_jobs(store) -> None:
+    tag = os.urandom(6).hex()
+    rows = {
+        "job": ({"status": "queued", "background": True}, "k1", 2_000_000_000),
+        "running": ({"status": "in_progress", "background": True}, None, 2_000_000_001),
+        "done": ({"status": "completed", "background": True}, "k1", 2_000_000_002),
+        "plain": ({"status": "in_progress", "background": False}, "k2", 2_000_000_003),
+    }
+    for name, (response, owner, created) in rows.items():
+        rid = f"resp_{name}_{tag}"
+        await store.put(StoredResponse(id=rid, response={"id": rid, **response}, owner=owner, deployment="dep",
+                                       created_at=created, input_items=[{"id": f"msg_{name}"}]))  # fmt: skip
+    found = await store.find(f"resp_job_{tag}")
+    assert found.owner == "k1" and found.input_items == [{"id": "msg_job"}]  # whoever owns it
+    assert await store.find(f"resp_nothing_{tag}") is None
+    mine = [r.id for r in await store.active(1000) if r.id.endswith(tag)]
+    assert mine == [f"resp_running_{tag}", f"resp_job_{tag}"]  # newest first; finished and foreground left out
+    assert len(await store.active(1)) == 1
+    for name in rows:
+        await store.delete(f"resp_{name}_{tag}", rows[name][1])
+
+
 def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory"), MemoryStore)
     assert isinstance(open_store(str(tmp_path / "x.db")), SQLiteStore)
