@@ -178,5 +178,7 @@ def test_sts_issues_role_credentials_boto3_parses_and_bedrock_accepts(fake: Fake
     )
     assert web["Credentials"]["AccessKeyId"].startswith("ASIA") and web["SubjectFromWebIdentityToken"]
     with pytest.raises(botocore.exceptions.ClientError) as bad:
-        unsigned.assume_role_with_web_identity(RoleArn=aws_sts.ROLE_ARN, RoleSessionName="pod", WebIdentityToken="not-the-token")
+        unsigned.assume_role_with_web_identity(
+            RoleArn=aws_sts.ROLE_ARN, RoleSessionName="pod", WebIdentityToken="not-the-token"
+        )
     assert bad.value.response["Error"]["Code"] == "InvalidIdentityToken"
