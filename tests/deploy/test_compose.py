@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 from openai import OpenAI
 from websockets.sync.client import connect
 
-from llmrelay.config import load_config
 from tests.deploy.image import parse_dockerfile
 from tests.deploy.nginx import Nginx, listen_ports, upstream_servers
-from tests.e2e.proxy_process import start_proxy
+from tests.deploy.settings import DEPLOY, config_env_names, deploy_config, seconds
+from tests.e2e.proxy_process import ProxyProcess
 from tests.e2e.waits import wait_for
 from tests.fakes.process import REPO_ROOT, FakeServer
 
-DEPLOY = REPO_ROOT / "deploy"
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text())
-PG_URL = os.environ.get("LLMRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def compose() -> dict[str, Any]:
@@ -37,12 +32,6 @@ def relay_services(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in spec["services"].items()
             if (DEPLOY / s.get("build", {}).get("context", "/nonexistent") / "Dockerfile").resolve()
             == (REPO_ROOT / "Dockerfile").resolve()}  # fmt: skip
-
-
-def config_env_names() -> set[str]:
-    """The environment variables deploy/config.yaml reads (`os.environ/NAME` outside comments)."""
-    text = "\n".join(line.split("#", 1)[0] for line in (DEPLOY / "config.yaml").read_text().splitlines())
-    return set(re.findall(r"os\.environ/(\w+)", text))
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
@@ -66,13 +55,13 @@ def test_compose_pieces_fit_together() -> None:
     relays = relay_services(spec)
     assert sorted(relays) == ["llmrelay-1", "llmrelay-2"]
     config_path = image.cmd[image.cmd.index("--config") + 1]
-    settings = load_config_with_placeholders()
+    settings = deploy_config()
     for service in relays.values():
         assert f"./config.yaml:{config_path}:ro" in service["volumes"]  # where the image's CMD reads it
         assert config_env_names() <= service["environment"].keys()  # every os.environ/ secret given
         assert "/health/readiness" in " ".join(service["healthcheck"]["test"])
         # docker stops a container after stop_grace_period: requests in flight get their drain first
-        assert _seconds(service["stop_grace_period"]) > settings.general_settings.graceful_shutdown_timeout
+        assert seconds(service["stop_grace_period"]) > settings.general_settings.graceful_shutdown_timeout
     for name, service in spec["services"].items():
         for dependency, rule in service.get("depends_on", {}).items():
             assert rule["condition"] == "service_healthy", (name, dependency)
@@ -89,22 +78,6 @@ def test_compose_pieces_fit_together() -> None:
     assert settings.router_settings.redis_port == 6379
 
 
-def load_config_with_placeholders() -> Any:
-    env = {name: "placeholder" for name in config_env_names() if name not in os.environ}
-    os.environ.update(env)
-    try:
-        return load_config(str(DEPLOY / "config.yaml"))
-    finally:
-        for name in env:
-            del os.environ[name]
-
-
-def _seconds(duration: str) -> float:
-    match = re.fullmatch(r"(\d+)s", duration)
-    assert match, duration
-    return float(match[1])
-
-
 def test_nginx_accepts_the_conf() -> None:
     nginx = Nginx({address: 1 for address in upstream_servers((DEPLOY / "nginx.conf").read_text())})
     try:
@@ -115,22 +88,9 @@ def test_nginx_accepts_the_conf() -> None:
         nginx.stop()
 
 
-@pytest.fixture
-def two_instances(openai_fake: FakeServer) -> Any:
-    """deploy/config.yaml on two proxies sharing the test Postgres and Redis."""
-    env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai_fake.url, "LLMRELAY_MASTER_KEY": "sk-master",
-           "DATABASE_URL": PG_URL, "REDIS_HOST": "127.0.0.1", "REDIS_PASSWORD": ""}  # fmt: skip
-    args = ("--config", str(DEPLOY / "config.yaml"), "--access-log")
-    proxies = [start_proxy(*args, env=env, store=None)]
-    try:
-        proxies.append(start_proxy(*args, env=env, store=None))
-        yield proxies
-    finally:
-        for proxy in proxies:
-            proxy.stop()
-
-
-def test_nginx_balances_two_instances_sharing_one_store(openai_fake: FakeServer, two_instances: Any) -> None:
+def test_nginx_balances_two_instances_sharing_one_store(
+    openai_fake: FakeServer, two_instances: list[ProxyProcess]
+) -> None:
     openai_fake.reset()
     conf = (DEPLOY / "nginx.conf").read_text()
     upstreams = dict(zip(upstream_servers(conf), (p.port for p in two_instances), strict=True))
