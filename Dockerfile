@@ -10,8 +10,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY llmrelay ./llmrelay
-RUN /opt/venv/bin/pip install --prefer-binary . \
-    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+# pip compiles the bytecode here: containers start without compiling (or writing) any
+RUN /opt/venv/bin/pip install --prefer-binary .
 
 # Runtime stage: the virtualenv only, run by an unprivileged user.
 FROM python:3.11-slim
