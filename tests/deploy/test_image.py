@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from openai import OpenAI
@@ -58,3 +61,22 @@ def test_the_entry_command_serves_the_shipped_config_and_its_healthcheck_passes(
         container.process.send_signal(signal.SIGTERM)
         assert container.process.wait(timeout=15) == 0
         assert container.healthcheck().returncode != 0
+
+
+def test_the_image_installs_every_file_of_the_package(tmp_path: Path) -> None:
+    """The image installs llmrelay from the build context with `pip install .`, not from the
+    source tree: a file under llmrelay/ that packaging leaves out (HTML, JSON data without
+    package-data) would be missing there only. setuptools' build_py (what a wheel of a pure
+    package holds) is run on a copy of the build context."""
+    tracked = subprocess.run(["git", "ls-files", "llmrelay"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+    context = tmp_path / "context"
+    for name in ["pyproject.toml", "README.md", *tracked]:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, context / name)
+    (context / "setup.py").write_text("import setuptools\n\nsetuptools.setup()\n")  # the pyproject config
+    built = tmp_path / "built"
+    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(built)], cwd=context,
+                   capture_output=True, check=True, timeout=60)  # fmt: skip
+    installed = {str(p.relative_to(built)) for p in built.rglob("*") if p.is_file()}
+    assert set(tracked) - installed == set()
