@@ -116,7 +116,7 @@ async def fetch(url: str, param: str, http: Http, policy: MediaPolicy, *, image:
                 if target.scheme not in ("http", "https") or not target.host:
                     raise refuse("only http and https URLs are fetched")
                 address = await _address(target, policy, refuse)
-                host = target.host if target.port == target.default_port else f"{target.host}:{target.port}"
+                host = str(target.host_port_subcomponent)  # the Host header: the name, not the address
                 pinned = target.with_host(address)
                 tls = target.host if target.scheme == "https" else None
                 async with session.get(pinned, headers={"host": host}, allow_redirects=False, timeout=timeout,
