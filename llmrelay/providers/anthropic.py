@@ -11,8 +11,7 @@ Request mapping
 | function_call_output               | user tool_result {tool_use_id: call_id, content}                 |
 | reasoning (Anthropic-signed)       | assistant thinking {thinking: summary, signature} (or redacted)  |
 | tools: function                    | {name, description, input_schema}                                |
-| tools: web_search(_preview)        | web_search_20250305 (+ allowed_domains, user_location, max_uses) |
-| max_tool_calls                     | the web search tool's max_uses                                   |
+| tools: web_search(_preview)        | web_search_20250305 (+ allowed_domains, user_location)           |
 | tools: computer_use_preview        | computer_20250124 / _20251124 (newer models) + its beta header   |
 | computer_call                      | assistant tool_use "computer" (actions mapped in computer.py)    |
 | computer_call_output               | user tool_result with the screenshot as an image block           |
@@ -79,7 +78,6 @@ SUPPORT = Support(
             "service_tier",
             "include",
             "truncation",
-            "max_tool_calls",  # the cap on web searches (max_uses)
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
@@ -289,7 +287,7 @@ def _tools(p: Json, body: Json, model: str) -> str | None:
             tools.append({"type": version, "name": "computer", "display_width_px": tool["display_width"],
                           "display_height_px": tool["display_height"]})  # fmt: skip
         else:
-            tools.append(web_search.anthropic_tool(tool, p))
+            tools.append(web_search.anthropic_tool(tool))
     if tools:
         body["tools"] = tools
     choice = p.get("tool_choice")

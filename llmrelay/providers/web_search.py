@@ -17,17 +17,15 @@ TOOL_TYPES = frozenset({"web_search", "web_search_preview"})
 _LOCATION_KEYS = ("city", "region", "country", "timezone")
 
 
-def anthropic_tool(tool: Json, params: Json) -> Json:
-    """Anthropic's server tool for a Responses web_search tool: allowed domains, the user's
-    approximate location, and `max_tool_calls` as the cap on searches."""
+def anthropic_tool(tool: Json) -> Json:
+    """Anthropic's server tool for a Responses web_search tool: its allowed domains and the
+    user's approximate location (Anthropic's max_uses and blocked_domains have no Responses twin)."""
     spec: Json = {"type": "web_search_20250305", "name": "web_search"}
     if domains := (tool.get("filters") or {}).get("allowed_domains"):
         spec["allowed_domains"] = list(domains)
     location = tool.get("user_location") or {}
     if fields := {k: location[k] for k in _LOCATION_KEYS if location.get(k)}:
         spec["user_location"] = {"type": "approximate", **fields}
-    if params.get("max_tool_calls"):
-        spec["max_uses"] = int(params["max_tool_calls"])
     return spec
 
 

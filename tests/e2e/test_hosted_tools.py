@@ -94,11 +94,11 @@ def test_web_search_reaches_anthropic_as_its_server_tool_and_a_search_turn_repla
 ) -> None:
     tool = {"type": "web_search", "filters": {"allowed_domains": ["python.org"]},
             "user_location": {"type": "approximate", "country": "US", "city": "Boston"}}  # fmt: skip
-    first = client.responses.create(model="claude", input="python release", tools=[tool], max_tool_calls=2)
+    first = client.responses.create(model="claude", input="python release", tools=[tool])
     sent = last_body(fakes["claude"])["tools"]
     location = {"type": "approximate", "country": "US", "city": "Boston"}
     assert sent == [{"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["python.org"],
-                     "max_uses": 2, "user_location": location}]  # fmt: skip
+                     "user_location": location}]  # fmt: skip
     search = next(i for i in first.output if i.type == "web_search_call")
     assert all(s.url.startswith("https://python.org/") for s in search.action.sources or [])
     # The fake refuses replayed search results without their encrypted content: the turn goes back as text.
