@@ -81,7 +81,7 @@ SUPPORT = Support(
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
-    includes=frozenset({"reasoning.encrypted_content"}),
+    includes=frozenset({"reasoning.encrypted_content", "web_search_call.action.sources"}),
 )
 # The computer tool and its beta header, by model generation.
 COMPUTER = {

@@ -66,7 +66,7 @@ SUPPORT = Support(
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
-    includes=frozenset({"reasoning.encrypted_content"}),
+    includes=frozenset({"reasoning.encrypted_content", "web_search_call.action.sources"}),
 )
 _COMPLETED = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
 _STATUS = {"RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "NOT_FOUND": 404, "PERMISSION_DENIED": 403,

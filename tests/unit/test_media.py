@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from llmrelay import errors
-from llmrelay.providers import anthropic, bedrock, chat, gemini, media, openai
+from llmrelay.providers import anthropic, bedrock, chat, gemini, media, openai, vertex
 from llmrelay.providers.base import Call
 from llmrelay.providers.registry import make_deployment
 from llmrelay.transport import Http
@@ -53,6 +53,9 @@ async def test_left_as_urls_where_the_upstream_fetches_them(host: MediaHost) -> 
     call = call_with([image, pdf], "openai/gpt-4o")
     await media.inline(call, openai.OpenAIResponses(), Http(), OPEN)
     assert call.params["input"][0]["content"] == [image, pdf]
+    call = call_with([image, pdf])  # Claude on Vertex takes no URL sources
+    await media.inline(call, vertex.VertexAnthropic(), Http(), OPEN)
+    assert [p.get("image_url", p.get("file_data", ""))[:5] for p in call.params["input"][0]["content"]] == ["data:"] * 2
     call = call_with([image, pdf], "groq/llama-3.3-70b")  # Chat Completions fetches images, not files
     await media.inline(call, chat.Chat(), Http(), OPEN)
     content = call.params["input"][0]["content"]

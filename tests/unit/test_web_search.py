@@ -31,6 +31,15 @@ def test_anthropic_replay_of_a_search_turn_is_a_body_anthropic_takes() -> None:
     ]
 
 
+def test_a_failed_anthropic_search_is_a_failed_call() -> None:
+    error = {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"}
+    assert web_search.anthropic_result("q", error) == ({"type": "search", "query": "q"}, "failed")
+    counter = itertools.count()
+    b = ResponseBuilder({"id": "resp_1", "output": [], "tools": []}, lambda p: f"{p}_{next(counter)}")
+    kinds = [e.type for e in b.web_search({"type": "search", "query": "q"}, "failed")]
+    assert "response.web_search_call.completed" not in kinds and b.response["output"][0]["status"] == "failed"
+
+
 def test_gemini_offsets_are_utf8_bytes_made_characters() -> None:
     text = "Café ☕ is hot. It is."
     start = len("Café ☕ is hot. ".encode())
