@@ -60,10 +60,14 @@ async def inline(call: Call, adapter: Any, http: Http, policy: MediaPolicy) -> N
 
 
 def _has_media(history: list[Any]) -> bool:
+    # On every translated call: plain loops, no generator per item.
     for item in history:
-        parts = (item.get("content") or item.get("output")) if isinstance(item, dict) else None
-        if isinstance(parts, list) and any(isinstance(p, dict) and p.get("type") in _FIELD for p in parts):
-            return True
+        if type(item) is dict:
+            parts = item.get("content") or item.get("output")
+            if type(parts) is list:
+                for p in parts:
+                    if type(p) is dict and p.get("type") in _FIELD:
+                        return True
     return False
 
 
