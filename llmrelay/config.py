@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from . import config_keys, errors
 from .mcp.servers import TRANSPORTS, McpPolicy, McpServer
+from .providers.media import MediaPolicy
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, with_provider
 from .router import RoutingSettings, Wildcard, policy
 from .router.settings import fallback_table
@@ -105,6 +106,10 @@ class GeneralSettings(_Section):
     mcp_call_timeout: float = Field(default=60, gt=0)  # llmrelay: seconds for one MCP list or call
     mcp_max_output_bytes: int = Field(default=100_000, gt=0)  # llmrelay: a larger tool result is an error
     store_prompts_in_spend_logs: bool = False
+    # llmrelay: image and file URLs fetched for upstreams that cannot fetch them (providers/media.py)
+    media_max_mb: float = Field(default=20, gt=0)
+    media_fetch_timeout: float = Field(default=15, gt=0)
+    media_allow_private_urls: bool = False  # also fetch from loopback, private and link-local addresses
 
 
 class McpServerEntry(BaseModel):
@@ -281,6 +286,12 @@ class Config(_Section):
                    for name, e in self.mcp_servers.items()}  # fmt: skip
         return McpPolicy(servers, allow_any_url=gs.mcp_allow_any_url, call_timeout=gs.mcp_call_timeout,
                          max_output_bytes=gs.mcp_max_output_bytes)  # fmt: skip
+
+    def media_policy(self) -> MediaPolicy:
+        """How image and file URLs are fetched for upstreams that cannot fetch them."""
+        gs = self.general_settings
+        return MediaPolicy(max_bytes=int(gs.media_max_mb * 1024 * 1024), timeout=gs.media_fetch_timeout,
+                           allow_private=gs.media_allow_private_urls)  # fmt: skip
 
     def deployments(self) -> list[Deployment]:
         """The deployments of the exact model names (wildcard entries are `wildcards()`)."""

@@ -17,6 +17,7 @@ from .gateway.stage import outcome_of, run_after, run_before
 from .ids import new_id
 from .jobs import expired, failed_for_dead_runner
 from .options import first_int
+from .providers import media
 from .providers.base import Call
 from .providers.mock import input_tokens
 from .providers.registry import Deployment, stored_deployment
@@ -52,6 +53,7 @@ class Lifecycle:
                 param="model",
                 code="unsupported_parameter",
             )
+        await media.inline(call, adapter, self.http, self.media)  # counted as the upstream will see them
         return {"object": "response.input_tokens", "input_tokens": await self._count(call, adapter)}
 
     async def compact(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:

@@ -25,9 +25,10 @@ from .mcp import McpPolicy, plan_for
 from .mcp.loop import ToolLoop
 from .mcp.servers import has_mcp, without_secrets
 from .options import first_bool, first_int, seconds
-from .providers import convert
+from .providers import convert, media
 from .providers.adapters import make_adapter
 from .providers.base import Adapter, Call
+from .providers.media import MediaPolicy
 from .providers.mock import echo_text, mock_events
 from .providers.openai import OpenAIResponses
 from .providers.registry import AWS_PARAMS, Deployment, make_deployment, require_key, with_provider
@@ -62,6 +63,7 @@ class Relay(Lifecycle):
         drop_params: bool = False,
         mcp: McpPolicy | None = None,
         stages: list[Stage] | None = None,
+        media: MediaPolicy | None = None,
     ) -> None:
         self.store: ResponseStore = store if store is not None and not isinstance(store, str) else open_store(store)
         self.router = router
@@ -70,6 +72,7 @@ class Relay(Lifecycle):
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
         self.mcp = mcp or McpPolicy()  # the SDK reaches any MCP server URL; a proxy only its own
+        self.media = media or MediaPolicy()  # fetching image and file URLs for upstreams that cannot
         self.stages: list[Stage] = stages or []  # gateway policy around every call, in order
         self.http = Http()
         self._native = OpenAIResponses()
@@ -365,6 +368,7 @@ class Relay(Lifecycle):
 
     async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> aiohttp.ClientResponse:
         """One deployment's answer. An upstream that lost its stored state gets the history replayed."""
+        await media.inline(call, adapter, self.http, self.media)
         await self._fit(call, adapter)
         dep = call.deployment
         resp = await self.http.send(

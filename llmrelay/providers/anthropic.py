@@ -11,7 +11,7 @@ Request mapping
 | function_call_output               | user tool_result {tool_use_id: call_id, content}                 |
 | reasoning (Anthropic-signed)       | assistant thinking {thinking: summary, signature} (or redacted)  |
 | tools: function                    | {name, description, input_schema}                                |
-| tools: web_search(_preview)        | {type: web_search_20250305, name: web_search}                    |
+| tools: web_search(_preview)        | web_search_20250305 (+ allowed_domains, user_location)           |
 | tools: computer_use_preview        | computer_20250124 / _20251124 (newer models) + its beta header   |
 | computer_call                      | assistant tool_use "computer" (actions mapped in computer.py)    |
 | computer_call_output               | user tool_result with the screenshot as an image block           |
@@ -29,8 +29,9 @@ Request mapping
 Output mapping: text -> message/output_text; thinking -> reasoning (summary = the thinking text,
 encrypted_content = the signature, so it replays); redacted_thinking -> reasoning with
 encrypted_content only; tool_use -> function_call (call_id = tool_use id), or computer_call
-for the computer tool; server web search -> web_search_call; stop_reason max_tokens and
-model_context_window_exceeded -> incomplete (max_output_tokens), refusal -> incomplete
+for the computer tool; server web search -> web_search_call (its query, its results' URLs as
+sources); web_search_result_location citations -> url_citation annotations over the cited text
+block; stop_reason max_tokens and model_context_window_exceeded -> incomplete (max_output_tokens), refusal -> incomplete
 (content_filter); usage with cache reads as cached tokens.
 """
 
@@ -45,7 +46,7 @@ from .. import errors
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import computer, convert
+from . import computer, convert, web_search
 from .base import Call, Json, usage
 from .registry import Deployment
 from .support import Support
@@ -80,7 +81,7 @@ SUPPORT = Support(
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
-    includes=frozenset({"reasoning.encrypted_content"}),
+    includes=frozenset({"reasoning.encrypted_content", "web_search_call.action.sources"}),
 )
 # The computer tool and its beta header, by model generation.
 COMPUTER = {
@@ -95,6 +96,7 @@ _INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded
 
 class Anthropic:
     support = SUPPORT
+    fetches_urls = frozenset({"input_image", "input_file"})  # Anthropic fetches URL sources itself
     signed, redacted = SIGNED, REDACTED  # the tags of replayable reasoning this upstream signed
 
     def build_request(self, call: Call) -> HttpRequest:
@@ -285,7 +287,7 @@ def _tools(p: Json, body: Json, model: str) -> str | None:
             tools.append({"type": version, "name": "computer", "display_width_px": tool["display_width"],
                           "display_height_px": tool["display_height"]})  # fmt: skip
         else:
-            tools.append({"type": "web_search_20250305", "name": "web_search"})
+            tools.append(web_search.anthropic_tool(tool))
     if tools:
         body["tools"] = tools
     choice = p.get("tool_choice")
@@ -311,6 +313,8 @@ class _Block:
     args: list[str] = field(default_factory=list)
     name: str = ""
     id: str = ""
+    start: int = 0  # where a text block begins in the output text, for its citations
+    citations: list[Json] = field(default_factory=list)
 
 
 class Translator(BuilderTranslator):
@@ -323,6 +327,7 @@ class Translator(BuilderTranslator):
         self._block: _Block | None = None
         self._usage: Json = {}
         self._stop: str | None = None
+        self._searches: dict[str, str] = {}  # server_tool_use id -> its query, until its result
         self._computer = any(t.get("type") == "computer_use_preview" for t in call.params.get("tools") or [])
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
@@ -355,7 +360,12 @@ class Translator(BuilderTranslator):
         b = self.builder
         self._block = _Block(kind, id=block.get("id", ""), name=block.get("name", ""))
         if kind == "text":
+            self._block.start, self._block.citations = len(b.open_text()), list(block.get("citations") or [])
             return b.text(block["text"]) if block.get("text") else []
+        if kind == "web_search_tool_result":
+            query = self._searches.pop(block.get("tool_use_id", ""), "")
+            action, status = web_search.anthropic_result(query, block.get("content"))
+            return b.web_search(action, status)
         if kind == "thinking":
             out = b.reasoning(block["thinking"]) if block.get("thinking") else []
             return out + (b.reasoning_signature(self.signed + block["signature"]) if block.get("signature") else [])
@@ -382,6 +392,9 @@ class Translator(BuilderTranslator):
             return self.builder.text(delta["text"])
         if kind == "thinking_delta":
             return self.builder.reasoning(delta["thinking"])
+        if kind == "citations_delta" and self._block is not None:
+            self._block.citations.append(delta.get("citation") or {})
+            return []
         if kind == "signature_delta":
             return self.builder.reasoning_signature(self.signed + delta["signature"])
         if kind == "input_json_delta" and self._block is not None:
@@ -401,9 +414,13 @@ class Translator(BuilderTranslator):
             return self.builder.item({"type": "computer_call", "call_id": block.id, "action": action,
                                       "pending_safety_checks": [], "status": "completed"})  # fmt: skip
         if block.kind == "server_tool_use" and block.name == "web_search":
-            query = convert.arguments("".join(block.args) or "{}", NAME).get("query", "")
-            return self.builder.item({"type": "web_search_call", "status": "completed",
-                                      "action": {"type": "search", "query": query}})  # fmt: skip
+            self._searches[block.id] = str(convert.arguments("".join(block.args) or "{}", NAME).get("query", ""))
+        if block.kind == "text" and block.citations:
+            end, out = len(self.builder.open_text()), []
+            for c in block.citations:
+                if c.get("type") == "web_search_result_location" and c.get("url"):
+                    out += self.builder.annotation(web_search.url_citation(c["url"], c.get("title"), block.start, end))
+            return out
         return []
 
     def finish(self) -> list[StreamEvent]:

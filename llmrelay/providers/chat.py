@@ -65,6 +65,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 class Chat:
     support = SUPPORT
+    fetches_urls = frozenset({"input_image"})  # image_url takes URLs; a file only as file_data
 
     def build_request(self, call: Call) -> HttpRequest:
         p = call.params

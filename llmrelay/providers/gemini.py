@@ -5,7 +5,8 @@ Request mapping
 |------------------------------------|---------------------------------------------------------------|
 | instructions, system/developer msg | systemInstruction.parts[].text                                |
 | message input_text / output_text   | contents[{role: user / model, parts: [{text}]}]               |
-| input_image / input_file data: URL | inlineData {mimeType, data}; an https URL: fileData {fileUri} |
+| input_image / input_file data: URL | inlineData {mimeType, data} (http URLs fetched: media.py)  |
+| input_image / input_file gs:// URI | fileData {mimeType (from the name), fileUri}                |
 | function_call                      | model part functionCall {name, args} (+ thoughtSignature)     |
 | function_call_output               | user part functionResponse {name, response: {result}}         |
 | reasoning (Gemini-signed)          | thoughtSignature on the next model part of its turn, else the text before it |
@@ -22,13 +23,16 @@ Request mapping
 Output mapping: thought parts -> reasoning summary; a thoughtSignature -> a reasoning item whose
 encrypted_content carries it, just before the call it signs or just after the text it signs (a
 stream sends a text's signature on a trailing empty part), so it replays; text -> message;
-functionCall -> function_call (call_id = its id, or a minted one); finishReason MAX_TOKENS ->
+functionCall -> function_call (call_id = its id, or a minted one); groundingMetadata ->
+url_citation annotations on the text (byte offsets made character offsets) and, after the
+text, a web_search_call with the queries and sources (web_search.py); finishReason MAX_TOKENS ->
 incomplete (max_output_tokens), SAFETY and other blocks -> incomplete (content_filter); usage
 with cached content and thought tokens.
 """
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -38,7 +42,7 @@ from .. import errors
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import convert, gemini_computer
+from . import convert, gemini_computer, web_search
 from .base import Call, Json, usage
 from .support import Support
 from .translator import BuilderTranslator
@@ -62,7 +66,7 @@ SUPPORT = Support(
         }
     ),
     tools=frozenset({"function", "web_search", "web_search_preview", "computer_use_preview"}),
-    includes=frozenset({"reasoning.encrypted_content"}),
+    includes=frozenset({"reasoning.encrypted_content", "web_search_call.action.sources"}),
 )
 _COMPLETED = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
 _STATUS = {"RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "NOT_FOUND": 404, "PERMISSION_DENIED": 403,
@@ -247,7 +251,8 @@ def _part(part: Json) -> Json:
     if kind in ("input_image", "input_file") and url:
         if decoded := convert.data_url(url):
             return {"inlineData": {"mimeType": decoded[0], "data": decoded[1]}}
-        mime = "image/*" if kind == "input_image" else "application/pdf"
+        # gs:// (and File API) URIs; http(s) URLs were fetched and inlined (media.py)
+        mime = mimetypes.guess_type(url)[0] or ("image/jpeg" if kind == "input_image" else "application/pdf")
         return {"fileData": {"mimeType": mime, "fileUri": url}}
     raise convert.unsupported_input(f"content part '{kind}'", NAME)
 
@@ -303,6 +308,10 @@ class Translator(BuilderTranslator):
         self._finish: str | None = None
         self._blocked = False
         self._display = display(call.params)
+        # With Google Search on, a text's signature waits until the grounding is placed on the text.
+        self._grounded = any(t.get("type") in web_search.TOOL_TYPES for t in call.params.get("tools") or [])
+        self._grounding: Json | None = None
+        self._text_signature: str | None = None
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         chunk = orjson.loads(frame.data)
@@ -321,6 +330,9 @@ class Translator(BuilderTranslator):
                 # A signed call gets its reasoning item just before it; signed text just after
                 # (streams send that signature on a trailing empty part), so both paths agree.
                 sig = part.get("thoughtSignature")
+                if self._text_signature and (part.get("functionCall") or part.get("thought")):
+                    out += b.reasoning_signature(SIGNED + self._text_signature)
+                    self._text_signature = None
                 if fc := part.get("functionCall"):
                     if sig:
                         out += b.reasoning_signature(SIGNED + sig)
@@ -336,8 +348,11 @@ class Translator(BuilderTranslator):
                     out += b.reasoning(part.get("text") or "")
                 elif part.get("text"):
                     out += b.text(part["text"])
-                if sig:
+                if sig and self._grounded and not part.get("thought"):
+                    self._text_signature = sig
+                elif sig:
                     out += b.reasoning_signature(SIGNED + sig)
+            self._grounding = candidate.get("groundingMetadata") or self._grounding
             self._finish = candidate.get("finishReason") or self._finish
         return out
 
@@ -347,7 +362,22 @@ class Translator(BuilderTranslator):
             reason = "content_filter"
         elif self._finish == "MAX_TOKENS":
             reason = "max_output_tokens"
-        return self.end(usage=self._usage_out(), incomplete_reason=reason)
+        return self._grounded_on() + self.end(usage=self._usage_out(), incomplete_reason=reason)
+
+    def _grounded_on(self) -> list[StreamEvent]:
+        """The search's citations on the answer text, then the web_search_call (and a text
+        signature held back for them); Gemini sends its groundingMetadata with the last chunk."""
+        out: list[StreamEvent] = []
+        if self._grounding and self.response is None:
+            action, annotations = web_search.gemini_grounding(self._grounding, self.builder.open_text())
+            for annotation in annotations:
+                out += self.builder.annotation(annotation)
+            if action is not None:
+                out += self.builder.web_search(action)
+        if self._text_signature and self.response is None:
+            out += self.builder.reasoning_signature(SIGNED + self._text_signature)
+        self._grounding = self._text_signature = None
+        return out
 
     def finish(self) -> list[StreamEvent]:
         if self.response is not None:

@@ -37,7 +37,7 @@ def strip_unsupported(params: dict[str, Any], support: Support, *, drop: bool) -
             raise errors.bad_request(
                 f"{what} is not supported by provider '{support.provider}'. Remove it, or set drop_params "
                 "to drop what a provider cannot honour.",
-                param=name.split("[", 1)[0],
+                param=name if name.startswith("tools[") else name.split("[", 1)[0],  # which tool, by index
                 code="unsupported_parameter",
             )
         dropped.append(name)

@@ -32,6 +32,7 @@ class VertexGemini(gemini.Gemini):
 
 class VertexAnthropic(anthropic.Anthropic):
     support = replace(anthropic.SUPPORT, provider=NAME)
+    fetches_urls: frozenset[str] = frozenset()  # Vertex takes no URL sources: llmrelay inlines them
 
     def url(self, dep: Deployment, method: str) -> str:
         if method == "count":

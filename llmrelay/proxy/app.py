@@ -66,6 +66,7 @@ class Proxy:
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
             mcp=config.mcp_policy(),
+            media=config.media_policy(),
         )
         self.gateway = build_gateway(config, self.relay.store)
         self.relay.stages = self.gateway.stages

@@ -89,7 +89,7 @@ class ResponseBuilder:
             if part_type == "refusal":
                 part = {"type": "refusal", "refusal": ""}
             o.part = part
-            events.append(self._event("response.content_part.added", **self._where(o), part=dict(part)))
+            events.append(self._event("response.content_part.added", **self._where(o), part=_fresh(part)))
         o.buf.append(delta)
         name = "response.output_text.delta" if part_type == "output_text" else "response.refusal.delta"
         extra = {"logprobs": []} if part_type == "output_text" else {}
@@ -147,6 +147,40 @@ class ResponseBuilder:
         events.append(self._event("response.output_item.added", output_index=index, item=_in_progress(item)))
         events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
+
+    def web_search(self, action: Json, status: str = "completed") -> list[StreamEvent]:
+        """A finished web_search_call (the provider searched on its own): added, in_progress,
+        searching, its end (completed or failed), done."""
+        events = self._close()
+        item = {"id": self._new_id("ws"), "type": "web_search_call", "status": status, "action": action}
+        index = len(self.response["output"])
+        self.response["output"].append(item)
+        where = {"item_id": item["id"], "output_index": index}
+        return [
+            *events,
+            self._event("response.output_item.added", output_index=index, item=_in_progress(item)),
+            self._event("response.web_search_call.in_progress", **where),
+            self._event("response.web_search_call.searching", **where),
+            *([self._event("response.web_search_call.completed", **where)] if status == "completed" else []),
+            self._event("response.output_item.done", output_index=index, item=item),
+        ]
+
+    def open_text(self) -> str:
+        """The output text so far of the open message part ("" when none is open)."""
+        o = self._open
+        if o is None or o.part is None or o.kind != "message" or o.part["type"] != "output_text":
+            return ""
+        return "".join(o.buf)
+
+    def annotation(self, annotation: Json) -> list[StreamEvent]:
+        """An annotation (a url_citation) on the output text being streamed; none is open: nothing."""
+        o = self._open
+        if o is None or o.part is None or o.kind != "message" or o.part["type"] != "output_text":
+            return []
+        annotations = o.part["annotations"]
+        annotations.append(annotation)
+        return [self._event("response.output_text.annotation.added", **self._where(o),
+                            annotation_index=len(annotations) - 1, annotation=annotation)]  # fmt: skip
 
     # -- items others build, and other rounds' events (the MCP tool loop) ------------------
 

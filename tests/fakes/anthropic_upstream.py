@@ -22,6 +22,10 @@ next ``POST /v1/messages``:
 - ``{"fail_after_events": 3}``: the same with an ``api_error`` (non-streaming: a 500)
 - ``{"drop_after_events": 3}``: stream 3 events, then cut the connection (non-streaming: half the body)
 - ``{"text": "..."}``: the assistant text to produce instead of the echo
+
+With the web search server tool (``web_search_20250305``) the model searches for the last user text:
+a ``server_tool_use`` block, its ``web_search_tool_result`` (two results, from ``allowed_domains[0]``
+when given), then the echo as a text block citing both results (``web_search_result_location``).
 """
 
 from __future__ import annotations
@@ -187,6 +191,8 @@ def validate(body: Any, beta: str, *, count_only: bool = False) -> None:
             raise ApiError(
                 400, f"tools.{index}.custom.{'name' if not tool.get('name') else 'input_schema'}: Field required"
             )
+        if kind.startswith("web_search_"):
+            validate_search_tool(tool, index)
         if kind != "custom" and not VERSIONED_TOOL.match(kind):
             # e.g. an OpenAI-style {"type": "function", "function": {...}} tool
             raise ApiError(
@@ -215,6 +221,19 @@ def validate(body: Any, beta: str, *, count_only: bool = False) -> None:
     check_thinking_replay(body)
 
 
+def validate_search_tool(tool: Json, index: int) -> None:
+    if tool.get("name") != "web_search":
+        raise ApiError(400, f"tools.{index}.web_search_20250305.name: Input should be 'web_search'")
+    if tool.get("allowed_domains") and tool.get("blocked_domains"):
+        raise ApiError(400, "Cannot specify both allowed_domains and blocked_domains")
+    uses = tool.get("max_uses")
+    if uses is not None and (not isinstance(uses, int) or uses < 1):
+        raise ApiError(400, f"tools.{index}.web_search_20250305.max_uses: Input should be greater than 0")
+    location = tool.get("user_location")
+    if location is not None and (not isinstance(location, dict) or location.get("type") != "approximate"):
+        raise ApiError(400, f"tools.{index}.web_search_20250305.user_location.type: Input should be 'approximate'")
+
+
 def unanswered(index: int, ids: list[str]) -> None:
     if ids:
         raise ApiError(
@@ -232,6 +251,14 @@ def validate_block(block: Json, where: str) -> None:
             raise ApiError(400, f"{where}.thinking.signature: Field required")
         if block["signature"] != sign(str(block.get("thinking", ""))):
             raise ApiError(400, f"{where}: Invalid `signature` in `thinking` block")
+    elif kind == "web_search_tool_result" and isinstance(block.get("content"), list):
+        if any(not r.get("encrypted_content") for r in block["content"]):
+            raise ApiError(400, f"{where}.web_search_tool_result.content.0.encrypted_content: Field required")
+    elif kind == "text" and any(not c.get("encrypted_index") for c in block.get("citations") or []
+                                if c.get("type") == "web_search_result_location"):  # fmt: skip
+        raise ApiError(400, f"{where}.text.citations.0.web_search_result_location.encrypted_index: Field required")
+    elif kind == "document":
+        validate_document(block.get("source") or {}, where)
     elif kind == "redacted_thinking" and not block.get("data"):
         raise ApiError(400, f"{where}.redacted_thinking.data: Field required")
     elif kind == "image":
@@ -258,6 +285,46 @@ def validate_block(block: Json, where: str) -> None:
                 )
         elif source.get("type") not in ("url", "file"):
             raise ApiError(400, f"{where}.image.source: Input tag '{source.get('type')}' is not a valid source type")
+
+
+def validate_document(source: Json, where: str) -> None:
+    if source.get("type") == "url" and not str(source.get("url", "")).startswith(("http://", "https://")):
+        raise ApiError(400, f"{where}.document.source.url.url: URL must use http or https")
+    elif source.get("type") == "base64":
+        if source.get("media_type") != "application/pdf":
+            raise ApiError(400, f"{where}.document.source.base64.media_type: Input should be 'application/pdf'")
+        try:
+            data = base64.b64decode(source.get("data") or "", validate=True)
+        except ValueError:
+            data = b""
+        if not data.startswith(b"%PDF"):
+            raise ApiError(400, f"{where}.document.source.base64.data: The PDF specified was not valid.")
+    elif source.get("type") not in ("url", "text", "content", "file"):
+        raise ApiError(400, f"{where}.document.source: Input tag '{source.get('type')}' is not a valid source type")
+
+
+def search_blocks(tool: Json, query: str, answer: str) -> list[Json]:
+    """What Claude's web search produces: the search, its results, and the answer citing them."""
+    domain, slug = (tool.get("allowed_domains") or ["example.com"])[0], re.sub(r"\W+", "-", query)[:40]
+    results = [
+        {"type": "web_search_result", "url": f"https://{domain}/wiki/{i}-{slug}",
+         "title": f"{query} ({i}) - {domain}", "encrypted_content": base64.b64encode(secrets.token_bytes(48)).decode(),
+         "page_age": "April 30, 2025"}
+        for i in (1, 2)
+    ]  # fmt: skip
+    use = {"type": "server_tool_use", "id": new_id("srvtoolu_01"), "name": "web_search", "input": {"query": query}}
+    citations = [
+        {"type": "web_search_result_location", "url": r["url"], "title": r["title"],
+         "encrypted_index": base64.b64encode(secrets.token_bytes(24)).decode(), "cited_text": f"{query} is known."}
+        for r in results
+    ]  # fmt: skip
+    return [
+        {"type": "text", "text": "Let me search for that.", "citations": None},
+        use,
+        {"type": "web_search_tool_result", "tool_use_id": use["id"], "content": results},
+        {"type": "text", "text": answer, "citations": citations},
+        {"type": "text", "text": " That is what two sources say.", "citations": None},
+    ]
 
 
 def validate_thinking(body: Json) -> None:
@@ -310,6 +377,7 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
     tools: list[Json] = body.get("tools") or []
     choice: Json = body.get("tool_choice") or {"type": "auto"}
     computer = next((t for t in tools if t.get("type") in COMPUTER_BETAS), None)
+    search = next((t for t in tools if str(t.get("type", "")).startswith("web_search_")), None)
     custom = [t for t in tools if t.get("type") in (None, "custom") and "input_schema" in t]
     forced = choice.get("name") if choice.get("type") == "tool" else None
     computer_uses = {
@@ -346,8 +414,13 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
         if words(text) > budget:
             text = "".join(CHUNK.findall(text)[: max(budget, 0)]).rstrip()
             stop_reason, stop_sequence = "max_tokens", None
-        content.append({"type": "text", "text": text})
+        if search is not None and stop_reason == "end_turn" and text_override is None:
+            content += search_blocks(search, said, text)
+        else:
+            content.append({"type": "text", "text": text})
 
+    usage_extra = {"server_tool_use": {"web_search_requests": 1}} if search is not None and any(
+        b["type"] == "server_tool_use" for b in content) else {}  # fmt: skip
     return {
         "id": new_id("msg_01"),
         "type": "message",
@@ -363,6 +436,7 @@ def respond(body: Json, text_override: str | None = None, beta: str = "") -> Jso
             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
             "output_tokens": max(1, sum(words(block_text(b)) for b in content)),
             "service_tier": "standard",
+            **usage_extra,
         },
     }
 
@@ -375,12 +449,17 @@ def stream_events(final: Json) -> Iterator[Json]:
     for index, block in enumerate(final["content"]):
         kind = block["type"]
         # Blocks open empty: text "", thinking "" with signature "", tool_use with input {}.
-        empty = {"text": {"text": ""}, "thinking": {"thinking": "", "signature": ""}, "tool_use": {"input": {}}}[kind]
-        yield {"type": "content_block_start", "index": index, "content_block": {**block, **empty}}
+        empty = {"text": {"text": ""}, "thinking": {"thinking": "", "signature": ""}, "tool_use": {"input": {}},
+                 "server_tool_use": {"input": {}}, "web_search_tool_result": {}}[kind]  # fmt: skip
+        start = {k: v for k, v in {**block, **empty}.items() if k != "citations"}  # citations come as deltas
+        yield {"type": "content_block_start", "index": index, "content_block": start}
         if index == 0:
             yield {"type": "ping"}
         if kind == "text":
-            deltas = [{"type": "text_delta", "text": piece} for piece in CHUNK.findall(block["text"])]
+            deltas = [{"type": "citations_delta", "citation": c} for c in block.get("citations") or []]
+            deltas += [{"type": "text_delta", "text": piece} for piece in CHUNK.findall(block["text"])]
+        elif kind == "web_search_tool_result":
+            deltas = []
         elif kind == "thinking":
             deltas = [{"type": "thinking_delta", "thinking": piece} for piece in CHUNK.findall(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})

@@ -64,6 +64,8 @@ REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardr
                   "performanceConfig", "serviceTier", "outputConfig"}  # fmt: skip
 BLOCKS = {"text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
           "reasoningContent", "citationsContent", "searchResult"}  # fmt: skip
+MEDIA_FORMATS = {"image": {"png", "jpeg", "gif", "webp"},
+                 "document": {"pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md"}}  # fmt: skip
 ERROR_BY_STATUS = {status: kind for kind, status in STATUS.items() if kind != "ModelNotReadyException"}
 ERROR_BY_STATUS[401] = "UnrecognizedClientException"  # AWS says 403; a script may ask for 401
 THINKING_TOKENS = 12
@@ -133,6 +135,7 @@ def check_converse(body: Any) -> list[Json]:
             if len(block) != 1 or not set(block) <= BLOCKS:
                 raise AwsError("ValidationException", f"messages.{i}.content: a content block must hold exactly one "
                                f"of {sorted(BLOCKS)}; got {sorted(block)}")  # fmt: skip
+            check_media(block, f"messages.{i}.content")
     thinking = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"
     for i, m in enumerate(messages):
         content = m.get("content") or []
@@ -146,6 +149,27 @@ def check_converse(body: Any) -> list[Json]:
                            "`redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final "
                            "`assistant` message must start with a thinking block.")  # fmt: skip
     return messages
+
+
+def check_media(block: Json, where: str) -> None:
+    """An image or document block: a format Converse knows, and one source (bytes or an S3 location)."""
+    kind = next(iter(block))
+    if kind not in MEDIA_FORMATS:
+        return
+    media = block[kind]
+    if media.get("format") not in MEDIA_FORMATS[kind]:
+        raise AwsError("ValidationException", f"{where}.{kind}.format: Member must satisfy enum value set: "
+                       f"{sorted(MEDIA_FORMATS[kind])}")  # fmt: skip
+    source = media.get("source") or {}
+    if len(source) != 1 or not set(source) <= {"bytes", "s3Location"}:
+        raise AwsError("ValidationException", f"{where}.{kind}.source: exactly one of bytes or s3Location is required")
+    if "bytes" in source:
+        try:
+            base64.b64decode(source["bytes"], validate=True)
+        except ValueError:
+            raise AwsError("ValidationException", f"{where}.{kind}.source.bytes: Invalid base64") from None
+    if kind == "document" and not media.get("name"):
+        raise AwsError("ValidationException", f"{where}.document.name: Member must not be null")
 
 
 def last_user(messages: list[Json]) -> tuple[str, str | None, int]:

@@ -20,6 +20,10 @@ generateContent or streamGenerateContent:
 - ``{"fail_after_events": 3}``: 3 chunks, then ``data: {"error": {... "INTERNAL"}}`` (non-streaming: a 500)
 - ``{"drop_after_events": 3}``: 3 chunks, then cut the connection (non-streaming: half the body, then cut)
 - ``{"text": "..."}``: the reply text instead of the echo; ``{"cached_tokens": N}``: N prompt tokens from cache
+With ``googleSearch`` the answer is grounded: the echo, then " — café ☕. Two sources agree.", with a
+``groundingMetadata`` (the search query, two web chunks, a support per sentence in UTF-8 byte offsets) on the
+candidate, and on the last chunk of a stream.
+
 - ``{"finish_reason": "SAFETY"}``: a candidate without content; ``{"block_reason": "SAFETY"}``: no candidate,
   only ``promptFeedback``; ``{"safety_decision": true}``: the computer-use call asks for confirmation
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -58,6 +63,7 @@ COMPUTER_ACTIONS = ("open_web_browser", "click_at", "type_text_at")
 DUMMY_SIGNATURES = {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
 JSON_TYPE = "application/json; charset=UTF-8"
 RPC = "type.googleapis.com/google.rpc."
+REDIRECT = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/"
 HEADERS = {"vary": "Origin, X-Origin, Referer", "server": "scaffolding on HTTPServer2", "x-xss-protection": "0"}
 HEADERS |= {"x-frame-options": "SAMEORIGIN", "x-content-type-options": "nosniff"}
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
@@ -330,6 +336,7 @@ def respond(body: Json, model: str, script: Json) -> Json:
     calling = body["toolConfig"]["functionCallingConfig"]
     mode = str(calling.get("mode", "AUTO")).upper()
     functions = [d for t in body["tools"] for d in t.get("functionDeclarations") or []]
+    searching = any(t.get("googleSearch") is not None for t in body["tools"])
     computer = next((t["computerUse"] for t in body["tools"] if t.get("computerUse") is not None), None)
 
     parts: list[Json] = []
@@ -357,6 +364,8 @@ def respond(body: Json, model: str, script: Json) -> Json:
         if isinstance(limit, int) and limit - thoughts < len(text.split()):
             # Thoughts are paid from the same budget: a small limit can leave no visible text at all.
             text, finish = "".join(CHUNK.findall(text)[: max(limit - thoughts, 0)]).rstrip(), "MAX_TOKENS"
+        if searching and "text" not in script and finish == "STOP":
+            text += " — café ☕. Two sources agree."
         if text:
             parts.append({"text": text} | ({"thoughtSignature": signature()} if gemini3 and thoughts else {}))
 
@@ -377,6 +386,9 @@ def respond(body: Json, model: str, script: Json) -> Json:
     else:
         candidate: Json = {"content": {"parts": parts, "role": "model"} if parts else {"role": "model"}}
         candidate["finishReason"] = script.get("finish_reason") or finish
+        if searching and call is None and candidate["finishReason"] == "STOP" and parts:
+            text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+            candidate["groundingMetadata"] = grounding(said, text)
         if candidate["finishReason"] not in ("STOP", "MAX_TOKENS"):
             candidate = {"finishReason": candidate["finishReason"]}
             candidate |= {"safetyRatings": RATINGS} if candidate["finishReason"] == "SAFETY" else {}
@@ -384,6 +396,23 @@ def respond(body: Json, model: str, script: Json) -> Json:
     # Proto3 JSON leaves zero counts and empty lists out.
     reply["usageMetadata"] = {k: v for k, v in usage.items() if v}
     return reply | {"modelVersion": model, "responseId": secrets.token_urlsafe(17)[:23]}
+
+
+def grounding(query: str, text: str) -> Json:
+    """Google Search grounding for ``text``: a support per sentence, its segment in UTF-8 bytes."""
+    # Google's redirect links are opaque; these are stable per query, so a stream and a whole reply agree.
+    chunks = [{"web": {"uri": REDIRECT + hashlib.sha256(f"{domain} {query}".encode()).hexdigest()[:32],
+                       "title": domain}} for domain in ("example.com", "wikipedia.org")]  # fmt: skip
+    supports, start = [], 0
+    for n, sentence in enumerate(re.findall(r"[^.]+\.?\s*", text)):
+        sentence_bytes = len(sentence.rstrip().encode())
+        segment = {"startIndex": start, "endIndex": start + sentence_bytes, "text": sentence.rstrip()}
+        segment = {k: v for k, v in segment.items() if v}  # proto3 JSON leaves a zero startIndex out
+        supports.append({"segment": segment, "groundingChunkIndices": [0] if n == 0 else [0, 1]})
+        start += len(sentence.encode())
+    entry = {"renderedContent": '<style>.container{}</style><div class="container">' + query + "</div>"}
+    return {"webSearchQueries": [query], "searchEntryPoint": entry, "groundingChunks": chunks,
+            "groundingSupports": supports}  # fmt: skip
 
 
 def stream_chunks(reply: Json) -> list[Json]:
@@ -412,6 +441,8 @@ def stream_chunks(reply: Json) -> list[Json]:
         partial = {k: v for k, v in (usage | {"candidatesTokenCount": so_far, "totalTokenCount": total}).items() if v}
         body: Json = {"content": {"parts": parts, "role": "model"}}
         body |= {"finishReason": candidate["finishReason"]} if index == len(pieces) else {}
+        if index == len(pieces) and candidate.get("groundingMetadata"):
+            body["groundingMetadata"] = candidate["groundingMetadata"]
         chunk = {"candidates": [body | {"index": 0}], "usageMetadata": partial if index < len(pieces) else usage}
         chunks.append(chunk | {"modelVersion": reply["modelVersion"], "responseId": reply["responseId"]})
     return chunks
