@@ -477,6 +477,8 @@ class _ClaudeOnBedrock(anthropic.Anthropic):
         body = orjson.loads(req.body or b"{}")
         for name in ("model", "stream", "metadata", "service_tier"):  # the URL and the API carry these
             body.pop(name, None)
+        if "cache_control" not in call.extra_body:  # prompt_cache_key's, which Bedrock does not take
+            body.pop("cache_control", None)
         body["anthropic_version"] = INVOKE_VERSION
         if beta := req.headers.get("anthropic-beta"):
             body["anthropic_beta"] = beta.split(",")

@@ -242,3 +242,24 @@ def test_config_switches_it_off_per_deployment_or_for_all() -> None:
         ).litellm_settings.prompt_caching
         is False
     )
+
+
+def test_bedrock_takes_prompt_cache_key_and_never_sends_it_as_top_level_cache_control() -> None:
+    from llmrelay.providers.support import strip_unsupported
+
+    assert (
+        strip_unsupported({"model": "m", "input": "hi", "prompt_cache_key": "conv"}, Bedrock.support, drop=False) == []
+    )
+    model = "bedrock/invoke/anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert "cache_control" not in sent(Bedrock(), call(model, prompt_cache_key="conv", prompt_caching=False))
+
+
+def test_cache_reads_and_writes_are_priced_for_bedrock_and_vertex_claude() -> None:
+    from llmrelay.gateway.prices import table_rates
+
+    usage = {"input_tokens": 1_000_000, "output_tokens": 0,
+             "input_tokens_details": {"cached_tokens": 600_000, "cache_write_tokens": 400_000}}  # fmt: skip
+    models = [("bedrock", "anthropic.claude-sonnet-4-20250514-v1:0"), ("vertex_ai", "claude-sonnet-4@20250514"),
+              ("anthropic", "claude-sonnet-4-20250514")]  # fmt: skip
+    for provider, model in models:
+        assert table_rates(provider, model).cost(usage) == pytest.approx(0.6 * 0.3 + 0.4 * 3.75)  # $/MTok
