@@ -263,3 +263,11 @@ def test_cache_reads_and_writes_are_priced_for_bedrock_and_vertex_claude() -> No
               ("anthropic", "claude-sonnet-4-20250514")]  # fmt: skip
     for provider, model in models:
         assert table_rates(provider, model).cost(usage) == pytest.approx(0.6 * 0.3 + 0.4 * 3.75)  # $/MTok
+
+
+def test_the_sdk_router_takes_the_default() -> None:
+    import llmrelay
+
+    entry = {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "k"}}
+    assert llmrelay.Router(model_list=[entry], store="memory").relay.prompt_caching is True
+    assert llmrelay.Router(model_list=[entry], store="memory", prompt_caching=False).relay.prompt_caching is False
