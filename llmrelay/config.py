@@ -54,6 +54,7 @@ class LitellmParams(_Section):
     headers: dict[str, str] | None = None
     use_chat_completions_api: bool = False
     drop_params: bool | None = None
+    prompt_caching: bool | None = None  # llmrelay: mark the stable prefix for Claude's prompt cache
     mock_response: str | None = None
     # routing: simple-shuffle weights (weight, else rpm, else tpm), tiers (order), usage-based
     # limits (rpm, tpm) and calls in flight (max_parallel_requests), as LiteLLM's router takes them
@@ -136,6 +137,7 @@ class _Failover(_Section):
 
 class LitellmSettings(_Failover):
     drop_params: bool = False
+    prompt_caching: bool = True  # llmrelay: the default of every deployment's prompt_caching
     num_retries: int = Field(default=0, ge=0)
     request_timeout: float | None = Field(default=None, gt=0)
     timeout: float | None = Field(default=None, gt=0)
@@ -369,6 +371,8 @@ def _extra(p: LitellmParams, info: dict[str, Any]) -> dict[str, Any]:
         extra["mock_response"] = p.mock_response
     if p.drop_params is not None:
         extra["drop_params"] = p.drop_params
+    if p.prompt_caching is not None:
+        extra["prompt_caching"] = p.prompt_caching
     extra.update({k: v for k in AWS_PARAMS if (v := getattr(p, k))})
     for key in PRICE_KEYS:  # a deployment's own prices, over the price table's
         value = getattr(p, key)

@@ -61,6 +61,7 @@ class Relay(Lifecycle):
         timeout: float | None = None,
         stream_timeout: float | None = None,
         drop_params: bool = False,
+        prompt_caching: bool = True,
         mcp: McpPolicy | None = None,
         stages: list[Stage] | None = None,
         media: MediaPolicy | None = None,
@@ -71,6 +72,7 @@ class Relay(Lifecycle):
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.drop_params = drop_params
+        self.prompt_caching = prompt_caching  # marks for the providers that cache only where marked
         self.mcp = mcp or McpPolicy()  # the SDK reaches any MCP server URL; a proxy only its own
         self.media = media or MediaPolicy()  # fetching image and file URLs for upstreams that cannot
         self.stages: list[Stage] = stages or []  # gateway policy around every call, in order
@@ -254,6 +256,8 @@ class Relay(Lifecycle):
             namespaces=namespaces,
             mcp=plan,
             meta={} if meta is None else meta,
+            prompt_caching=opts.get("prompt_caching"),
+            prompt_caching_default=self.prompt_caching,
         )
         if previous is not None:
             if previous.deployment == dep.id and previous.upstream_id:

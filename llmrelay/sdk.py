@@ -107,7 +107,8 @@ async def aresponses(
     """Create a response (`POST /v1/responses`). Takes every Responses field (`model`,
     `input`, `instructions`, `tools`, `previous_response_id`, ...) plus llmrelay's call
     options: `api_key`, `api_base`, `api_version`, `custom_llm_provider`, `timeout`, `num_retries`,
-    `extra_headers`, `extra_body`, `extra_query`, `mock_response`, `drop_params`.
+    `extra_headers`, `extra_body`, `extra_query`, `mock_response`, `drop_params`, `prompt_caching`
+    (False: no automatic prompt-cache marks for Claude, see providers/prompt_cache.py).
 
     `text_format=SomePydanticModel` asks for that schema on any provider and returns a
     `ParsedResponse` whose `output_parsed` is the model instance, like the openai SDK's

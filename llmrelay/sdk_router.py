@@ -5,7 +5,7 @@ fallback, strategies) for SDK callers, as LiteLLM's `Router` offers it.
     router.responses(model="gpt", input="Hi")
 
 `model_list` is config.yaml's; every other keyword is a `router_settings` key (plus `store`,
-`drop_params`, `set_verbose`). The methods are the module functions bound to this router.
+`drop_params`, `set_verbose`, `prompt_caching`). The methods are the module functions bound to this router.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .relay import Relay
 from .router import Router as _Core
 from .store import ResponseStore
 
-_LITELLM = ("drop_params", "set_verbose")
+_LITELLM = ("drop_params", "set_verbose", "prompt_caching")
 
 
 class Router:
@@ -39,6 +39,7 @@ class Router:
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
+            prompt_caching=config.litellm_settings.prompt_caching,
         )
         self._started: asyncio.AbstractEventLoop | None = None
 

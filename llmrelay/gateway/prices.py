@@ -32,7 +32,7 @@ Json = dict[str, Any]
 PROVIDER_IDS = {
     "openai": "openai", "azure": "azure", "xai": "x-ai", "openrouter": "openrouter", "anthropic": "anthropic",
     "gemini": "google", "groq": "groq", "mistral": "mistral", "deepseek": "deepseek", "together_ai": "together",
-    "fireworks_ai": "fireworks",
+    "fireworks_ai": "fireworks", "bedrock": "aws", "vertex_ai": "google",
 }  # fmt: skip
 OVERRIDES = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
 

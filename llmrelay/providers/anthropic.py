@@ -23,7 +23,8 @@ Request mapping
 | max_output_tokens                  | max_tokens (default 4096, plus the thinking budget)              |
 | temperature, top_p                 | temperature, top_p                                               |
 | user, safety_identifier            | metadata.user_id                                                 |
-| prompt_cache_key                   | cache_control {type: ephemeral} (automatic prompt caching)       |
+| (automatic prompt caching)         | cache_control marks on tools, system, earlier turns (prompt_cache.py) |
+| prompt_cache_key                   | with prompt caching off: top-level cache_control {type: ephemeral} |
 | service_tier auto / default        | service_tier auto / standard_only                                |
 
 Output mapping: text -> message/output_text; thinking -> reasoning (summary = the thinking text,
@@ -46,7 +47,7 @@ from .. import errors
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import computer, convert, web_search
+from . import computer, convert, prompt_cache, web_search
 from .base import Call, Json, usage
 from .registry import Deployment
 from .support import Support
@@ -118,7 +119,7 @@ class Anthropic:
                 body[name] = p[name]
         if user := p.get("user") or p.get("safety_identifier"):
             body["metadata"] = {"user_id": user}
-        if p.get("prompt_cache_key"):
+        if p.get("prompt_cache_key") and not call.caches_prompts:  # else marked below, more precisely
             body["cache_control"] = {"type": "ephemeral"}
         if tier := p.get("service_tier"):
             body["service_tier"] = "standard_only" if tier == "default" else "auto"
@@ -129,6 +130,7 @@ class Anthropic:
         if call.stream:
             body["stream"] = True
         body.update(call.extra_body)
+        prompt_cache.mark_messages(body, call)
         headers = {"content-type": "application/json", **call.deployment.auth_headers()}
         if beta:
             headers["anthropic-beta"] = beta
@@ -430,6 +432,6 @@ class Translator(BuilderTranslator):
 
     def _usage_out(self) -> Json:
         u = self._usage
-        cached = u.get("cache_read_input_tokens") or 0
-        prompt = (u.get("input_tokens") or 0) + cached + (u.get("cache_creation_input_tokens") or 0)
-        return usage(prompt, u.get("output_tokens") or 0, cached=cached)
+        cached, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
+        prompt = (u.get("input_tokens") or 0) + cached + written  # Anthropic's input_tokens excludes both
+        return usage(prompt, u.get("output_tokens") or 0, cached=cached, written=written)

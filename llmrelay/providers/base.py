@@ -48,10 +48,22 @@ class Call:
     mcp: Any = None  # the MCP tools llmrelay runs for this call (an mcp.Plan), when the upstream cannot
     # What the gateway stages know of this call (the caller's key, its cost); the caller's dict.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Automatic prompt caching (prompt_cache.py): the caller's choice; None: the deployment's
+    # `prompt_caching`, else the relay's default.
+    prompt_caching: bool | None = None
+    prompt_caching_default: bool = True
 
     @property
     def stream(self) -> bool:
         return bool(self.params.get("stream"))
+
+    @property
+    def caches_prompts(self) -> bool:
+        """Whether llmrelay marks the stable prefix for a provider that caches only where marked."""
+        for choice in (self.prompt_caching, self.deployment.extra.get("prompt_caching")):
+            if choice is not None:
+                return bool(choice)
+        return self.prompt_caching_default
 
     def drop_oldest_turns(self) -> bool:
         """`truncation: "auto"`: drop the oldest half of the conversation's turns, never the
@@ -131,10 +143,14 @@ def response_skeleton(call: Call) -> Json:
     }
 
 
-def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, reasoning: int = 0) -> Json:
+def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, written: int = 0, reasoning: int = 0) -> Json:
+    """Responses usage. `input_tokens` counts every input token, cached (`cached` read from the
+    prompt cache) and written to it (`written`, reported as OpenAI's `cache_write_tokens`
+    when there are any) included, as OpenAI counts them."""
+    details: Json = {"cached_tokens": cached, "cache_write_tokens": written} if written else {"cached_tokens": cached}
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": details,
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": input_tokens + output_tokens,

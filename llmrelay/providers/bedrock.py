@@ -23,6 +23,7 @@ Request mapping (Converse)
 |                                    | Nova: additionalModelRequestFields.reasoningConfig               |
 | max_output_tokens, temperature, top_p | inferenceConfig maxTokens, temperature, topP                  |
 | extra_body                         | merged into the body (guardrailConfig, performanceConfig, ...)    |
+| (automatic prompt caching)         | cachePoint blocks after tools, system, earlier turns (Claude, Nova) |
 
 Output mapping: text -> message; reasoningContent -> reasoning (summary = its text,
 encrypted_content = the signature, tagged so only Bedrock gets it back); toolUse ->
@@ -47,7 +48,7 @@ from .. import errors
 from ..streaming.events import StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
-from . import anthropic, convert
+from . import anthropic, convert, prompt_cache
 from .base import Call, Json, usage
 from .eventstream import CONTENT_TYPE, FrameDecoder
 from .registry import Deployment
@@ -72,6 +73,7 @@ SUPPORT = Support(
             "top_p",
             "include",
             "truncation",
+            "prompt_cache_key",  # honoured by caching the stable prefix (prompt_cache.py)
         ]
     ),
     tools=frozenset({"function", "computer_use_preview"}),
@@ -123,6 +125,7 @@ class Bedrock:
             return self._claude.build_request(call)
         body = converse_body(call)
         body.update(call.extra_body)
+        prompt_cache.mark_converse(body, call)
         action = "converse-stream" if call.stream else "converse"
         return HttpRequest(
             "POST", _url(call.deployment, action), _headers(call), orjson.dumps(body), call.deployment.credentials
@@ -451,7 +454,8 @@ class Translator(BuilderTranslator):
         if self._stop in _MALFORMED:
             return self.fail(f"The model's output was not valid ({self._stop}).", "server_error")
         read, write = u.get("cacheReadInputTokens") or 0, u.get("cacheWriteInputTokens") or 0
-        total = usage((u.get("inputTokens") or 0) + read + write, u.get("outputTokens") or 0, cached=read)
+        total = usage((u.get("inputTokens") or 0) + read + write, u.get("outputTokens") or 0, cached=read,
+                      written=write)  # fmt: skip
         return self.end(usage=total, incomplete_reason=_INCOMPLETE.get(self._stop or ""))
 
     def finish(self) -> list[StreamEvent]:
@@ -473,6 +477,8 @@ class _ClaudeOnBedrock(anthropic.Anthropic):
         body = orjson.loads(req.body or b"{}")
         for name in ("model", "stream", "metadata", "service_tier"):  # the URL and the API carry these
             body.pop(name, None)
+        if "cache_control" not in call.extra_body:  # prompt_cache_key's, which Bedrock does not take
+            body.pop("cache_control", None)
         body["anthropic_version"] = INVOKE_VERSION
         if beta := req.headers.get("anthropic-beta"):
             body["anthropic_beta"] = beta.split(",")

@@ -65,6 +65,7 @@ class Proxy:
             timeout=config.timeout,
             stream_timeout=config.stream_timeout,
             drop_params=config.litellm_settings.drop_params,
+            prompt_caching=config.litellm_settings.prompt_caching,
             mcp=config.mcp_policy(),
             media=config.media_policy(),
         )

@@ -41,6 +41,7 @@ CALL_OPTIONS = frozenset(
         "extra_query",
         "mock_response",
         "drop_params",
+        "prompt_caching",
         "use_chat_completions_api",
         # AWS Bedrock's, as LiteLLM names them
         "aws_access_key_id",

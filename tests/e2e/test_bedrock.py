@@ -3,17 +3,20 @@ every SigV4 signature and frames its streams as AWS event-stream)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import openai
+import orjson
 import pytest
 from openai import OpenAI
 
 from tests.conftest import SDK
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.e2e.waits import finished
+from tests.fakes import anthropic_upstream
 from tests.fakes import aws_sts as sts
 from tests.fakes import bedrock_upstream as aws
 from tests.fakes.process import FakeServer
@@ -255,8 +258,8 @@ def test_a_stream_cut_before_its_end_fails_the_response(client: OpenAI, fake: Fa
 def test_computer_use_input_is_counted_as_claudes_own_body(client: OpenAI, fake: FakeServer) -> None:
     tool = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "browser"}
     count = client.responses.input_tokens.count(model="claude", input="open the page", tools=[tool])
-    assert count.input_tokens == 10  # what the fake counts for any Messages body
-    assert "invokeModel" in fake.requests()[0]["body"]["input"]
+    claude = orjson.loads(base64.b64decode(fake.requests()[0]["body"]["input"]["invokeModel"]["body"]))
+    assert count.input_tokens == anthropic_upstream.count_input_tokens(claude) > 0  # counted as Claude's body
 
 
 async def test_the_sdk_takes_aws_keys_per_call(sdk: SDK, fake: FakeServer) -> None:

@@ -26,6 +26,12 @@ next ``POST /v1/messages``:
 With the web search server tool (``web_search_20250305``) the model searches for the last user text:
 a ``server_tool_use`` block, its ``web_search_tool_result`` (two results, from ``allowed_domains[0]``
 when given), then the echo as a text block citing both results (``web_search_result_location``).
+
+Prompt caching is accounted as Anthropic does (tests/fakes/prompt_cache.py): a prefix up to a
+``cache_control`` block (or the last block, with top-level ``cache_control``) of at least 1024
+tokens is written on first sight and read by later requests; ``input_tokens`` excludes both.
+More than 4 marks, or a mark on a thinking block or an empty text block, is a 400. Tokens are
+words, tools included.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import re
 import secrets
 import string
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -49,6 +56,7 @@ from starlette.routing import Route
 
 from tests.fakes.chat_upstream import CHUNK, words
 from tests.fakes.control import Control, DropConnection, TruncatedResponse, json_response, serve
+from tests.fakes.prompt_cache import MAX_MARKS, Block, PromptCache, count_marks, has_mark, unmarked
 
 Json = dict[str, Any]
 
@@ -150,11 +158,47 @@ def block_text(block: Json) -> str:
     return ""
 
 
-def count_input_tokens(body: Json) -> int:
+def prompt_blocks(body: Json) -> list[Block]:
+    """The prompt as the cache sees it: tools, system, then every message's blocks."""
+    out = [Block(words(json.dumps(unmarked(t))), ["tool", unmarked(t)], "cache_control" in t)
+           for t in body.get("tools") or [] if isinstance(t, dict)]  # fmt: skip
     system = body.get("system")
-    texts = [b.get("text", "") for b in system if isinstance(b, dict)] if isinstance(system, list) else [system or ""]
-    texts += [block_text(b) for m in body.get("messages") or [] if isinstance(m, dict) for b in blocks(m)]
-    return sum(words(t) for t in texts)
+    system = [{"type": "text", "text": system}] if isinstance(system, str) and system else system
+    for b in system if isinstance(system, list) else []:
+        if isinstance(b, dict):
+            out.append(Block(words(str(b.get("text", ""))), ["system", unmarked(b)], "cache_control" in b))
+    for m in body.get("messages") or []:
+        if isinstance(m, dict):
+            out += [Block(words(block_text(b)), [m.get("role"), unmarked(b)], has_mark(b)) for b in blocks(m)]
+    if isinstance(body.get("cache_control"), dict) and out:  # automatic caching: up to the last block
+        out[-1] = replace(out[-1], marked=True)
+    return out
+
+
+def count_input_tokens(body: Json) -> int:
+    return sum(b.tokens for b in prompt_blocks(body))
+
+
+def validate_cache_marks(body: Json) -> None:
+    found = count_marks(body)
+    if found > MAX_MARKS:
+        raise ApiError(400, f"A maximum of {MAX_MARKS} blocks with cache_control may be provided. Found {found}.")
+    groups = [body.get("tools"), body.get("system"), *(blocks(m) for m in body["messages"] if isinstance(m, dict))]
+    for group in [[{"cache_control": body["cache_control"]}] if "cache_control" in body else [], *groups]:
+        for block in group if isinstance(group, list) else []:
+            mark = block.get("cache_control") if isinstance(block, dict) else None
+            if mark is None:
+                continue
+            if (
+                not isinstance(mark, dict)
+                or mark.get("type") != "ephemeral"
+                or mark.get("ttl", "5m") not in ("5m", "1h")
+            ):
+                raise ApiError(400, "cache_control: Input tag does not match the expected tag 'ephemeral'")
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                raise ApiError(400, "cache_control cannot be set for thinking blocks")
+            if block.get("type") == "text" and not block.get("text"):
+                raise ApiError(400, "cache_control cannot be set for empty text blocks")
 
 
 def is_results(message: Json) -> bool:
@@ -182,6 +226,7 @@ def validate(body: Any, beta: str, *, count_only: bool = False) -> None:
     if isinstance(system, list) and any(not isinstance(b, dict) or b.get("type") != "text" for b in system):
         raise ApiError(400, "system: Input should be a valid string or a list of text blocks")
     validate_thinking(body)
+    validate_cache_marks(body)
     for index, tool in enumerate(body.get("tools") or []):
         kind = tool.get("type") or "custom"
         needed = COMPUTER_BETAS.get(kind)
@@ -481,8 +526,17 @@ def sse_frame(event: Json) -> bytes:
 # --- server ---------------------------------------------------------------------------------
 
 
+def cached_usage(usage: Json, body: Json, cache: PromptCache) -> Json:
+    """`usage` with the prompt split as the cache served it."""
+    u = cache.account(str(body["model"]), prompt_blocks(body))
+    creation = {"ephemeral_5m_input_tokens": u.written, "ephemeral_1h_input_tokens": 0}  # 1h marks: counted as 5m
+    return {**usage, "input_tokens": u.uncached, "cache_creation_input_tokens": u.written,
+            "cache_read_input_tokens": u.read, "cache_creation": creation}  # fmt: skip
+
+
 def build_app() -> Starlette:
-    control = Control("anthropic", BASE_PATH)
+    cache = PromptCache()
+    control = Control("anthropic", BASE_PATH, on_reset=cache.clear)
 
     def check_headers(request: Request) -> None:
         # Classic clients send x-api-key; the current official SDK sends the key as a bearer token.
@@ -553,6 +607,7 @@ def build_app() -> Starlette:
         body = record["body"]
         validate(body, request.headers.get("anthropic-beta", ""))
         final = respond(body, script.get("text"), request.headers.get("anthropic-beta", ""))
+        final["usage"] = cached_usage(final["usage"], body, cache)
         if body.get("stream") is True:
             return StreamingResponse(stream(stream_events(final), script, record), media_type="text/event-stream")
         for key, status in CUTOFFS:

@@ -22,7 +22,13 @@ Reply scripts (``/_fake/enqueue``), consumed FIFO by converse / invoke calls:
 - ``{"fail_after_events": 3}``: 3 events, then an internalServerException event (non-streaming: a 500)
 - ``{"drop_after_events": 3}``: 3 events, then cut the connection (non-streaming: half the body, then cut)
 - ``{"stream_exception": "throttlingException", "after_events": 2}``: a stream's exception event after 2 events
-- ``{"stop_reason": "guardrail_intervened"}``; ``{"text": "..."}``; ``{"cached_tokens": N}``
+- ``{"stop_reason": "guardrail_intervened"}``; ``{"text": "..."}``; ``{"cached_tokens": N}`` (a cache read of N
+  on top of the prompt, whatever the request marks)
+
+Prompt caching is accounted as Bedrock does for Claude and Nova (tests/fakes/prompt_cache.py): a prefix up to a
+``cachePoint`` block (Converse) or a ``cache_control`` block (Invoke) of at least 1024 tokens is written on first
+sight and read later; ``inputTokens`` excludes both. More than 4 cache points, a cachePoint for a model that does
+not cache, or after Nova's tools, is a ValidationException. Tokens are words (of each block's JSON).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from starlette.routing import Route
 from llmrelay.providers import eventstream
 from tests.fakes import aws_sts
 from tests.fakes.control import Control, DropConnection, TruncatedResponse, serve
+from tests.fakes.prompt_cache import MAX_MARKS, Block, PromptCache
 
 Json = dict[str, Any]
 ACCESS_KEY, SECRET_KEY = "AKIAFAKEBEDROCKTEST1", "fake-bedrock-secret-key"
@@ -172,6 +179,29 @@ def check_media(block: Json, where: str) -> None:
         raise AwsError("ValidationException", f"{where}.document.name: Member must not be null")
 
 
+def prompt_blocks(body: Json, model: str) -> list[Block]:
+    """A Converse prompt as the cache sees it: tools, system, messages; a cachePoint marks the block before it."""
+    out: list[Block] = []
+    points = 0
+    groups = [("tool", (body.get("toolConfig") or {}).get("tools") or []), ("system", body.get("system") or [])]
+    groups += [(m.get("role"), m.get("content") or []) for m in body.get("messages") or []]
+    for where, blocks in groups:
+        for block in blocks:
+            if "cachePoint" not in block:
+                out.append(Block(len(str(block).split()), [where, block]))
+                continue
+            points += 1
+            if ("nova" in model and where == "tool") or not ("claude" in model or "nova" in model):
+                raise AwsError("ValidationException", "You invoked an unsupported model or your request did not "
+                               "allow prompt caching. See the documentation for more information.")  # fmt: skip
+            if out:
+                out[-1] = Block(out[-1].tokens, out[-1].content, marked=True)
+    if points > MAX_MARKS:
+        raise AwsError("ValidationException", f"The number of cache points in the request ({points}) exceeds the "
+                       f"maximum of {MAX_MARKS}.")  # fmt: skip
+    return out
+
+
 def last_user(messages: list[Json]) -> tuple[str, str | None, int]:
     """(last user text, what the tool said if the last turn is a toolResult, user turns with text)."""
     turns = sum(1 for m in messages if m["role"] == "user" and any("text" in b for b in m["content"]))
@@ -187,8 +217,9 @@ def last_user(messages: list[Json]) -> tuple[str, str | None, int]:
     return text, said, turns
 
 
-def converse(body: Json, script: Json) -> Json:
+def converse(body: Json, script: Json, cache: PromptCache, model: str) -> Json:
     messages = check_converse(body)
+    prompt = cache.account(model, prompt_blocks(body, model))
     text, said, turns = last_user(messages)
     content: list[Json] = []
     if ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled":
@@ -211,12 +242,11 @@ def converse(body: Json, script: Json) -> Json:
         limit = int((body.get("inferenceConfig") or {}).get("maxTokens") or len(words))
         content.append({"text": "".join(words[:limit]).rstrip()})
         stop = "max_tokens" if len(words) > limit else "end_turn"
-    prompt = sum(len(str(b).split()) for m in messages for b in m["content"])
-    cached = int(script.get("cached_tokens") or 0)
+    read, written = prompt.read + int(script.get("cached_tokens") or 0), prompt.written
     out = sum(len(str(b).split()) for b in content) + (THINKING_TOKENS if "reasoningContent" in content[0] else 0)
-    usage = {"inputTokens": prompt, "outputTokens": out, "totalTokens": prompt + out + cached}
-    if cached:
-        usage |= {"cacheReadInputTokens": cached, "cacheWriteInputTokens": 0}
+    usage = {"inputTokens": prompt.uncached, "outputTokens": out, "totalTokens": prompt.uncached + read + written + out}
+    if read or written:
+        usage |= {"cacheReadInputTokens": read, "cacheWriteInputTokens": written}
     return {"output": {"message": {"role": "assistant", "content": content}},
             "stopReason": script.get("stop_reason") or stop, "usage": usage, "metrics": {"latencyMs": 42}}  # fmt: skip
 
@@ -254,6 +284,8 @@ def padded(payload: Json) -> bytes:
 
 
 def invoke(body: Any) -> Json:
+    from tests.fakes import anthropic_upstream  # on first use: the fake starts faster without it
+
     if not isinstance(body, dict) or body.get("anthropic_version") != "bedrock-2023-05-31":
         raise AwsError("ValidationException", "Malformed input request: #: required key [anthropic_version] not found")
     if "model" in body or "stream" in body:
@@ -271,7 +303,7 @@ def invoke(body: Any) -> Json:
         block, stop = {"type": "text", "text": f"Echo (invoke): {text or 'screenshot received'}"}, "end_turn"
     return {"id": "msg_bdrk_" + secrets.token_hex(8), "type": "message", "role": "assistant",
             "model": "claude", "content": [block], "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 5}}  # fmt: skip
+            "usage": {"input_tokens": anthropic_upstream.count_input_tokens(body), "output_tokens": 5}}  # fmt: skip
 
 
 def invoke_events(message: Json) -> list[Json]:
@@ -298,7 +330,8 @@ def invoke_events(message: Json) -> list[Json]:
 
 
 def build_app() -> Starlette:
-    control = Control("bedrock", "")
+    cache = PromptCache()
+    control = Control("bedrock", "", on_reset=cache.clear)
 
     async def api(request: Request) -> Response:
         if request.scope["raw_path"] == b"/" and request.method == "POST":  # STS, for roles to assume
@@ -342,11 +375,20 @@ def build_app() -> Starlette:
             return Response(orjson.dumps({"inputTokens": counted}), media_type="application/json")
         if action.startswith("invoke"):
             message = invoke(body)
+            from tests.fakes import anthropic_upstream
+
+            try:
+                anthropic_upstream.validate_cache_marks(body)
+            except anthropic_upstream.ApiError as exc:
+                raise AwsError("ValidationException", exc.message) from None
+            message["usage"] = anthropic_upstream.cached_usage(
+                message["usage"], {**body, "model": record["model"]}, cache
+            )
             if action == "invoke":
                 return Response(orjson.dumps(message), media_type="application/json")
             chunks = [{"bytes": base64.b64encode(orjson.dumps(e)).decode(), "p": "abc"} for e in invoke_events(message)]
             return stream([eventstream.event("chunk", orjson.dumps(c)) for c in chunks], script)
-        reply = converse(body, script)
+        reply = converse(body, script, cache, record["model"])
         if action == "converse":
             if script.get("drop_after_events") is not None:
                 return TruncatedResponse(orjson.dumps(reply))

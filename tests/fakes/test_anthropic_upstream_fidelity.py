@@ -334,3 +334,34 @@ async def test_async_client(fake: FakeServer) -> None:
             streamed = await stream.get_final_message()
     assert created.content[0].type == "text" and created.content[0].text == "Echo (turns=1): async"
     same_shape(streamed, created)
+
+
+def test_prompt_cache_writes_a_marked_prefix_then_reads_it(client: Anthropic) -> None:
+    rules = "Follow the house rules carefully. " * 250  # 1250 words: over the 1024-token minimum
+    system: Any = [{"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}}]
+    first = client.messages.create(**ask(system=system)).usage
+    assert (first.cache_creation_input_tokens, first.cache_read_input_tokens, first.input_tokens) == (1250, 0, 1)
+    assert first.cache_creation is not None and first.cache_creation.ephemeral_5m_input_tokens == 1250
+    history: Any = [
+        {"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": "Echo (turns=1): hello"},
+        {"role": "user", "content": "again"},
+    ]
+    second = client.messages.create(**ask(system=system, messages=history)).usage
+    # The system prefix is read; the first message (marked, within the lookback) is written; the rest is input.
+    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens, second.input_tokens) == (1250, 1, 4)
+    short = client.messages.create(**ask(system=[{**system[0], "text": "Be brief."}])).usage
+    assert (short.cache_creation_input_tokens, short.cache_read_input_tokens) == (0, 0)  # under the minimum
+    automatic = client.messages.create(**ask(system=rules, cache_control={"type": "ephemeral"})).usage
+    # a system string is the same prefix as one text block: system + "hello" was written by the second request
+    assert (automatic.cache_read_input_tokens, automatic.cache_creation_input_tokens) == (1251, 0)
+
+
+def test_prompt_cache_marks_are_checked(client: Anthropic) -> None:
+    mark: Any = {"type": "ephemeral"}
+    system: Any = [{"type": "text", "text": f"rule {i}", "cache_control": mark} for i in range(5)]
+    with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks with cache_control"):
+        client.messages.create(**ask(system=system))
+    empty: Any = [{"role": "user", "content": [{"type": "text", "text": "", "cache_control": mark}]}]
+    with pytest.raises(anthropic.BadRequestError, match="empty text blocks"):
+        client.messages.create(**ask(messages=empty))

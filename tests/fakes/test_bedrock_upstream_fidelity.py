@@ -155,7 +155,7 @@ def test_count_tokens(fake: FakeServer) -> None:
 def test_count_tokens_of_an_invoke_body(fake: FakeServer) -> None:
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()  # fmt: skip
-    assert client(fake).count_tokens(modelId=MODEL, input={"invokeModel": {"body": body}})["inputTokens"] == 10
+    assert client(fake).count_tokens(modelId=MODEL, input={"invokeModel": {"body": body}})["inputTokens"] == 1  # "hi"
 
 
 def test_sts_issues_role_credentials_boto3_parses_and_bedrock_accepts(fake: FakeServer) -> None:
@@ -182,3 +182,31 @@ def test_sts_issues_role_credentials_boto3_parses_and_bedrock_accepts(fake: Fake
             RoleArn=aws_sts.ROLE_ARN, RoleSessionName="pod", WebIdentityToken="not-the-token"
         )
     assert bad.value.response["Error"]["Code"] == "InvalidIdentityToken"
+
+
+def test_converse_prompt_cache_points(fake: FakeServer) -> None:
+    point = {"cachePoint": {"type": "default"}}
+    system = [{"text": "Follow the house rules carefully. " * 250}, point]  # 1250 words: 1252 tokens in its JSON
+    first = client(fake).converse(modelId=MODEL, messages=[user("hello")], system=system)["usage"]
+    assert (first["cacheWriteInputTokens"], first["cacheReadInputTokens"]) == (1252, 0)
+    assert first["totalTokens"] == first["inputTokens"] + 1252 + first["outputTokens"]
+    events = client(fake).converse_stream(modelId=MODEL, messages=[user("again")], system=system)["stream"]
+    usage = next(e["metadata"]["usage"] for e in events if "metadata" in e)
+    assert (usage["cacheReadInputTokens"], usage["cacheWriteInputTokens"]) == (1252, 0)
+    plain = client(fake).converse(modelId=MODEL, messages=[user("hello")], system=system[:1])["usage"]
+    assert "cacheReadInputTokens" not in plain  # no cache point, no caching
+    with pytest.raises(botocore.exceptions.ClientError, match="maximum of 4"):
+        client(fake).converse(modelId=MODEL, messages=[user("hi")], system=[{"text": "a"}, point] * 5)
+    with pytest.raises(botocore.exceptions.ClientError, match="prompt caching"):
+        client(fake).converse(modelId="meta.llama3-3-70b-instruct-v1:0", messages=[user("hi")], system=system)
+
+
+def test_invoke_prompt_cache_control(fake: FakeServer) -> None:
+    rules = [
+        {"type": "text", "text": "Follow the house rules carefully. " * 250, "cache_control": {"type": "ephemeral"}}
+    ]
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "system": rules,
+                       "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    usages = [json.loads(client(fake).invoke_model(modelId=MODEL, body=body)["body"].read())["usage"] for _ in "ab"]
+    assert [(u["cache_creation_input_tokens"], u["cache_read_input_tokens"], u["input_tokens"]) for u in usages] == [
+        (1250, 0, 1), (0, 1250, 1)]  # fmt: skip

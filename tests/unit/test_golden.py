@@ -292,7 +292,9 @@ def _provider_turn(case: Case, body: Json) -> list[Json]:
         return body["contents"][-2]["parts"]
     turn = body["messages"][-2]
     assert turn["role"] == "assistant"
-    return turn["content"] if case.wire in ("anthropic", "bedrock") else [turn]
+    if case.wire in ("anthropic", "bedrock"):  # without the prompt-cache marks llmrelay adds
+        return [{k: v for k, v in b.items() if k != "cache_control"} for b in turn["content"] if "cachePoint" not in b]
+    return [turn]
 
 
 def _said(case: Case) -> list[Json]:
