@@ -25,6 +25,7 @@ class Outcome:
     usage: Json | None
     latency: float  # seconds from the start of the call to its end
     cost: float = 0.0  # set by the pricing stage, read by the ones after it
+    error: str | None = None  # the code a failed response carried
 
 
 class Stage(Protocol):
@@ -38,7 +39,10 @@ class Stage(Protocol):
 def outcome_of(call: Call, response: Json | None, status: str | None = None) -> Outcome:
     usage = response.get("usage") if response else None
     end = status or (str(response.get("status") or "error") if response else "error")
-    return Outcome(end, usage if isinstance(usage, dict) else None, time.monotonic() - call.meta["started"])
+    outcome = Outcome(end, usage if isinstance(usage, dict) else None, time.monotonic() - call.meta["started"])
+    if end == "failed" and response and isinstance(error := response.get("error"), dict):
+        outcome.error = str(error.get("code") or "") or None
+    return outcome
 
 
 async def run_before(stages: Sequence[Stage], call: Call) -> None:
@@ -69,9 +73,14 @@ def run_after(stages: Sequence[Stage], call: Call, outcome: Outcome) -> None:
 async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
     """A stream whose terminal event (or early end) runs the after-stages: a completed, failed or
     incomplete stream is charged for the usage its terminal event reports; one cut short before
-    that (a client gone, a job cancelled) is accounted as `cancelled`, with no usage."""
+    that (a client gone, a job cancelled) is accounted as `cancelled`, with no usage. The time
+    of the first output delta is noted when a stage asked for it (telemetry's time to first token)."""
+    timing = "first_token" in call.meta
     try:
         async for event in events:
+            if timing and event.type.endswith(".delta"):
+                call.meta["first_token"] = time.monotonic()
+                timing = False
             if event.terminal and not call.meta.get("ended"):
                 response = event.data.get("response")
                 if isinstance(response, dict):
