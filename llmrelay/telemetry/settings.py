@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,21 @@ def telemetry_settings(config: Config, env: Mapping[str, str] | None = None) -> 
             target.success = target.success or key != "failure_callback"
             target.failure = target.failure or key != "success_callback"
     settings.webhooks = list(targets.values())
+    _require("prometheus", settings.prometheus, "prometheus_client", "metrics")
+    _require("otel", settings.otel, "opentelemetry.exporter.otlp.proto.http", "otel")
     return settings
+
+
+def _require(target: str, on: bool, module: str, extra: str) -> None:
+    """Refuse at startup, naming the extra, rather than fail in every worker."""
+    if not on:
+        return
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
+        raise ValueError(f"{target} is switched on but {module} is not installed: pip install 'llmrelay[{extra}]'")
 
 
 def _headers(text: str) -> dict[str, str]:
