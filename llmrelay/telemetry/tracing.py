@@ -1,25 +1,32 @@
 """OpenTelemetry traces: one span per call with the GenAI semantic-convention attributes, a
 child span for each upstream HTTP exchange and each store operation; an incoming
-`traceparent` is continued. Spans leave over OTLP/HTTP from a batch processor's thread.
+`traceparent` is continued. Spans leave over OTLP/HTTP from the SDK's batch processor thread.
 
 Imported only when tracing is switched on (`otel` in the callbacks, or an OTLP endpoint in
-the environment).
+the environment). The spans are not made through the SDK's tracer: a tracer span costs tens
+of microseconds (locks, attribute checks, context objects), where a call knows its whole span
+only at its end anyway. Each span is built once, finished, as the SDK's own `ReadableSpan`
+and handed to the batch processor; the exporter cannot tell the difference. The call's span
+context travels to its children in a context variable, as the SDK's current span would.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from time import time_ns
 from typing import Any
 from urllib.parse import urlsplit
 
 try:
-    from opentelemetry import context as otel_context
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span, set_span_in_context
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, get_current_span
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -39,42 +46,64 @@ _REQUEST_PARAMS = (
     ("temperature", "gen_ai.request.temperature"),
     ("top_p", "gen_ai.request.top_p"),
 )
-Send = Callable[..., Awaitable[Any]]
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+ERROR = Status(StatusCode.ERROR)
+UNSET = Status(StatusCode.UNSET)
+Op = Callable[..., Awaitable[Any]]
+
+# the span context of the call this task serves: the parent of its upstream and store spans
+_current: ContextVar[SpanContext | None] = ContextVar("llmrelay_span", default=None)
+
+
+def _span_id() -> int:
+    return random.getrandbits(64) or 1
 
 
 class Tracing:
     def __init__(self, endpoint: str | None = None) -> None:
         service = os.environ.get("OTEL_SERVICE_NAME") or "llmrelay"
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        self.resource = Resource.create({"service.name": service})
+        self.scope = InstrumentationScope("llmrelay")
         exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
-        self.provider.add_span_processor(BatchSpanProcessor(exporter))
-        self.tracer = self.provider.get_tracer("llmrelay")
+        self.processor = BatchSpanProcessor(exporter)
         self.propagator = TraceContextTextMapPropagator()
 
+    def _emit(self, name: str, ctx: SpanContext, parent: SpanContext | None, kind: SpanKind,
+              attributes: dict[str, Any], start: int, error: bool = False) -> None:  # fmt: skip
+        span = ReadableSpan(
+            name, ctx, parent, self.resource, attributes, kind=kind, status=ERROR if error else UNSET,
+            start_time=start, end_time=time_ns(), instrumentation_scope=self.scope,
+        )  # fmt: skip
+        self.processor.on_end(span)
+
+    # -- the call's span ---------------------------------------------------------------------
+
     def start(self, call: Call) -> None:
-        """The call's span, made current so that upstream and store spans become its children.
-        Its parent is the caller's `traceparent`, or none: a WebSocket's calls do not nest."""
-        carrier = call.meta.get("trace")
-        parent = self.propagator.extract(carrier) if carrier else otel_context.Context()
-        model = str(call.params.get("model"))
-        provider = call.deployment.provider.name
+        """Open the call's span. Its parent is the caller's `traceparent` (a caller that did not
+        sample its trace gets none from here either), or none: a WebSocket's calls do not nest."""
+        parent = None
+        if carrier := call.meta.get("trace"):
+            parent = get_current_span(self.propagator.extract(carrier)).get_span_context()
+            if not parent.is_valid:
+                parent = None
+            elif not parent.trace_flags.sampled:
+                _current.set(None)
+                return
+        trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        ctx = SpanContext(trace_id, _span_id(), False, SAMPLED)
+        call.meta["span"] = (ctx, parent, time_ns())
+        _current.set(ctx)  # this task's context: its upstream and store calls are children
+
+    def end(self, call: Call, record: Record) -> None:
+        opened = call.meta.pop("span", None)
+        if opened is None:
+            return
+        ctx, parent, start = opened
+        provider = record.provider
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-            "gen_ai.request.model": model,
-        }
-        for param, name in _REQUEST_PARAMS:
-            if (value := call.params.get(param)) is not None:
-                attributes[name] = value
-        span = self.tracer.start_span(f"chat {model}", parent, SpanKind.SERVER, attributes)
-        call.meta["span"] = span
-        otel_context.attach(set_span_in_context(span, parent))  # this task's context: ends with it
-
-    def end(self, call: Call, record: Record) -> None:
-        span = call.meta.pop("span", None)
-        if span is None:
-            return
-        span.set_attributes({
+            "gen_ai.request.model": record.model,
             "gen_ai.response.id": record.response_id,
             "gen_ai.response.model": call.deployment.model,
             "gen_ai.usage.input_tokens": record.input_tokens,
@@ -83,51 +112,73 @@ class Tracing:
             "llmrelay.status": record.status,
             "llmrelay.cost_usd": record.cost,
             "llmrelay.stream": record.stream,
-        })  # fmt: skip
+        }
+        params = call.params
+        for param, name in _REQUEST_PARAMS:
+            if (value := params.get(param)) is not None:
+                attributes[name] = value
         if record.request_id:
-            span.set_attribute("llmrelay.request_id", record.request_id)
+            attributes["llmrelay.request_id"] = record.request_id
         if record.error_class is not None:
-            span.set_attribute("error.type", record.error_class)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            attributes["error.type"] = record.error_class
+        model = record.model
+        self._emit(f"chat {model}", ctx, parent, SpanKind.SERVER, attributes, start, record.error_class is not None)
 
-    def traced_send(self, send: Send) -> Send:
+    # -- children ----------------------------------------------------------------------------
+
+    def traced_send(self, send: Op) -> Op:
         """`Http.send` with a client span around each upstream exchange (until its headers)."""
-        tracer = self.tracer
 
         async def traced(req: Any, **kwargs: Any) -> Any:
+            parent = _current.get()
+            if parent is None:
+                return await send(req, **kwargs)
+            start = time_ns()
             url = urlsplit(req.url)
-            attributes = {
+            attributes: dict[str, Any] = {
                 "http.request.method": req.method,
                 "server.address": url.hostname or "",
                 "url.full": f"{url.scheme}://{url.netloc}{url.path}",  # no query: keys travel there
             }
             if url.port:
                 attributes["server.port"] = url.port
-            with tracer.start_as_current_span(req.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+            error = True
+            try:
                 resp = await send(req, **kwargs)
-                span.set_attribute("http.response.status_code", resp.status)
+                attributes["http.response.status_code"] = resp.status
                 if resp.status >= 400:
-                    span.set_attribute("error.type", str(resp.status))
-                    span.set_status(Status(StatusCode.ERROR))
+                    attributes["error.type"] = str(resp.status)
+                else:
+                    error = False
                 return resp
+            except BaseException as exc:
+                attributes["error.type"] = type(exc).__name__
+                raise
+            finally:
+                ctx = SpanContext(parent.trace_id, _span_id(), False, SAMPLED)
+                self._emit(req.method, ctx, parent, SpanKind.CLIENT, attributes, start, error)
 
         return traced
 
-    def timed(self, name: str, op: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """A store operation as a span (only inside a traced call: nothing for background work)."""
-        tracer = self.tracer
+    def timed(self, name: str, op: Op) -> Op:
+        """A store operation as a span, inside a traced call (not for work outside any call)."""
         span_name = f"store.{name}"
-        attributes = {"db.operation.name": name}
-        get_current = otel_context.get_current
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
-            if not get_current_span(get_current()).get_span_context().is_valid:
+            parent = _current.get()
+            if parent is None:
                 return await op(*args, **kwargs)
-            with tracer.start_as_current_span(span_name, kind=SpanKind.INTERNAL, attributes=attributes):
-                return await op(*args, **kwargs)
+            start = time_ns()
+            error = True
+            try:
+                result = await op(*args, **kwargs)
+                error = False
+                return result
+            finally:
+                ctx = SpanContext(parent.trace_id, _span_id(), False, SAMPLED)
+                self._emit(span_name, ctx, parent, SpanKind.INTERNAL, {"db.operation.name": name}, start, error)
 
         return traced
 
     def shutdown(self) -> None:
-        self.provider.shutdown()  # what the batch still holds is sent
+        self.processor.shutdown()  # what the batch still holds is sent
