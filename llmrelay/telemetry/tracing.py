@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 try:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -34,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..providers.base import Call
+from .otlp import SpanExporter
 from .record import Record
 
 # llmrelay's provider names as the semantic conventions spell them (gen_ai.provider.name)
@@ -64,7 +64,7 @@ class Tracing:
         service = os.environ.get("OTEL_SERVICE_NAME") or "llmrelay"
         self.resource = Resource.create({"service.name": service})
         self.scope = InstrumentationScope("llmrelay")
-        exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+        exporter = SpanExporter(endpoint=endpoint) if endpoint else SpanExporter()
         self.processor = BatchSpanProcessor(exporter)
         self.propagator = TraceContextTextMapPropagator()
 
