@@ -7,7 +7,8 @@ no wrapper. On: Prometheus metrics (single-process, and the mmap files used with
 and OpenTelemetry tracing (three spans a call: the call, the upstream exchange, the store
 write), exported over OTLP/HTTP to a receiver in another process, so the batch thread's
 encoding and sending count and the receiver's work does not. Prints microseconds of CPU per
-call, and the difference to telemetry off.
+call, and the difference to telemetry off; and what the x-request-id middleware, which is
+always on, adds to an HTTP exchange.
 
     PYTHONPATH=. python bench/telemetry_cpu.py
 """
@@ -90,6 +91,28 @@ async def measure(kind: str, n: int) -> float:
     return (time.process_time() - cpu) / n * 1e6
 
 
+async def request_id_cost(n: int) -> float:
+    """CPU the always-on x-request-id middleware adds to one HTTP exchange (a head and a body)."""
+    from llmrelay.proxy.request_id import RequestId
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), (b"authorization", b"Bearer k")]
+    wrapped = RequestId(app)
+    used = []
+    for target in (app, wrapped, app, wrapped):
+        cpu = time.process_time()
+        for _ in range(n):
+            await target({"type": "http", "headers": headers}, None, send)
+        used.append(time.process_time() - cpu)
+    return ((used[1] + used[3]) - (used[0] + used[2])) / (2 * n) * 1e6
+
+
 def run(kind: str, n: int, env: dict[str, str]) -> float:
     """One measurement in a fresh interpreter (prometheus_client picks its mode at import)."""
     code = f"import asyncio, bench.telemetry_cpu as b; print(asyncio.run(b.measure({kind!r}, {n})))"
@@ -133,6 +156,7 @@ def main() -> None:
     for name, us in medians.items():
         extra = "" if name == "off" else f"  (+{us - off:.1f} us = {(us - off) / 1000:.3f} ms)"
         print(f"{name:<22} {us:6.1f} us CPU per call{extra}")
+    print(f"x-request-id (always on): +{asyncio.run(request_id_cost(args.n * 5)):.1f} us CPU per HTTP exchange")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,24 @@ def _span_id() -> int:
     return random.getrandbits(64) or 1
 
 
+_urls: dict[str, dict[str, Any]] = {}  # a deployment's URLs repeat: each parsed once
+
+
+def _url_attributes(url: str) -> dict[str, Any]:
+    found = _urls.get(url)
+    if found is None:
+        parts = urlsplit(url)
+        found = {
+            "server.address": parts.hostname or "",
+            "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}",  # no query: keys travel there
+        }
+        if parts.port:
+            found["server.port"] = parts.port
+        if len(_urls) < 1000:
+            _urls[url] = found
+    return found
+
+
 class Tracing:
     def __init__(self, endpoint: str | None = None) -> None:
         service = os.environ.get("OTEL_SERVICE_NAME") or "llmrelay"
@@ -134,14 +152,7 @@ class Tracing:
             if parent is None:
                 return await send(req, **kwargs)
             start = time_ns()
-            url = urlsplit(req.url)
-            attributes: dict[str, Any] = {
-                "http.request.method": req.method,
-                "server.address": url.hostname or "",
-                "url.full": f"{url.scheme}://{url.netloc}{url.path}",  # no query: keys travel there
-            }
-            if url.port:
-                attributes["server.port"] = url.port
+            attributes = {"http.request.method": req.method, **_url_attributes(req.url)}
             error = True
             try:
                 resp = await send(req, **kwargs)
