@@ -4,10 +4,11 @@ child span for each upstream HTTP exchange and each store operation; an incoming
 
 Imported only when tracing is switched on (`otel` in the callbacks, or an OTLP endpoint in
 the environment). The spans are not made through the SDK's tracer: a tracer span costs tens
-of microseconds (locks, attribute checks, context objects), where a call knows its whole span
-only at its end anyway. Each span is built once, finished, as the SDK's own `ReadableSpan`
-and handed to the batch processor; the exporter cannot tell the difference. The call's span
-context travels to its children in a context variable, as the SDK's current span would.
+of microseconds (locks, attribute checks, context objects), and its exporter's encoding about
+a hundred more, where a call knows its whole span only at its end anyway. Each span is written
+once, finished, as OTLP bytes (otlp.py) and batched; the SDK's exporter posts the batches. The
+call's (trace id, span id) travels to its children in a context variable, as the SDK's current
+span would.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 try:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, get_current_span
+    from opentelemetry.trace import get_current_span
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..providers.base import Call
-from .otlp import SpanExporter
+from .otlp import Batcher, span
 from .record import Record
 
 # llmrelay's provider names as the semantic conventions spell them (gen_ai.provider.name)
@@ -46,13 +46,11 @@ _REQUEST_PARAMS = (
     ("temperature", "gen_ai.request.temperature"),
     ("top_p", "gen_ai.request.top_p"),
 )
-SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-ERROR = Status(StatusCode.ERROR)
-UNSET = Status(StatusCode.UNSET)
+INTERNAL, SERVER, CLIENT = 0, 1, 2  # the API's SpanKind values
 Op = Callable[..., Awaitable[Any]]
 
-# the span context of the call this task serves: the parent of its upstream and store spans
-_current: ContextVar[SpanContext | None] = ContextVar("llmrelay_span", default=None)
+# (trace id, span id) of the call this task serves: the parent of its upstream and store spans
+_current: ContextVar[tuple[int, int] | None] = ContextVar("llmrelay_span", default=None)
 
 
 def _span_id() -> int:
@@ -80,19 +78,10 @@ def _url_attributes(url: str) -> dict[str, Any]:
 class Tracing:
     def __init__(self, endpoint: str | None = None) -> None:
         service = os.environ.get("OTEL_SERVICE_NAME") or "llmrelay"
-        self.resource = Resource.create({"service.name": service})
-        self.scope = InstrumentationScope("llmrelay")
-        exporter = SpanExporter(endpoint=endpoint) if endpoint else SpanExporter()
-        self.processor = BatchSpanProcessor(exporter)
+        exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+        resource = Resource.create({"service.name": service})
+        self.batcher = Batcher(exporter, resource, InstrumentationScope("llmrelay"))
         self.propagator = TraceContextTextMapPropagator()
-
-    def _emit(self, name: str, ctx: SpanContext, parent: SpanContext | None, kind: SpanKind,
-              attributes: dict[str, Any], start: int, error: bool = False) -> None:  # fmt: skip
-        span = ReadableSpan(
-            name, ctx, parent, self.resource, attributes, kind=kind, status=ERROR if error else UNSET,
-            start_time=start, end_time=time_ns(), instrumentation_scope=self.scope,
-        )  # fmt: skip
-        self.processor.on_end(span)
 
     # -- the call's span ---------------------------------------------------------------------
 
@@ -101,22 +90,22 @@ class Tracing:
         sample its trace gets none from here either), or none: a WebSocket's calls do not nest."""
         parent = None
         if carrier := call.meta.get("trace"):
-            parent = get_current_span(self.propagator.extract(carrier)).get_span_context()
-            if not parent.is_valid:
-                parent = None
-            elif not parent.trace_flags.sampled:
+            ctx = get_current_span(self.propagator.extract(carrier)).get_span_context()
+            if ctx.is_valid and not ctx.trace_flags.sampled:
                 _current.set(None)
                 return
-        trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
-        ctx = SpanContext(trace_id, _span_id(), False, SAMPLED)
-        call.meta["span"] = (ctx, parent, time_ns())
-        _current.set(ctx)  # this task's context: its upstream and store calls are children
+            if ctx.is_valid:
+                parent = (ctx.trace_id, ctx.span_id)
+        trace_id = parent[0] if parent is not None else random.getrandbits(128) or 1
+        ids = (trace_id, _span_id())
+        call.meta["span"] = (ids, parent, time_ns())
+        _current.set(ids)  # this task's context: its upstream and store calls are children
 
     def end(self, call: Call, record: Record) -> None:
         opened = call.meta.pop("span", None)
         if opened is None:
             return
-        ctx, parent, start = opened
+        (trace_id, span_id), parent, start = opened
         provider = record.provider
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
@@ -137,15 +126,18 @@ class Tracing:
                 attributes[name] = value
         if record.request_id:
             attributes["llmrelay.request_id"] = record.request_id
-        if record.error_class is not None:
+        error = record.error_class is not None
+        if error:
             attributes["error.type"] = record.error_class
-        model = record.model
-        self._emit(f"chat {model}", ctx, parent, SpanKind.SERVER, attributes, start, record.error_class is not None)
+        remote = None if parent is None else (parent[1], True)
+        self.batcher.add(span(trace_id, span_id, remote, f"chat {record.model}", SERVER, start, time_ns(),
+                              attributes, error))  # fmt: skip
 
     # -- children ----------------------------------------------------------------------------
 
     def traced_send(self, send: Op) -> Op:
         """`Http.send` with a client span around each upstream exchange (until its headers)."""
+        add = self.batcher.add
 
         async def traced(req: Any, **kwargs: Any) -> Any:
             parent = _current.get()
@@ -166,14 +158,16 @@ class Tracing:
                 attributes["error.type"] = type(exc).__name__
                 raise
             finally:
-                ctx = SpanContext(parent.trace_id, _span_id(), False, SAMPLED)
-                self._emit(req.method, ctx, parent, SpanKind.CLIENT, attributes, start, error)
+                add(span(parent[0], _span_id(), (parent[1], False), req.method, CLIENT, start, time_ns(),
+                         attributes, error))  # fmt: skip
 
         return traced
 
     def timed(self, name: str, op: Op) -> Op:
         """A store operation as a span, inside a traced call (not for work outside any call)."""
+        add = self.batcher.add
         span_name = f"store.{name}"
+        attributes = {"db.operation.name": name}
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
             parent = _current.get()
@@ -186,10 +180,10 @@ class Tracing:
                 error = False
                 return result
             finally:
-                ctx = SpanContext(parent.trace_id, _span_id(), False, SAMPLED)
-                self._emit(span_name, ctx, parent, SpanKind.INTERNAL, {"db.operation.name": name}, start, error)
+                add(span(parent[0], _span_id(), (parent[1], False), span_name, INTERNAL, start, time_ns(),
+                         attributes, error))  # fmt: skip
 
         return traced
 
     def shutdown(self) -> None:
-        self.processor.shutdown()  # what the batch still holds is sent
+        self.batcher.shutdown()  # what the batch still holds is sent
