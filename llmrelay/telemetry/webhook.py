@@ -53,7 +53,7 @@ class Webhook:
                 log.warning("webhook %s: queue full, %d records dropped", self.target.url, self.dropped)
             return
         self.queue.append(record.as_json())
-        if len(self.queue) >= self.batch:
+        if len(self.queue) in (1, self.batch):  # a batch begins (its FLUSH clock starts), or is full
             self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -62,11 +62,11 @@ class Webhook:
         while True:
             if not self.queue:
                 self._wake.clear()
-                await self._wake.wait()  # set by the first record of the next batch too
+                await self._wake.wait()  # the first record of the next batch
             if len(self.queue) < self.batch:
+                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    self._wake.clear()
-                    await asyncio.wait_for(self._wake.wait(), self.flush)
+                    await asyncio.wait_for(self._wake.wait(), self.flush)  # until full, or FLUSH
             await self._send_some()
 
     async def _send_some(self) -> None:

@@ -208,6 +208,9 @@ def test_a_webhook_gets_every_call_of_a_burst_exactly_once(logging_proxy: tuple)
     (record,) = posted_json(failures)[0]
     assert record["status"] == "error" and record["error_class"] == "APIConnectionError"
     assert record["model"] == "down" and record["deployment"] == "down-1"
+    # a lone call after the burst is sent on its own, within the flush interval
+    client.responses.create(model="demo", input="later", extra_headers={"x-request-id": "after-burst"})
+    assert wait_for(lambda: ids(successes), lambda v: "after-burst" in v, timeout=5)[-1] == "after-burst"
 
 
 def test_json_log_lines_and_request_ids(logging_proxy: tuple) -> None:
