@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,7 @@ def main() -> None:
                 results[name].append(run(kind, args.n, {**base, **env}))
     finally:
         receiver.terminate()
+        shutil.rmtree(mp_dir, ignore_errors=True)
     medians = {name: sorted(v)[len(v) // 2] for name, v in results.items()}
     if args.json:
         print(json.dumps(medians))
