@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--detailed_debug", action="store_true", help="debug logging (same as --log-level debug)")
     parser.add_argument("--access-log", action="store_true", help="log method, path, status, model, latency")
+    parser.add_argument("--json-logs", action="store_true", help="one JSON line per request; log lines as JSON")
     seconds = {"type": _seconds, "metavar": "SECONDS"}
     parser.add_argument("--header-timeout", default=10.0, help="408 when the headers take longer", **seconds)
     parser.add_argument("--body-timeout", default=60.0, help="408 when the body takes longer", **seconds)
@@ -45,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         print("llmrelay: give --config, --model or the demo command", file=sys.stderr)
         return 2
     from .jobs import lease_seconds
+    from .telemetry.settings import telemetry_settings
 
+    if args.json_logs:
+        env["LLMRELAY_JSON_LOGS"] = "1"
     try:  # validate everything before the port is bound
         config = load_config(env["LLMRELAY_CONFIG"]) if "LLMRELAY_CONFIG" in env else parse_config(_one_model(env))
         lease_seconds()
+        telemetry = telemetry_settings(config, {**os.environ, **env})
     except (ConfigError, ValueError) as exc:
         print(f"llmrelay: config error: {exc}", file=sys.stderr)
         return 2
@@ -59,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         env["LLMRELAY_ACCESS_LOG"] = "1"
     env["LLMRELAY_BODY_TIMEOUT"] = str(args.body_timeout)
     os.environ.update(env)
+    if telemetry.prometheus and args.workers > 1:
+        _metrics_dir()
     debug = args.detailed_debug or config.litellm_settings.set_verbose
     log_level = "debug" if debug else args.log_level
-    _configure_logging(log_level)
+    _configure_logging(log_level, json_lines=telemetry.json_logs)
 
     import uvicorn
 
@@ -165,6 +172,10 @@ def _prefork(server_config: Any, sock: socket.socket, workers: int, running: str
         except ChildProcessError:
             break
         children.discard(pid)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from .telemetry.metrics import worker_exited
+
+            worker_exited(pid)
         if not stopping:
             spawn()
 
@@ -199,11 +210,34 @@ def _version() -> str:
         return "unknown"
 
 
-def _configure_logging(level: str) -> None:
+def _metrics_dir() -> None:
+    """Prometheus' multiprocess mode for the workers: a directory they all write their values
+    to, set before any of them starts, emptied of an earlier run's files, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path is None:
+        path = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llmrelay-metrics-")
+        parent = os.getpid()
+        atexit.register(lambda: os.getpid() == parent and shutil.rmtree(path, ignore_errors=True))
+    # imported only now: prometheus_client picks its multiprocess mode when first imported
+    from .telemetry.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(path)
+
+
+def _configure_logging(level: str, *, json_lines: bool = False) -> None:
     """llmrelay's own loggers at the chosen level, one prefixed line each (uvicorn configures
-    only its own)."""
+    only its own), or one JSON object each."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if json_lines:
+        from .telemetry.json_log import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("llmrelay")
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -143,6 +143,12 @@ class LitellmSettings(_Failover):
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
     set_verbose: bool = False
+    # telemetry targets (llmrelay/telemetry/settings.py): "prometheus", "otel", a webhook URL,
+    # "generic_api"; success_callback sees completed calls, failure_callback failed ones
+    callbacks: list[str] = Field(default_factory=list)
+    success_callback: list[str] = Field(default_factory=list)
+    failure_callback: list[str] = Field(default_factory=list)
+    json_logs: bool = False  # one JSON line per request, and llmrelay's own log lines as JSON
 
 
 class RouterSettings(_Failover):
@@ -396,6 +402,20 @@ def load_config(path: str | Path) -> Config:
     return parse_config(raw)
 
 
+BUILT_IN_CALLBACKS = frozenset({"prometheus", "otel", "generic_api"})
+
+
+def _foreign_callbacks(settings: LitellmSettings) -> list[str]:
+    """Callback targets that need a third-party service (langfuse, datadog, ...): skipped and
+    named, as they change no request. Built in: prometheus, otel, generic_api, a webhook URL."""
+    return [
+        f"litellm_settings.{key}[{name}]"
+        for key in ("callbacks", "success_callback", "failure_callback")
+        for name in getattr(settings, key)
+        if name not in BUILT_IN_CALLBACKS and not name.startswith(("http://", "https://"))
+    ]
+
+
 def parse_config(raw: Any) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("", "the config must be a mapping with a model_list")
@@ -413,7 +433,7 @@ def parse_config(raw: Any) -> Config:
     config.deployments()  # surface unknown providers and missing api_base now
     config.wildcards()
     config._check_fallbacks()
-    config._skipped = skipped
+    config._skipped = skipped + _foreign_callbacks(config.litellm_settings)
     return config
 
 

@@ -53,9 +53,9 @@ SKIP: dict[str, frozenset[str]] = {
         "use_client_credentials_pass_through_routes",
     }),
     "litellm_settings": frozenset({
-        "success_callback", "failure_callback", "callbacks", "service_callbacks", "callback_settings",
+        "service_callbacks", "callback_settings",
         "turn_off_message_logging", "redact_user_api_key_info", "redact_messages_in_exceptions",
-        "langfuse_default_tags", "json_logs", "log_raw_request_response", "s3_callback_params", "store_audit_logs",
+        "langfuse_default_tags", "log_raw_request_response", "s3_callback_params", "store_audit_logs",
         "disable_end_user_cost_tracking", "disable_end_user_cost_tracking_prometheus_only",
         "prometheus_initialize_budget_metrics", "extra_spend_tag_headers", "global_disable_no_log_param",
         "disable_add_transform_inline_image_block", "disable_hf_tokenizer_download", "disable_token_counter",

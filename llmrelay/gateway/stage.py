@@ -26,6 +26,7 @@ class Outcome:
     usage: Json | None
     latency: float  # seconds from the start of the call to its end
     cost: float = 0.0  # set by the pricing stage, read by the ones after it
+    error: str | None = None  # the code a failed response carried
 
 
 class Stage(Protocol):
@@ -39,7 +40,10 @@ class Stage(Protocol):
 def outcome_of(call: Call, response: Json | None, status: str | None = None) -> Outcome:
     usage = response.get("usage") if response else None
     end = status or (str(response.get("status") or "error") if response else "error")
-    return Outcome(end, usage if isinstance(usage, dict) else None, time.monotonic() - call.meta["started"])
+    outcome = Outcome(end, usage if isinstance(usage, dict) else None, time.monotonic() - call.meta["started"])
+    if end == "failed" and response and isinstance(error := response.get("error"), dict):
+        outcome.error = str(error.get("code") or "") or None
+    return outcome
 
 
 async def run_before(stages: Sequence[Stage], call: Call) -> None:
@@ -71,12 +75,17 @@ async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[Stre
     """A stream whose terminal event (or early end) runs the after-stages: a stream is charged
     for the usage its terminal event reports; one that ends without it (cut short by a client
     gone or a job cancelled, or failed before the provider's usage) for what it produced, as
-    `produced.py` estimates it."""
+    `produced.py` estimates it. The time of the first output delta is noted when a stage asked
+    for it (telemetry's time to first token)."""
     produced = OutputCounter()
+    timing = "first_token" in call.meta
     try:
         async for event in events:
             if event.type.endswith(".delta"):
                 produced.see(event.type, event.parsed)
+                if timing:
+                    call.meta["first_token"] = time.monotonic()
+                    timing = False
             elif event.terminal and not call.meta.get("ended"):
                 response = event.data.get("response")
                 # an `error` event carries no response: what came before it is what was produced

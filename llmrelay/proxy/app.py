@@ -32,10 +32,12 @@ from ..router import Router
 from ..router.health import Health
 from ..streaming.events import StreamEvent
 from ..streaming.sse import encode
+from ..telemetry import build_telemetry
 from .access_log import MODEL, AccessLog
 from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
+from .request_id import REQUEST_ID, TRACE, RequestId
 from .ui_routes import ui_routes
 from .websocket import responses_socket
 
@@ -71,6 +73,9 @@ class Proxy:
         )
         self.gateway = build_gateway(config, self.relay.store)
         self.relay.stages = self.gateway.stages
+        self.telemetry = build_telemetry(config)  # None unless metrics, traces or request logs are on
+        if self.telemetry is not None:
+            self.telemetry.install(self.relay)
         self.auth = Auth(config.general_settings.master_key, self.gateway.directory)
         gs = config.general_settings
         self.health = Health(self.relay, gs.health_check_interval if gs.background_health_checks else None)
@@ -128,7 +133,7 @@ class Proxy:
         refuse_call_options(body)
         dropped: list[str] = []
         headers = {}
-        meta: dict[str, Any] = {"caller": caller_of(request)}
+        meta = _meta(request)
         if body.get("stream") is True:
             events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta)
             if dropped:
@@ -154,14 +159,13 @@ class Proxy:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        return _json(await self.relay.compact(body, owner=owner, meta={"caller": caller_of(request)}))
+        return _json(await self.relay.compact(body, owner=owner, meta=_meta(request)))
 
     async def count_input_tokens(self, request: Request) -> Response:
         owner = await self.owner(request)
         body = await self.json_body(request)
         refuse_call_options(body)
-        meta = {"caller": caller_of(request)}
-        return _json(await self.relay.count_input_tokens(body, owner=owner, meta=meta))
+        return _json(await self.relay.count_input_tokens(body, owner=owner, meta=_meta(request)))
 
     async def retrieve_response(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -271,6 +275,12 @@ class Proxy:
         cooling = {"cooldowns": left} if router is not None and (left := router.cooldowns.remaining()) else {}
         return _json({"status": "healthy", "store": "connected", **channel, **cooling})
 
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus' scrape (LiteLLM's path, open like LiteLLM's): every worker's values."""
+        assert self.telemetry is not None and self.telemetry.metrics is not None
+        body, content_type = self.telemetry.metrics.scrape()
+        return Response(body, media_type=content_type)
+
     def routes(self) -> list[Route]:
         table: list[tuple[str, Handler, str]] = [
             ("/responses", self.create_response, "POST"),
@@ -297,6 +307,8 @@ class Proxy:
             Route("/health/liveliness", _guard(self.liveliness), methods=["GET"]),
             Route("/health/readiness", _guard(self.readiness), methods=["GET"]),
         ]
+        if self.telemetry is not None and self.telemetry.metrics is not None:
+            routes.append(Route("/metrics", _guard(self.metrics), methods=["GET"]))
         return routes
 
 
@@ -327,11 +339,15 @@ def create_app(
         return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
 
     logged = access_log or config.general_settings.access_log
+    traces = proxy.telemetry is not None and proxy.telemetry.tracing is not None
+    middleware = [Middleware(RequestId, traces=traces)]
+    if logged:  # not even a pass-through when off
+        middleware.append(Middleware(AccessLog))
     app = Starlette(
         routes=proxy.routes(),
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed},
-        middleware=[Middleware(AccessLog)] if logged else [],  # not even a pass-through when off
+        middleware=middleware,
     )
     # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
     app.router.redirect_slashes = False
@@ -354,6 +370,12 @@ def app_from_env() -> Starlette:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _meta(request: Request) -> dict[str, Any]:
+    """What the stages read about a call's caller: its key, its request id, its trace headers."""
+    scope = request.scope
+    return {"caller": caller_of(request), "request_id": scope.get(REQUEST_ID), "trace": scope.get(TRACE)}
 
 
 def _guard(handler: Handler) -> Handler:

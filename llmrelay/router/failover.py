@@ -10,7 +10,7 @@ fallback groups for that class are tried in order, each with its own retries.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .. import errors
 from ..providers.registry import Deployment
@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmrelay")
 _FALLBACK_KIND = {"ContextWindowExceededError": "context_window", "ContentPolicyViolationError": "content_policy"}
+
+
+class RouterEvents(Protocol):
+    """Who hears of retries, fallbacks and cooldowns (the Prometheus metrics, when on)."""
+
+    def retried(self, model: str, deployment: str) -> None: ...
+    def fell_back(self, model: str, fallback: str) -> None: ...
+    def cooled(self, deployment: str) -> None: ...
 
 
 class Failover:
@@ -38,16 +46,22 @@ class Failover:
         """Where to try next after `dep` failed with `err`, and how long to wait first; None:
         give up (the caller raises `err`)."""
         kind = classify(err)
-        await self.router.cooldowns.failed(dep.id, kind)
+        events = self.router.events
+        if await self.router.cooldowns.failed(dep.id, kind) and events is not None:
+            events.cooled(dep.id)
         if self.attempt < self.router.retry.retries(kind, self.retries):
             self.attempt += 1
             other = self.router.choose(self.group, exclude=self.tried)
             if other is not None and _servable(other):
                 self.tried.add(other.id)
                 log.info("retrying on deployment %s after %s from %s", other.id, kind, dep.id)
+                if events is not None:
+                    events.retried(self.names[0], other.id)
                 return other, 0.0
             again = self.router.choose(self.group)
             if again is not None and _servable(again):
+                if events is not None:
+                    events.retried(self.names[0], again.id)
                 return again, self.router.retry.wait(self.attempt - 1, err)
         if kind == "BadRequestError":  # the request itself is at fault: no group would take it
             return None
@@ -64,6 +78,8 @@ class Failover:
             if not _servable(target):
                 continue
             log.info("falling back from %s to %r (%s) after %s", dep.id, name, target.id, kind)
+            if events is not None:
+                events.fell_back(self.names[0], name)
             self.group = self.router.group_of(target)
             self.tried = {target.id}
             self.attempt = 0

@@ -27,7 +27,7 @@ from ..providers.base import Call
 from ..providers.registry import PROVIDERS, Deployment
 from . import strategies
 from .cooldown import Cooldowns
-from .failover import Failover
+from .failover import Failover, RouterEvents
 from .policy import RetryPolicy
 from .settings import RoutingSettings
 from .shared import Shared, connect
@@ -112,6 +112,7 @@ class Router:
         # usage-based routing with Redis: each request takes its place in the shared rpm first
         self.reserves = self.shared is not None and isinstance(self.strategy, strategies.UsageBased)
         self._pending: set[asyncio.Task[None]] = set()
+        self.events: RouterEvents | None = None  # retries, fallbacks, cooldowns told to the metrics
         self.groups: dict[str, list[Deployment]] = {}
         for dep in deployments:
             self.groups.setdefault(dep.model_name, []).append(dep)

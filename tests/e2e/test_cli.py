@@ -164,9 +164,9 @@ def test_a_litellm_config_with_unimplemented_settings_starts_with_one_warning(tm
     assert warnings == [  # in the file's order (write_config sorts keys), each key once
         "llmrelay: warning: skipping config keys llmrelay does not implement yet: "
         "general_settings.alerting, general_settings.database_connection_pool_limit, "
-        "general_settings.proxy_batch_write_at, litellm_settings.success_callback, "
+        "general_settings.proxy_batch_write_at, "
         "model_list[*].litellm_params.input_cost_per_second, model_list[*].model_info.base_model, "
-        "model_list[*].model_info.mode"
+        "model_list[*].model_info.mode, litellm_settings.success_callback[langfuse]"
     ]
 
 
