@@ -6,6 +6,7 @@ Screenshots of every page go to tests/artifacts/ui/."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -24,7 +25,15 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "ui"
 PRICE = 0.000002  # USD a token: any call costs something
-TIMEOUT_MS = 5000
+TIMEOUT_MS = 15000  # generous: a loaded machine is slow, a working page never waits this long
+
+
+def expect(locator):  # type: ignore[no-untyped-def]
+    """playwright's auto-waiting assertions (imported late: the module loads without playwright)."""
+    from playwright.sync_api import expect as expect_
+
+    expect_.set_options(timeout=TIMEOUT_MS)
+    return expect_(locator)
 
 
 def _browser_missing() -> str | None:
@@ -97,7 +106,7 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
     page.goto(proxy.root + "/ui")
     page.fill("#login-key", "sk-not-the-master")
     page.click("#login-form button")
-    assert "not accepted" in page.inner_text("#login-error")
+    expect(page.locator("#login-error")).to_contain_text("not accepted")
     page.screenshot(path=str(ARTIFACTS / "login-error.png"))
     assert not page.is_visible("#app")
 
@@ -126,10 +135,11 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
     page.select_option("select[name=budget_duration]", "30d")
     page.fill("input[name=rpm_limit]", "100")
     page.click("text=Create key")
+    expect(page.locator("#new-key")).to_have_value(re.compile(r"^sk-llmrelay-"))
     key = page.input_value("#new-key")
-    assert key.startswith("sk-llmrelay-")
     row = page.locator("tr[data-key=ui-test]")
-    assert "$0.00 of $5.00" in row.inner_text() and "research" in row.inner_text()
+    expect(row).to_contain_text("$0.00 of $5.00")
+    expect(row).to_contain_text("research")
     shot(page, "key-created")
 
     client = OpenAI(base_url=proxy.url, api_key=key, max_retries=0)
@@ -176,7 +186,7 @@ def test_admin_page_end_to_end(page, proxy: ProxyProcess, chat_fake: FakeServer)
     shot(page, "jobs")
     page.click(f"tr[data-job={job.id}] button:has-text('Cancel')")
     page.wait_for_selector(f"tr[data-job={job.id}]", state="detached")
-    assert "cancelled" in page.inner_text("#flash")
+    expect(page.locator("#flash")).to_contain_text("cancelled")
     assert client.responses.retrieve(job.id).status == "cancelled"
 
     # blocked on the page: the SDK's next call is refused
@@ -204,7 +214,7 @@ def test_a_proxy_admin_key_signs_in_and_other_keys_do_not(page, proxy: ProxyProc
     page.click("#sign-out")
     page.fill("#login-key", plain_key)
     page.click("#login-form button")
-    assert "may not manage the proxy" in page.inner_text("#login-error")
+    expect(page.locator("#login-error")).to_contain_text("may not manage the proxy")
     page.fill("#login-key", admin_key)
     page.click("#login-form button")
     page.wait_for_selector("#app:not([hidden])")
