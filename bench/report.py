@@ -28,6 +28,7 @@ class Reporting:
                 base_p50 = self.get(s, c, "direct", "p50_ms")
                 mine_rps = self.get(s, c, "llmrelay", "rps")
                 mine_cpu = self.get(s, c, "llmrelay", "cpu_ms_per_req")
+                floor_cpu = self.get(s, c, "floor", "cpu_ms_per_req")
                 for name in ["direct", *self.args.systems]:
                     cell = self.cells.get((s, c, name))
                     if cell is None:
@@ -46,7 +47,9 @@ class Reporting:
                             "errors": sum(t.errors for t in cell.trials),
                             "trials": len(cell.trials),
                         }
-                        if not name.startswith(("direct", "llmrelay")) and mine_rps and rps:
+                        if name not in ("direct", "floor") and floor_cpu and cpu:
+                            row["floor_cpu_ratio"] = cpu / floor_cpu
+                        if not name.startswith(("direct", "llmrelay", "floor")) and mine_rps and rps:
                             row["llmrelay_rps_ratio"] = mine_rps / rps
                             if mine_cpu and cpu:
                                 row["llmrelay_cpu_ratio"] = cpu / mine_cpu
@@ -56,7 +59,7 @@ class Reporting:
     def table(self, rows: list[Json]) -> str:
         head = (
             f"{'scenario':<17}{'c':>3}  {'system':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'ovh p50':>9}{'CPU ms/req':>11}{'err':>5}  {'llmrelay x rps':>14}{'x CPU':>7}  note"
+            f"{'ovh p50':>9}{'CPU ms/req':>11}{'err':>5}{'x floor':>8}  {'llmrelay x rps':>14}{'x CPU':>7}  note"
         )
         out = [head, "-" * len(head)]
         prev = None
@@ -67,6 +70,7 @@ class Reporting:
             note = r.get("via") or {
                 "direct": "nginx itself (CPU = nginx)",
                 "llmrelay-nodelay": "TCP_NODELAY launcher",
+                "floor": "bench/floor.py",
             }.get(r["system"], "")
             if "rps" not in r:
                 out.append(f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<10}{'-':>9}  n/a: {r['skipped'][:90]}")
@@ -74,7 +78,8 @@ class Reporting:
             out.append(
                 f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<10}"
                 f"{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                f"{_fmt(r['overhead_p50_ms'], 2):>9}{_fmt(r['cpu_ms_per_req'], 3):>11}{r['errors']:>5}  "
+                f"{_fmt(r['overhead_p50_ms'], 2):>9}{_fmt(r['cpu_ms_per_req'], 3):>11}{r['errors']:>5}"
+                f"{_fmt(r.get('floor_cpu_ratio'), 2, 'x'):>8}  "
                 f"{_fmt(r.get('llmrelay_rps_ratio'), 1, 'x'):>14}{_fmt(r.get('llmrelay_cpu_ratio'), 1, 'x'):>7}  {note}"
             )
         return "\n".join(out)
@@ -107,6 +112,11 @@ class Reporting:
         target("overhead at c=1 <= 0.5 ms p50 (native)", ovh, lambda v: v <= 0.5, f"{ovh or 0:.2f} ms")
         r = ratio(g("native-stream", 10, me, "rps"), g("native-stream", 10, "litellm", "rps"))
         target("streaming req/s at c=10 >= 10x litellm", r, lambda v: v >= 10, f"{r or 0:.1f}x")
+        for sname, need in (("native", 1.3), ("native-stream", 2.0), ("anthropic-stream", 3.0)):
+            r = ratio(g(sname, 10, me, "cpu_ms_per_req"), g(sname, 10, "floor", "cpu_ms_per_req"))
+            target(
+                f"CPU per request <= {need:g}x the floor ({sname}, c=10)", r, lambda v, n=need: v <= n, f"{r or 0:.2f}x"
+            )
         r = ratio(g("anthropic", 10, me, "cpu_ms_per_req"), cpu)
         target("Anthropic-translated CPU <= 1.5x native (c=10)", r, lambda v: v <= 1.5, f"{r or 0:.2f}x")
         r = ratio(g("anthropic-stream", 10, me, "cpu_ms_per_req"), g("native-stream", 10, me, "cpu_ms_per_req"))
@@ -132,6 +142,7 @@ class Reporting:
             "",
             self.table(rows),
             "",
+            "x floor = this system's CPU per request / the floor's (bench/floor.py: bytes forwarded, nothing parsed)",
             "llmrelay x rps = llmrelay req/s / that system's; x CPU = that system's CPU per request / llmrelay's"
             " (both > 1: llmrelay ahead)",
             "",

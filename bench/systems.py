@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from canned import PIECES, TEXT
-from common import API_KEY, CORES, DELTAS, HOST, MASTER_KEY, ROOT, Json
+from common import API_KEY, BENCH, CORES, DELTAS, HOST, MASTER_KEY, ROOT, Json
 from installs import litellm_venv, portkey_dir
 from procs import Proc, free_port, post, spawn, wait_for_200
 from scenarios import SCENARIOS, Route, Scenario, responses_request
@@ -79,6 +79,24 @@ class Direct(System):
         if s.stream:
             body["stream"] = True
         return Route(s.upstream_path, {}, body)
+
+
+class Floor(System):
+    """bench/floor.py: uvicorn (httptools + uvloop) forwarding bytes over an aiohttp pool, the
+    least a Python gateway does; llmrelay's CPU per request is shown as a multiple of it."""
+
+    name = "floor"
+    workers = CORES
+
+    def launch(self, port: int, workers: int) -> Proc:
+        argv = [sys.executable, "-m", "uvicorn", "floor:app", "--app-dir", str(BENCH), "--host", HOST]
+        argv += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        argv += ["--http", "httptools", "--loop", "uvloop"]
+        return spawn(f"floor-{port}", argv, self.workdir, env={"FLOOR_UPSTREAM": self.upstream}, cwd=BENCH)
+
+    def route(self, s: Scenario, previous: str | None = None) -> Route | None:
+        # The scenario's upstream path, llmrelay's request body: forwarded as bytes, never read.
+        return Route(s.upstream_path, {}, responses_request(s.model, s.stream, previous), via="forwards bytes")
 
 
 class LLMRelay(System):
@@ -243,6 +261,7 @@ class LLMRelayBaseline(LLMRelay):
 
 SYSTEM_CLASSES: dict[str, type[System]] = {
     "llmrelay": LLMRelay,
+    "floor": Floor,
     "baseline": LLMRelayBaseline,
     "llmrelay-nodelay": LLMRelayNoDelay,
     "llmrelay-vkey": LLMRelayVirtualKey,
