@@ -35,6 +35,7 @@ from ..streaming.sse import encode
 from .access_log import MODEL, AccessLog
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
+from .hot_route import HotApp
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
@@ -317,7 +318,7 @@ def create_app(
         return _error(errors.status_error(405, f"Method {request.method} is not allowed on {request.url.path}"))
 
     logged = access_log or config.general_settings.access_log
-    app = Starlette(
+    app = HotApp(
         routes=proxy.routes(),
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed},
@@ -325,6 +326,7 @@ def create_app(
     )
     # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
     app.router.redirect_slashes = False
+    app.hot = None if logged else _guard(proxy.create_response)  # the access log sits in Starlette's stack
     app.state.proxy = proxy
     return app
 
