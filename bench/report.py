@@ -121,6 +121,14 @@ class Reporting:
         target("Anthropic-translated CPU <= 1.5x native (c=10)", r, lambda v: v <= 1.5, f"{r or 0:.2f}x")
         r = ratio(g("anthropic-stream", 10, me, "cpu_ms_per_req"), g("native-stream", 10, me, "cpu_ms_per_req"))
         target("Anthropic-translated stream CPU <= 1.5x native stream (c=10)", r, lambda v: v <= 1.5, f"{r or 0:.2f}x")
+        if me == "llmrelay":
+            for sname in ("native", "chain"):
+                r = ratio(g(sname, 10, "llmrelay-pg", "cpu_ms_per_req"), g(sname, 10, me, "cpu_ms_per_req"))
+                target(f"Postgres store CPU <= 1.3x SQLite ({sname}, c=10)", r, lambda v: v <= 1.3, f"{r or 0:.2f}x")
+            key, plain = g("native", 10, "llmrelay-vkey", "cpu_ms_per_req"), cpu
+            added = key - plain if key is not None and plain is not None else None
+            shown = f"{added or 0:+.3f} ms"
+            target("a virtual key adds <= 0.05 ms CPU (native, c=10)", added, lambda v: v <= 0.05, shown)
         rss = self.rss.get(me, {}).get("max_worker_mb")
         target("RSS <= 120 MB per worker", rss, lambda v: v <= 120, f"{rss or 0:.0f} MB")
         cold = self.cold.get(me)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,8 @@ from common import API_KEY, BENCH, CORES, DELTAS, HOST, MASTER_KEY, ROOT, Json
 from installs import litellm_venv, portkey_dir
 from procs import Proc, free_port, post, spawn, wait_for_200
 from scenarios import SCENARIOS, Route, Scenario, responses_request
+
+PG_URL = os.environ.get("LLMRELAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/llmrelay_bench")
 
 
 def upstream_models(upstream: str) -> list[Json]:
@@ -242,6 +246,31 @@ class LLMRelayVirtualKey(LLMRelay):
         return route
 
 
+class LLMRelayPostgres(LLMRelay):
+    """llmrelay with its store on Postgres: a private database, `LLMRELAY_BENCH_PG` (default
+    postgresql://postgres@127.0.0.1:5432/llmrelay_bench), created when missing."""
+
+    name = "llmrelay-pg"
+
+    def config(self, store: Path) -> Json:
+        cfg = super().config(store)
+        cfg["general_settings"]["store"] = ensure_database(PG_URL)
+        return cfg
+
+
+def ensure_database(url: str) -> str:
+    """`url`, its database created first if it does not exist (through psql on the `postgres` db)."""
+    base, _, name = url.rpartition("/")
+    if not re.fullmatch(r"\w+", name):
+        raise ValueError(f"database name {name!r}: letters, digits and _ only")
+    admin = f"{base}/postgres"
+    found = subprocess.run(["psql", admin, "-Atc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    if found.stdout.strip() != "1":
+        subprocess.run(["psql", admin, "-c", f"CREATE DATABASE {name}"], capture_output=True, check=True)
+    return url
+
+
 class LLMRelayBaseline(LLMRelay):
     """llmrelay at another commit (`--baseline REV`), run side by side in the same trials: the
     fair before/after on a noisy machine."""
@@ -265,6 +294,7 @@ SYSTEM_CLASSES: dict[str, type[System]] = {
     "baseline": LLMRelayBaseline,
     "llmrelay-nodelay": LLMRelayNoDelay,
     "llmrelay-vkey": LLMRelayVirtualKey,
+    "llmrelay-pg": LLMRelayPostgres,
     "litellm": LiteLLM,
     "portkey": Portkey,
 }
