@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from common import BENCH, RESULTS, Json, log
-from procs import Proc, spawn
+from procs import Proc, cpu_seconds, spawn
 from scenarios import SCENARIOS, Route
 from systems import SYSTEM_CLASSES, System
 
@@ -82,12 +82,15 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                     assert maybe is not None and system.proc is not None
                     route, pid, p = maybe, system.proc.pid, system.port
                 log(f"open streams: N={n} through {name} ({args.stream_seconds:g}s)")
+                u0, t0 = cpu_seconds(upstream.pid), time.monotonic()
                 try:
                     r = load(p, route.path, route.body, route.headers, n, args.stream_seconds, pid)
                 except Exception as exc:
                     log(f"N={n} {name}: {exc}")
                     continue
                 r["system"] = name
+                r["upstream_cpu_pct"] = 100 * (cpu_seconds(upstream.pid) - u0) / (time.monotonic() - t0)
+                r["interval_s"] = args.stream_interval
                 results.append(r)
                 log(f"  {json.dumps(r)}")
                 time.sleep(2)  # closed connections settle before the next system
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     text = table(results)
     print(text, flush=True)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "open-streams.json"
+    path = RESULTS / f"open-streams-{args.stream_interval:g}s.json"
     path.write_text(json.dumps({"results": results, "table": text}, indent=2) + "\n")
     log(f"results written to {path}")
 
@@ -107,7 +110,7 @@ def table(results: list[Json]) -> str:
     direct = {r["n"]: r for r in results if r["system"] == "direct"}
     head = (
         f"{'N':>5}  {'system':<10}{'done':>6}{'err':>6}{'open':>6}{'RSS KB/stream':>14}{'CPU us/delta':>13}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'+p50':>7}{'+p99':>7}{'client CPU%':>12}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'+p50':>7}{'+p99':>7}{'client CPU%':>12}{'upstream CPU%':>14}"
     )
     out = [head, "-" * len(head)]
     for r in results:
@@ -123,7 +126,7 @@ def table(results: list[Json]) -> str:
             f"{r['n']:>5}  {r['system']:<10}{r['completed']:>6}{sum(r['failed'].values()):>6}{r['open_mid_window']:>6}"
             f"{_f(rss, 1):>14}{_f(cpu, 1):>13}{_f(lat['p50'], 2):>8}{_f(lat['p99'], 2):>8}"
             f"{'-' if direct_row else added('p50'):>7}{'-' if direct_row else added('p99'):>7}"
-            f"{r['client_cpu_pct']:>12.0f}"
+            f"{r['client_cpu_pct']:>12.0f}{r.get('upstream_cpu_pct', 0):>14.0f}"
         )
     failed = {f"{r['system']}@{r['n']}": r["failed"] for r in results if r["failed"]}
     if failed:

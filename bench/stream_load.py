@@ -36,8 +36,8 @@ class Stats:
         self.failed: dict[str, int] = {}
         self.open = 0
 
-    def fail(self, why: str) -> None:
-        self.failed[why] = self.failed.get(why, 0) + 1
+    def fail(self, why: str, n: int = 1) -> None:
+        self.failed[why] = self.failed.get(why, 0) + n
 
 
 class Stream(asyncio.Protocol):
@@ -153,7 +153,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.sleep(window / 2)
     stats.window = False
     cpu1, me1, w1 = cpu_seconds(args.pid) if args.pid else 0.0, _own_cpu(), loop.time()
-    await asyncio.wait_for(asyncio.gather(*dones), args.seconds + 30)
+    try:
+        await asyncio.wait_for(asyncio.shield(asyncio.gather(*dones)), args.seconds + 30)
+    except TimeoutError:  # a gateway too far behind: what did not finish counts as failed
+        stats.fail("unfinished", sum(not d.done() for d in dones))
     lat = sorted(stats.latencies)
 
     def pct(q: float) -> float | None:
