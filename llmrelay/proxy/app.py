@@ -326,7 +326,7 @@ def create_app(
     )
     # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
     app.router.redirect_slashes = False
-    app.hot = None if logged else _guard(proxy.create_response)  # the access log sits in Starlette's stack
+    app.hot = _guard(proxy.create_response)  # taken only while no middleware is installed
     app.state.proxy = proxy
     return app
 

@@ -7,7 +7,8 @@ guard included) runs straight from ASGI. Its stream goes out in runs: every even
 without waiting on the upstream is written in one `send`, so an upstream chunk of 40 deltas
 costs one socket write, not 40, and nothing waits that could have gone out.
 
-Every other route, and every request when the access log is on, takes Starlette's path.
+Every other route, and every request once any middleware is installed (the access log), takes
+Starlette's path.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ class HotApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hot = self.hot
-        if hot is not None and scope["type"] == "http" and scope["path"] in HOT_PATHS and scope["method"] == "POST":
+        if (
+            hot is not None
+            and scope["type"] == "http"
+            and scope["path"] in HOT_PATHS
+            and scope["method"] == "POST"
+            and not self.user_middleware  # any middleware (the access log) keeps every request in its stack
+        ):
             scope["app"] = self  # what Starlette's own stack would set: request.app, app.state
             response = await hot(Request(scope, receive))
             if isinstance(response, StreamingResponse):
