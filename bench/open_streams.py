@@ -110,7 +110,7 @@ def table(results: list[Json]) -> str:
     direct = {r["n"]: r for r in results if r["system"] == "direct"}
     head = (
         f"{'N':>5}  {'system':<10}{'done':>6}{'err':>6}{'open':>6}{'RSS KB/stream':>14}{'CPU us/delta':>13}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'+p50':>7}{'+p99':>7}{'client CPU%':>12}{'upstream CPU%':>14}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'+p50':>8}{'+p99':>8}{'client CPU%':>12}{'upstream CPU%':>14}"
     )
     out = [head, "-" * len(head)]
     for r in results:
@@ -125,7 +125,7 @@ def table(results: list[Json]) -> str:
         out.append(
             f"{r['n']:>5}  {r['system']:<10}{r['completed']:>6}{sum(r['failed'].values()):>6}{r['open_mid_window']:>6}"
             f"{_f(rss, 1):>14}{_f(cpu, 1):>13}{_f(lat['p50'], 2):>8}{_f(lat['p99'], 2):>8}"
-            f"{'-' if direct_row else added('p50'):>7}{'-' if direct_row else added('p99'):>7}"
+            f"{'-' if direct_row else added('p50'):>8}{'-' if direct_row else added('p99'):>8}"
             f"{r['client_cpu_pct']:>12.0f}{r.get('upstream_cpu_pct', 0):>14.0f}"
         )
     failed = {f"{r['system']}@{r['n']}": r["failed"] for r in results if r["failed"]}
