@@ -37,7 +37,8 @@ from .access_log import MODEL, AccessLog
 from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
-from .request_id import REQUEST_ID, TRACE, RequestId
+from .hot_route import HotApp
+from .request_id import REQUEST_ID, TRACE
 from .ui_routes import ui_routes
 from .websocket import responses_socket
 
@@ -340,17 +341,16 @@ def create_app(
 
     logged = access_log or config.general_settings.access_log
     traces = proxy.telemetry is not None and proxy.telemetry.tracing is not None
-    middleware = [Middleware(RequestId, traces=traces)]
-    if logged:  # not even a pass-through when off
-        middleware.append(Middleware(AccessLog))
-    app = Starlette(
+    app = HotApp(
+        traces=traces,
         routes=proxy.routes(),
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed},
-        middleware=middleware,
+        middleware=[Middleware(AccessLog)] if logged else [],  # not even a pass-through when off
     )
     # `POST /v1/responses/` is a 404 naming the path to use, not a 307 most clients do not follow.
     app.router.redirect_slashes = False
+    app.hot = _guard(proxy.create_response)  # taken only while no middleware is installed
     app.state.proxy = proxy
     return app
 

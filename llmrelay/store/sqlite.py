@@ -3,10 +3,13 @@ processes of one machine.
 
 Calls run inline on the event loop: with WAL and synchronous=NORMAL a commit does not
 fsync, and a small row write costs less than the thread hop an async driver would add.
+Response records are written with group commit: the puts of one loop iteration (concurrent
+requests finishing together) share one transaction, and each put returns once it committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -62,6 +65,7 @@ _MIGRATIONS = [
     "CREATE INDEX IF NOT EXISTS responses_active ON responses (created_at) WHERE status IN ('queued', 'in_progress');",
 ]
 _COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
+_PUT = f"INSERT OR REPLACE INTO responses ({_COLUMNS}, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
 
 
@@ -70,6 +74,8 @@ class SQLiteStore(SQLiteGateway):
         self.path = Path(path).expanduser()
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # the sync SDK's loop thread and user loops may share it
+        # Puts waiting for their loop's next turn, to commit together (group commit).
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple[Any, ...], asyncio.Future[None]]]] = {}
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -95,10 +101,44 @@ class SQLiteStore(SQLiteGateway):
     # -- responses ---------------------------------------------------------------------------
 
     async def put(self, record: StoredResponse) -> None:
-        self._run(
-            f"INSERT OR REPLACE INTO responses ({_COLUMNS}, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(record),
-        )
+        loop = asyncio.get_running_loop()
+        batch = self._pending.get(loop)
+        if batch is None:
+            batch = self._pending[loop] = []
+            loop.call_soon(self._commit_puts, loop)
+        done = loop.create_future()
+        batch.append((_row(record), done))
+        await done
+
+    def _commit_puts(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop)
+        if len(batch) > 1:
+            try:
+                with self._lock:
+                    db = self._conn()
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        db.executemany(_PUT, [row for row, _ in batch])
+                        db.execute("COMMIT")
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+            except Exception:
+                pass  # nothing was written: each put goes alone, so only a failing one fails
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                return
+        for row, done in batch:
+            try:
+                self._run(_PUT, row)
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+            else:
+                if not done.done():
+                    done.set_result(None)
 
     async def update_active(self, record: StoredResponse) -> bool:
         cur = self._run(

@@ -1,0 +1,60 @@
+"""Scenarios: what is asked of each system, and how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common import Json
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    api: str  # upstream API: "responses" (native), "messages" (Anthropic) or "chat"
+    stream: bool
+    chain: bool = False  # previous_response_id of a stored response on every request
+
+    @property
+    def model(self) -> str:
+        return f"bench-{self.api}" + ("-sse" if self.stream else "")
+
+    @property
+    def upstream_path(self) -> str:
+        tail = {"responses": "responses", "messages": "messages", "chat": "chat/completions"}[self.api]
+        return f"/{'sse' if self.stream else 'plain'}/v1/{tail}"
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("native", "responses", False),
+        Scenario("native-stream", "responses", True),
+        Scenario("anthropic", "messages", False),
+        Scenario("anthropic-stream", "messages", True),
+        Scenario("chain", "responses", False, chain=True),
+        Scenario("chain-anthropic", "messages", False, chain=True),
+        Scenario("chat", "chat", False),
+        Scenario("chat-stream", "chat", True),
+    )
+}
+DEFAULT_SCENARIOS = ["native", "native-stream", "anthropic", "anthropic-stream", "chain", "chain-anthropic"]
+QUICK_SCENARIOS = ["native", "native-stream"]
+
+
+def responses_request(model: str, stream: bool, previous: str | None = None, text: str = "Say hello.") -> Json:
+    body: Json = {"model": model, "input": text, "max_output_tokens": 256}
+    if stream:
+        body["stream"] = True
+    if previous:
+        body["previous_response_id"] = previous
+    return body
+
+
+@dataclass
+class Route:
+    """How one system is asked for one scenario."""
+
+    path: str
+    headers: dict[str, str]
+    body: Json
+    via: str = ""  # set when the system cannot take the scenario's own request shape

@@ -1,0 +1,67 @@
+"""The nginx upstream answering canned bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from pathlib import Path
+
+from canned import canned
+from common import HOST
+from installs import nginx_binary
+from procs import Proc, free_port, spawn
+
+
+def _nginx_string(s: str) -> str:
+    if any(c in s for c in "'\\$"):
+        raise ValueError("canned bodies must not hold quotes, backslashes or $")
+    return "'" + s.replace("\n", "\\n") + "'"
+
+
+def _nginx_location(path: str, ctype: str, body: str, index: int) -> str:
+    """A `return 200` of `body`. nginx caps one config token at 4 KB, so a longer body is set in
+    pieces of variables and returned as their concatenation."""
+    pieces = [body[i : i + 1500] for i in range(0, len(body), 1500)]
+    if len(pieces) == 1:
+        return f"location = {path} {{ default_type {ctype}; return 200 {_nginx_string(body)}; }}"
+    names = [f"$b{index}_{i}" for i in range(len(pieces))]
+    sets = "".join(f"        set {n} {_nginx_string(p)};\n" for n, p in zip(names, pieces, strict=True))
+    return f'location = {path} {{\n        default_type {ctype};\n{sets}        return 200 "{"".join(names)}";\n    }}'
+
+
+def start_nginx(workdir: Path) -> tuple[Proc, int]:
+    port = free_port()
+    prefix = workdir / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    locations = "\n".join(
+        "    " + _nginx_location(path, ctype, body, i) for i, (path, (ctype, body)) in enumerate(canned().items())
+    )
+    conf = f"""worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_buffer_size 64k;
+    client_body_temp_path {prefix}/tmp;
+    server {{
+        listen {HOST}:{port} backlog=4096;
+{locations}
+        location / {{ default_type application/json; return 404 '{{"error": "no canned body here"}}'; }}
+    }}
+}}
+"""
+    (prefix / "nginx.conf").write_text(conf)
+    proc = spawn("nginx", [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], workdir)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return proc, port
+        if not proc.alive():
+            break
+        time.sleep(0.02)
+    raise RuntimeError(f"nginx did not start:\n{proc.log_tail()}")
