@@ -32,6 +32,7 @@ class Call:
     response_id: str | None = None
     status: str | None = None  # the last status the client saw
     error: str | None = None  # what went wrong instead (a status code, a broken connection)
+    detail: str | None = None  # the error's message
 
     @property
     def acknowledged(self) -> bool:

@@ -40,7 +40,7 @@ def one_call(client: OpenAI, key: str, kind: str, model: str, history: History) 
             )
             call.response_id, call.status = response.id, response.status
     except openai.APIStatusError as err:
-        call.error = str(err.status_code)
+        call.error, call.detail = str(err.status_code), err.message
         figures.add("5xx seen", err.status_code >= 500)
     except (openai.APIConnectionError, httpx.HTTPError) as err:  # an instance killed under the call
         call.error = type(err).__name__
