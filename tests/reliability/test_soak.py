@@ -8,7 +8,8 @@ import os
 from tests.reliability import figures
 from tests.reliability.soak import LIMIT, run
 
-REQUESTS = int(os.environ.get("LLMRELAY_SOAK_REQUESTS", "10000"))
+LONG = os.environ.get("LLMRELAY_RELIABILITY") == "long"
+REQUESTS = int(os.environ.get("LLMRELAY_SOAK_REQUESTS", "100000" if LONG else "10000"))
 
 
 def test_a_short_soak_grows_neither_memory_nor_descriptors() -> None:
