@@ -19,7 +19,7 @@ from typing import Any
 
 from ..providers.base import Call
 from ..store import ResponseStore
-from ..store.base import Charge
+from ..store.base import Charge, StoreUnavailable
 from .directory import Caller, Directory
 from .durations import window_start
 from .entities import budget_seconds
@@ -83,8 +83,11 @@ class SpendLog:
         started = time.monotonic()
         try:
             await self.store.record_spend(batch, rows)
-        except Exception:
-            log.exception("could not store %d spend log rows; keeping them for the next try", len(rows))
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):  # an outage, already logged by the store
+                log.warning("could not store %d spend log rows; keeping them for the next try", len(rows))
+            else:
+                log.exception("could not store %d spend log rows; keeping them for the next try", len(rows))
             self._rows = rows[-MAX_PENDING:] + self._rows
             for key, cost in charges.items():  # the budget check still counts them
                 self._charges[key] = self._charges.get(key, 0.0) + cost

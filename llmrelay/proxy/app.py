@@ -446,9 +446,14 @@ async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
             yield encode(event.type, event.raw)
             sent += 1
     except Exception as exc:  # headers are gone: the failure can only travel as an event
-        log.exception("stream failed after %d events", sent)
+        code = "server_error"
+        if isinstance(exc, openai.APIStatusError) and exc.status_code == 503:  # an outage (the store's), not a bug
+            log.warning("stream failed after %d events: %s", sent, exc.message)
+            code = "service_unavailable"
+        else:
+            log.exception("stream failed after %d events", sent)
         message = exc.message if isinstance(exc, openai.APIError) else "Internal server error."
-        error = {"type": "error", "code": "server_error", "message": message, "param": None, "sequence_number": sent}
+        error = {"type": "error", "code": code, "message": message, "param": None, "sequence_number": sent}
         yield encode("error", orjson.dumps(error))
 
 

@@ -44,6 +44,8 @@ _LOST = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.InsufficientResourcesError,
+    # a connection broken under a query: the pool's reset on release finds it mid-operation
+    asyncpg.InternalClientError,
 )
 P = ParamSpec("P")
 R = TypeVar("R")

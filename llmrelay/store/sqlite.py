@@ -10,6 +10,7 @@ requests finishing together) share one transaction, and each put returns once it
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .base import ACTIVE, Conversation, Event, Json, StoredResponse
+from .base import ACTIVE, Conversation, Event, Json, StoredResponse, StoreUnavailable
 from .sqlite_gateway import MIGRATION, SQLiteGateway
 
 _MIGRATIONS = [
@@ -66,6 +67,7 @@ _MIGRATIONS = [
 ]
 _COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
 _PUT = f"INSERT OR REPLACE INTO responses ({_COLUMNS}, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+log = logging.getLogger("llmrelay")
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
 
 
@@ -96,7 +98,13 @@ class SQLiteStore(SQLiteGateway):
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
-            return self._conn().execute(sql, args)
+            try:
+                return self._conn().execute(sql, args)
+            except sqlite3.OperationalError as exc:
+                if not _unavailable(exc):
+                    raise
+                log.warning("sqlite store unavailable: %s", exc)
+                raise StoreUnavailable() from exc
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -251,6 +259,13 @@ class SQLiteStore(SQLiteGateway):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> bool:
+    """A file locked by another process past busy_timeout, a full disk, a failing disk: the
+    store is out of reach for now (a 503 to retry), not broken."""
+    text = str(exc).lower()
+    return any(words in text for words in ("locked", "busy", "disk is full", "disk i/o", "unable to open"))
 
 
 def _row(r: StoredResponse) -> tuple[Any, ...]:

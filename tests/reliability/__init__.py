@@ -1,0 +1,1 @@
+"""The reliability suite: fuzzed input, injected faults, killed processes, a long soak."""
