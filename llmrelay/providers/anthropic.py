@@ -413,6 +413,6 @@ class Translator(BuilderTranslator):
 
     def _usage_out(self) -> Json:
         u = self._usage
-        cached = u.get("cache_read_input_tokens") or 0
-        prompt = (u.get("input_tokens") or 0) + cached + (u.get("cache_creation_input_tokens") or 0)
-        return usage(prompt, u.get("output_tokens") or 0, cached=cached)
+        cached, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
+        prompt = (u.get("input_tokens") or 0) + cached + written
+        return usage(prompt, u.get("output_tokens") or 0, cached=cached, cache_write=written)

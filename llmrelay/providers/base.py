@@ -131,10 +131,10 @@ def response_skeleton(call: Call) -> Json:
     }
 
 
-def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, reasoning: int = 0) -> Json:
+def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, cache_write: int = 0, reasoning: int = 0) -> Json:
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": cache_write},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": input_tokens + output_tokens,

@@ -451,7 +451,9 @@ class Translator(BuilderTranslator):
         if self._stop in _MALFORMED:
             return self.fail(f"The model's output was not valid ({self._stop}).", "server_error")
         read, write = u.get("cacheReadInputTokens") or 0, u.get("cacheWriteInputTokens") or 0
-        total = usage((u.get("inputTokens") or 0) + read + write, u.get("outputTokens") or 0, cached=read)
+        total = usage(
+            (u.get("inputTokens") or 0) + read + write, u.get("outputTokens") or 0, cached=read, cache_write=write
+        )
         return self.end(usage=total, incomplete_reason=_INCOMPLETE.get(self._stop or ""))
 
     def finish(self) -> list[StreamEvent]:

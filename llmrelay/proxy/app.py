@@ -35,6 +35,7 @@ from ..streaming.sse import encode
 from .access_log import MODEL, AccessLog
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
+from .openapi import document
 from .websocket import responses_socket
 
 log = logging.getLogger("llmrelay.proxy")
@@ -248,6 +249,10 @@ class Proxy:
     async def liveliness(self, request: Request) -> Response:
         return _json({"status": "healthy"})
 
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document, served without a key: it describes the API, not its data."""
+        return Response(await asyncio.to_thread(document), media_type="application/json")
+
     async def readiness(self, request: Request) -> Response:
         store = self.relay.store
         # The channel other instances' cancels arrive on, once this instance has subscribed.
@@ -276,6 +281,7 @@ class Proxy:
             ("/conversations/{conversation_id}", self.conversation, "GET,POST,DELETE"),
             ("/conversations/{conversation_id}/items", self.conversation_items, "GET,POST"),
             ("/conversations/{conversation_id}/items/{item_id}", self.conversation_item, "GET,DELETE"),
+            ("/openapi.json", self.openapi, "GET"),
         ]
         routes = [
             Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")

@@ -257,7 +257,10 @@ def sum_usage(usages: list[Json]) -> Json:
 
     return {
         "input_tokens": total("input_tokens"),
-        "input_tokens_details": {"cached_tokens": total("input_tokens_details", "cached_tokens")},
+        "input_tokens_details": {
+            "cached_tokens": total("input_tokens_details", "cached_tokens"),
+            "cache_write_tokens": total("input_tokens_details", "cache_write_tokens"),
+        },
         "output_tokens": total("output_tokens"),
         "output_tokens_details": {"reasoning_tokens": total("output_tokens_details", "reasoning_tokens")},
         "total_tokens": total("total_tokens"),
