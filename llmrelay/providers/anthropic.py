@@ -114,7 +114,7 @@ class Anthropic:
         for name in ("temperature", "top_p"):
             if p.get(name) is not None:
                 body[name] = p[name]
-        if user := p.get("user") or p.get("safety_identifier"):
+        if user := _user(p):
             body["metadata"] = {"user_id": user}
         if p.get("prompt_cache_key"):
             body["cache_control"] = {"type": "ephemeral"}
@@ -416,3 +416,16 @@ class Translator(BuilderTranslator):
         cached, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
         prompt = (u.get("input_tokens") or 0) + cached + written
         return usage(prompt, u.get("output_tokens") or 0, cached=cached, cache_write=written)
+
+
+def _user(p: Json) -> str | None:
+    """`user` and `safety_identifier` share Anthropic's one `metadata.user_id`: two different
+    values cannot both be honoured, and neither is dropped silently."""
+    user, safety = p.get("user"), p.get("safety_identifier")
+    if user and safety and user != safety:
+        raise errors.bad_request(
+            f"'user' and 'safety_identifier' both become metadata.user_id on provider '{NAME}'. Send one.",
+            param="safety_identifier",
+            code="unsupported_parameter",
+        )
+    return safety or user
