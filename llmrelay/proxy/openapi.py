@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ..validate import RANGES
+
 Json = dict[str, Any]
 
 REF = "#/components/schemas/{model}"
@@ -96,6 +98,12 @@ def build() -> Json:
     create = _target(schemas, "CreateResponse")
     create["properties"]["stream"] = {"anyOf": [{"type": "boolean"}, {"type": "null"}]}
     create["required"] = sorted({*create.get("required", []), "model"})
+    create["anyOf"] = [{"required": ["input"]}, {"required": ["prompt"]}]
+    for name, (low, high) in RANGES.items():  # the bounds llmrelay enforces, which the types leave out
+        for branch in create["properties"][name].get("anyOf", [create["properties"][name]]):
+            if branch.get("type") in ("integer", "number"):
+                branch |= {"minimum": low} if low is not None else {}
+                branch |= {"maximum": high} if high is not None else {}
     schemas.update(_own_schemas())
     return {
         "openapi": "3.1.0",

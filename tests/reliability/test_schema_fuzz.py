@@ -24,6 +24,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from openai import OpenAI
 from openai.types.responses import ResponseStreamEvent
@@ -117,6 +118,12 @@ def stream_problem(response: Any, figures: Figures) -> str | None:
     return None if frames else "an empty stream"
 
 
+def streamed(case: Any) -> Any:
+    if isinstance(case.body, dict):
+        case.body = {**case.body, "stream": True}
+    return case
+
+
 def fuzz_operation(operation: Any, mode: GenerationMode, base: str, figures: Figures, seed: int | None) -> None:
     session = requests.Session()
     session.trust_env = False
@@ -125,7 +132,11 @@ def fuzz_operation(operation: Any, mode: GenerationMode, base: str, figures: Fig
     def note(bucket: list[str], text: str, case: Any) -> None:
         bucket.append(f"{label}: {text}\n    {case.as_curl_command()[:600]}")
 
-    @given(case=operation.as_strategy(generation_mode=mode))
+    strategy = operation.as_strategy(generation_mode=mode)
+    if operation.label == "POST /v1/responses" and mode is GenerationMode.POSITIVE:
+        strategy = st.one_of(strategy, strategy.map(streamed))  # `stream` is one optional field of many
+
+    @given(case=strategy)
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=seed is None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
     def run(case: Any) -> None:
