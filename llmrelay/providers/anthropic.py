@@ -294,7 +294,7 @@ def _tools(p: Json, body: Json, model: str) -> str | None:
         mapped = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
     elif isinstance(choice, dict) and choice.get("type") == "function":
         mapped = {"type": "tool", "name": choice["name"]}
-    if p.get("parallel_tool_calls") is False and tools:
+    if p.get("parallel_tool_calls") is False and tools and (mapped or {}).get("type") != "none":
         mapped = mapped or {"type": "auto"}
         mapped["disable_parallel_tool_use"] = True
     if mapped and (tools or mapped["type"] == "none"):
