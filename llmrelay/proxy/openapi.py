@@ -54,6 +54,7 @@ def build() -> Json:
         InputTokenCountResponse,
         Response,
         ResponseCompactParams,
+        ResponseInputMessageItem,
         ResponseItemList,
         ResponseStreamEvent,
     )
@@ -73,6 +74,7 @@ def build() -> Json:
         "ResponseStreamEvent": (ResponseStreamEvent, "serialization"),
         "ResponseItemList": (ResponseItemList, "serialization"),
         "CompactedResponse": (CompactedResponse, "serialization"),
+        "ResponseInputMessageItem": (ResponseInputMessageItem, "serialization"),
         "InputTokenCountResponse": (InputTokenCountResponse, "serialization"),
         "Conversation": (Conversation, "serialization"),
         "ConversationDeletedResource": (ConversationDeletedResource, "serialization"),
@@ -104,6 +106,10 @@ def build() -> Json:
             if branch.get("type") in ("integer", "number"):
                 branch |= {"minimum": low} if low is not None else {}
                 branch |= {"maximum": high} if high is not None else {}
+    # A compaction keeps the caller's own messages (as OpenAI's does), which the SDK's type of
+    # `output` (items a model makes) leaves out.
+    kept = _target(schemas, "CompactedResponse")["properties"]["output"]["items"]
+    kept["anyOf"] = [*kept.get("anyOf", [kept]), _ref("ResponseInputMessageItem")]
     schemas.update(_own_schemas())
     return {
         "openapi": "3.1.0",
