@@ -33,6 +33,14 @@ Json = dict[str, Any]
 class Lifecycle:
     async def count_input_tokens(self, params: Json, *, owner: str | None = None, meta: Json | None = None) -> Json:
         """`POST /v1/responses/input_tokens`: the upstream's own count of what a create would send."""
+        # The one field of OpenAI's count params a create lacks: named, not "unrecognized".
+        if params.get("personality") is not None:
+            raise errors.bad_request(
+                "'personality' is not supported by llmrelay's token counts.",
+                param="personality",
+                code="unsupported_parameter",
+            )
+        params = {k: v for k, v in params.items() if k != "personality"}
         call, mock = await self._prepare({**params, "input": params.get("input") or []}, owner, meta=meta)
         if not self.stages:
             return await self._count_tokens(call, mock)

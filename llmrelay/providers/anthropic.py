@@ -117,7 +117,7 @@ class Anthropic:
         for name in ("temperature", "top_p"):
             if p.get(name) is not None:
                 body[name] = p[name]
-        if user := p.get("user") or p.get("safety_identifier"):
+        if user := _user(p):
             body["metadata"] = {"user_id": user}
         if p.get("prompt_cache_key") and not call.caches_prompts:  # else marked below, more precisely
             body["cache_control"] = {"type": "ephemeral"}
@@ -298,7 +298,7 @@ def _tools(p: Json, body: Json, model: str) -> str | None:
         mapped = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
     elif isinstance(choice, dict) and choice.get("type") == "function":
         mapped = {"type": "tool", "name": choice["name"]}
-    if p.get("parallel_tool_calls") is False and tools:
+    if p.get("parallel_tool_calls") is False and tools and (mapped or {}).get("type") != "none":
         mapped = mapped or {"type": "auto"}
         mapped["disable_parallel_tool_use"] = True
     if mapped and (tools or mapped["type"] == "none"):
@@ -435,3 +435,16 @@ class Translator(BuilderTranslator):
         cached, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
         prompt = (u.get("input_tokens") or 0) + cached + written  # Anthropic's input_tokens excludes both
         return usage(prompt, u.get("output_tokens") or 0, cached=cached, written=written)
+
+
+def _user(p: Json) -> str | None:
+    """`user` and `safety_identifier` share Anthropic's one `metadata.user_id`: two different
+    values cannot both be honoured, and neither is dropped silently."""
+    user, safety = p.get("user"), p.get("safety_identifier")
+    if user and safety and user != safety:
+        raise errors.bad_request(
+            f"'user' and 'safety_identifier' both become metadata.user_id on provider '{NAME}'. Send one.",
+            param="safety_identifier",
+            code="unsupported_parameter",
+        )
+    return safety or user

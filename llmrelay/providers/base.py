@@ -145,12 +145,11 @@ def response_skeleton(call: Call) -> Json:
 
 def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, written: int = 0, reasoning: int = 0) -> Json:
     """Responses usage. `input_tokens` counts every input token, cached (`cached` read from the
-    prompt cache) and written to it (`written`, reported as OpenAI's `cache_write_tokens`
-    when there are any) included, as OpenAI counts them."""
-    details: Json = {"cached_tokens": cached, "cache_write_tokens": written} if written else {"cached_tokens": cached}
+    prompt cache) and written to it (`written`, OpenAI's `cache_write_tokens`) included, as
+    OpenAI counts them."""
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": details,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": input_tokens + output_tokens,

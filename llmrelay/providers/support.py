@@ -17,6 +17,9 @@ CORE_FIELDS = frozenset(
     {"model", "input", "instructions", "stream", "store", "metadata", "previous_response_id", "stream_options",
      "background", "conversation", "client_metadata"}
 )  # fmt: skip
+# Keys inside a field a provider may lack while honouring the rest of it, with the value that
+# asks for nothing. A provider honouring one lists it in `fields` by its dotted name.
+SUBFIELDS = (("text", "verbosity", "medium"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,12 @@ def strip_unsupported(params: dict[str, Any], support: Support, *, drop: bool) -
             continue  # the defaults ask for nothing
         refuse(name, f"'{name}'")
         del params[name]
+
+    for name, key, default in SUBFIELDS:
+        value = params.get(name)
+        if isinstance(value, dict) and value.get(key) not in (None, default) and f"{name}.{key}" not in support.fields:
+            refuse(f"{name}.{key}", f"'{name}.{key}'")
+            params[name] = {k: v for k, v in value.items() if k != key}
 
     if isinstance(params.get("tools"), list):
         kept = []

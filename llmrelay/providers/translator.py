@@ -34,6 +34,8 @@ class BuilderTranslator:
         return out
 
     def fail(self, message: str, code: str = "server_error") -> list[StreamEvent]:
+        if self.response is not None:
+            return []  # a stream ends once: an upstream error after its end changes nothing sent
         out = self.begin() + self.builder.fail(message, code)
         self.response = self.builder.response
         return out

@@ -38,6 +38,7 @@ from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
 from .hot_route import HotApp
+from .openapi import document
 from .request_id import REQUEST_ID, TRACE
 from .ui_routes import ui_routes
 from .websocket import responses_socket
@@ -262,6 +263,10 @@ class Proxy:
     async def liveliness(self, request: Request) -> Response:
         return _json({"status": "healthy"})
 
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document, served without a key: it describes the API, not its data."""
+        return Response(await asyncio.to_thread(document), media_type="application/json")
+
     async def readiness(self, request: Request) -> Response:
         store = self.relay.store
         # The channel other instances' cancels arrive on, once this instance has subscribed.
@@ -296,6 +301,7 @@ class Proxy:
             ("/conversations/{conversation_id}", self.conversation, "GET,POST,DELETE"),
             ("/conversations/{conversation_id}/items", self.conversation_items, "GET,POST"),
             ("/conversations/{conversation_id}/items/{item_id}", self.conversation_item, "GET,DELETE"),
+            ("/openapi.json", self.openapi, "GET"),
         ]
         routes = [
             Route(prefix + path, _guard(fn), methods=m.split(",")) for path, fn, m in table for prefix in ("/v1", "")

@@ -255,12 +255,12 @@ def sum_usage(usages: list[Json]) -> Json:
             return sum(int(u.get(key) or 0) for u in usages)
         return sum(int((u.get(key) or {}).get(detail) or 0) for u in usages)
 
-    details = {"cached_tokens": total("input_tokens_details", "cached_tokens")}
-    if written := total("input_tokens_details", "cache_write_tokens"):
-        details["cache_write_tokens"] = written
     return {
         "input_tokens": total("input_tokens"),
-        "input_tokens_details": details,
+        "input_tokens_details": {
+            "cached_tokens": total("input_tokens_details", "cached_tokens"),
+            "cache_write_tokens": total("input_tokens_details", "cache_write_tokens"),
+        },
         "output_tokens": total("output_tokens"),
         "output_tokens_details": {"reasoning_tokens": total("output_tokens_details", "reasoning_tokens")},
         "total_tokens": total("total_tokens"),

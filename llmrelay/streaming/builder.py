@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from openai.types.responses.response_error import ResponseError
 
 from .events import StreamEvent
+
+# The codes a Response's `error` may carry; an upstream's own names for a failure map onto them.
+ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
+_RATE_LIMITED = frozenset({"rate_limit_error", "throttlingException", "RESOURCE_EXHAUSTED", "too_many_requests"})
 
 Json = dict[str, Any]
 Kind = Literal["message", "reasoning", "function_call"]
@@ -68,6 +74,8 @@ class ResponseBuilder:
     def fail(self, message: str, code: str = "server_error") -> list[StreamEvent]:
         events = self._close(status="incomplete")
         self.response["status"] = "failed"
+        if code not in ERROR_CODES:
+            code = "rate_limit_exceeded" if code in _RATE_LIMITED else "server_error"
         self.response["error"] = {"code": code, "message": message}
         return [*events, self._event("response.failed", response=self._snapshot())]
 

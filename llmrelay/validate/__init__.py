@@ -125,6 +125,8 @@ def check_create(params: dict[str, Any]) -> None:
     for name, (low, high) in RANGES.items():
         if (value := params.get(name)) is not None:
             _check_range(name, value, low, high)
+            if isinstance(value, float) and _tables().range_kind[name] == "integer":
+                params[name] = int(value)  # 2.0 passed the integer check: upstreams get 2
     if metadata := params.get("metadata"):
         check_metadata(metadata)
 

@@ -92,6 +92,8 @@ def _check_bool(value: Any) -> Problem | None:
 def _check_int(value: Any) -> Problem | None:
     if isinstance(value, int) and value is not True and value is not False:
         return None
+    if isinstance(value, float) and value.is_integer():
+        return None  # JSON has one number type: 2.0 is the integer 2, as JSON Schema and pydantic read it
     return Problem("type", value, expected=("an integer",))
 
 

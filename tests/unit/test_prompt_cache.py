@@ -225,7 +225,10 @@ def test_converse_usage_counts_cache_reads_and_writes_as_input() -> None:
     assert usage["input_tokens"] == 2105
     assert usage["input_tokens_details"] == {"cached_tokens": 2000, "cache_write_tokens": 100}
     plain = {**reply, "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8}}
-    assert Bedrock().parse_response(orjson.dumps(plain), c)[0]["usage"]["input_tokens_details"] == {"cached_tokens": 0}
+    assert Bedrock().parse_response(orjson.dumps(plain), c)[0]["usage"]["input_tokens_details"] == {
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+    }
 
 
 def test_config_switches_it_off_per_deployment_or_for_all() -> None:
