@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.private_postgres import PrivatePostgres, private_postgres
+from tests.e2e.private_postgres import PrivatePostgres
 from tests.fakes.process import FakeServer
 from tests.reliability import figures
 from tests.reliability.cluster import cluster_config, mint_keys, settle_and_check, start, start_two, traffic
 from tests.reliability.history import History
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    with private_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(anthropic_fake: FakeServer) -> Iterator[FakeServer]:
-    anthropic_fake.reset()
-    yield anthropic_fake
-    anthropic_fake.reset()
 
 
 def test_kill_9_of_one_of_two_instances_loses_nothing_acknowledged(

@@ -26,7 +26,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.private_postgres import PrivatePostgres, private_postgres
+from tests.e2e.private_postgres import PrivatePostgres
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.fakes.process import FakeServer, free_port
 from tests.reliability import figures
@@ -150,19 +150,6 @@ def test_a_full_disk_is_a_503_and_nothing_acknowledged_is_lost() -> None:
 
 
 # -- Postgres --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    with private_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(anthropic_fake: FakeServer) -> Iterator[FakeServer]:
-    anthropic_fake.reset()
-    yield anthropic_fake
-    anthropic_fake.reset()
 
 
 def test_postgres_stopped_for_5_seconds_under_traffic(pg: PrivatePostgres, fake: FakeServer, tmp_path: Path) -> None:
