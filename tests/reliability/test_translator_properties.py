@@ -281,6 +281,8 @@ def test_upstream_request_is_valid_and_drops_nothing_silently(api: str, body: Js
             continue  # thinking off, the default where a provider thinks only when asked
         if name == "reasoning" and api == "chat" and "effort" not in value:
             continue  # a summary is the reply's reasoning_content, whenever the server sends it
+        if name == "prompt_cache_key" and api in ("anthropic", "bedrock"):
+            continue  # Claude caches at the marks llmrelay places, and none on a prefix too short to cache
         if name == "tools" and params.get("tool_choice") == "none":
             continue  # tools the model may not call: a provider without "none" is sent none
         if (twin := TWINS.get(name)) and params.get(twin) == value:
