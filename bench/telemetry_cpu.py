@@ -127,6 +127,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=3, help="each measured this often, interleaved; the median")
+    p.add_argument("--cases", help="comma-separated: off,metrics,multiprocess,tracing (default all)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
@@ -139,6 +140,9 @@ def main() -> None:
         "metrics, multiprocess": {"PROMETHEUS_MULTIPROC_DIR": mp_dir},
         "tracing": {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"},
     }
+    if args.cases:
+        wanted = {"off", *args.cases.split(",")}
+        cases = {name: env for name, env in cases.items() if name.split(", ")[-1] in wanted}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     base = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     results: dict[str, list[float]] = {name: [] for name in cases}
@@ -158,7 +162,8 @@ def main() -> None:
     for name, us in medians.items():
         extra = "" if name == "off" else f"  (+{us - off:.1f} us = {(us - off) / 1000:.3f} ms)"
         print(f"{name:<22} {us:6.1f} us CPU per call{extra}")
-    print(f"x-request-id (always on): +{asyncio.run(request_id_cost(args.n * 5)):.1f} us CPU per HTTP exchange")
+    if not args.cases:
+        print(f"x-request-id (always on): +{asyncio.run(request_id_cost(args.n * 5)):.1f} us CPU per HTTP exchange")
 
 
 if __name__ == "__main__":
