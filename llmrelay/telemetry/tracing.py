@@ -5,10 +5,12 @@ child span for each upstream HTTP exchange and each store operation; an incoming
 Imported only when tracing is switched on (`otel` in the callbacks, or an OTLP endpoint in
 the environment). The spans are not made through the SDK's tracer: a tracer span costs tens
 of microseconds (locks, attribute checks, context objects), and its exporter's encoding about
-a hundred more, where a call knows its whole span only at its end anyway. Each span is written
-once, finished, as OTLP bytes (otlp.py) and batched; the SDK's exporter posts the batches. The
-call's (trace id, span id) travels to its children in a context variable, as the SDK's current
-span would.
+a hundred more, where a call knows its whole span only at its end anyway. A span ends as a
+tuple of what it holds (ids, times, the call's record), queued; the export thread writes it as
+OTLP bytes (otlp.py), the attributes that repeat from call to call (model, provider, upstream
+URL, status) encoded once and kept, and the SDK's exporter posts the batches. The call's
+(trace id, span id) travels to its children in a context variable, as the SDK's current span
+would.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..providers.base import Call
-from .otlp import Batcher, span
+from . import otlp
+from .otlp import Batcher
 from .record import Record
 
 # llmrelay's provider names as the semantic conventions spell them (gen_ai.provider.name)
@@ -105,33 +108,12 @@ class Tracing:
         opened = call.meta.pop("span", None)
         if opened is None:
             return
-        (trace_id, span_id), parent, start = opened
-        provider = record.provider
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-            "gen_ai.request.model": record.model,
-            "gen_ai.response.id": record.response_id,
-            "gen_ai.response.model": call.deployment.model,
-            "gen_ai.usage.input_tokens": record.input_tokens,
-            "gen_ai.usage.output_tokens": record.output_tokens,
-            "llmrelay.deployment": record.deployment,
-            "llmrelay.status": record.status,
-            "llmrelay.cost_usd": record.cost,
-            "llmrelay.stream": record.stream,
-        }
         params = call.params
+        asked = None
         for param, name in _REQUEST_PARAMS:
             if (value := params.get(param)) is not None:
-                attributes[name] = value
-        if record.request_id:
-            attributes["llmrelay.request_id"] = record.request_id
-        error = record.error_class is not None
-        if error:
-            attributes["error.type"] = record.error_class
-        remote = None if parent is None else (parent[1], True)
-        self.batcher.add(span(trace_id, span_id, remote, f"chat {record.model}", SERVER, start, time_ns(),
-                              attributes, error))  # fmt: skip
+                asked = [*(asked or ()), (name, value)]
+        self.batcher.add((_call_span, opened, time_ns(), record, call.deployment.model, asked))
 
     # -- children ----------------------------------------------------------------------------
 
@@ -144,30 +126,24 @@ class Tracing:
             if parent is None:
                 return await send(req, **kwargs)
             start = time_ns()
-            attributes = {"http.request.method": req.method, **_url_attributes(req.url)}
-            error = True
+            status = failure = None
             try:
                 resp = await send(req, **kwargs)
-                attributes["http.response.status_code"] = resp.status
-                if resp.status >= 400:
-                    attributes["error.type"] = str(resp.status)
-                else:
-                    error = False
+                status = resp.status
                 return resp
             except BaseException as exc:
-                attributes["error.type"] = type(exc).__name__
+                failure = type(exc).__name__
                 raise
             finally:
-                add(span(parent[0], _span_id(), (parent[1], False), req.method, CLIENT, start, time_ns(),
-                         attributes, error))  # fmt: skip
+                add((_client_span, parent, _span_id(), req.method, req.url, start, time_ns(), status, failure))
 
         return traced
 
     def timed(self, name: str, op: Op) -> Op:
         """A store operation as a span, inside a traced call (not for work outside any call)."""
         add = self.batcher.add
-        span_name = f"store.{name}"
-        attributes = {"db.operation.name": name}
+        named = otlp.name_field(f"store.{name}")
+        attributes = otlp.attributes({"db.operation.name": name})
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
             parent = _current.get()
@@ -180,10 +156,87 @@ class Tracing:
                 error = False
                 return result
             finally:
-                add(span(parent[0], _span_id(), (parent[1], False), span_name, INTERNAL, start, time_ns(),
-                         attributes, error))  # fmt: skip
+                add((_store_span, parent, _span_id(), named, attributes, start, time_ns(), error))
 
         return traced
 
     def shutdown(self) -> None:
         self.batcher.shutdown()  # what the batch still holds is sent
+
+
+# -- the spans' encodings, run by the export thread ----------------------------------------------
+
+_blocks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}  # a call's attributes that repeat, encoded
+
+
+def _call_span(
+    opened: tuple[tuple[int, int], tuple[int, int] | None, int], end: int, record: Record, response_model: str,
+    asked: list[tuple[str, Any]] | None,
+) -> bytes:  # fmt: skip
+    """The call's span: the attributes in the order they always had, those that repeat from call
+    to call (model, provider, deployment, status) written once and kept."""
+    (trace_id, span_id), parent, start = opened
+    key = (record.provider, record.model, response_model, record.deployment, record.status, record.stream)
+    blocks = _blocks.get(key)
+    if blocks is None:
+        provider = record.provider
+        blocks = (
+            otlp.attributes({
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
+                "gen_ai.request.model": record.model,
+            }),
+            otlp.attributes({"gen_ai.response.model": response_model}),
+            otlp.attributes({"llmrelay.deployment": record.deployment, "llmrelay.status": record.status}),
+            otlp.attributes({"llmrelay.stream": record.stream}),
+        )  # fmt: skip
+        if len(_blocks) < 1000:
+            _blocks[key] = blocks
+    integer = otlp.int_attribute
+    parts = [
+        blocks[0], otlp.string_attribute("gen_ai.response.id", record.response_id), blocks[1],
+        integer("gen_ai.usage.input_tokens", record.input_tokens),
+        integer("gen_ai.usage.output_tokens", record.output_tokens), blocks[2],
+        otlp.float_attribute("llmrelay.cost_usd", record.cost), blocks[3],
+    ]  # fmt: skip
+    if asked:
+        parts += (otlp.attribute(name, value) for name, value in asked)
+    if record.request_id:
+        parts.append(otlp.string_attribute("llmrelay.request_id", record.request_id))
+    error = record.error_class is not None
+    if error:
+        parts.append(otlp.attributes({"error.type": record.error_class}))
+    remote = None if parent is None else (parent[1], True)
+    name = otlp.name_field(f"chat {record.model}")
+    return otlp.frame(trace_id, span_id, remote, name, SERVER, start, end, b"".join(parts), error)
+
+
+_exchanges: dict[tuple[Any, ...], bytes] = {}  # an upstream exchange's attributes, encoded
+
+
+def _client_span(
+    parent: tuple[int, int], span_id: int, method: str, url: str, start: int, end: int, status: int | None,
+    failure: str | None,
+) -> bytes:  # fmt: skip
+    """An upstream exchange: its status, or the class of the exception that ended it."""
+    key = (method, url, status, failure)
+    attributes = _exchanges.get(key)
+    if attributes is None:
+        found: dict[str, Any] = {"http.request.method": method, **_url_attributes(url)}
+        if status is not None:
+            found["http.response.status_code"] = status
+            if status >= 400:
+                found["error.type"] = str(status)
+        else:
+            found["error.type"] = failure
+        attributes = otlp.attributes(found)
+        if len(_exchanges) < 1000:
+            _exchanges[key] = attributes
+    error = status is None or status >= 400
+    return otlp.frame(parent[0], span_id, (parent[1], False), otlp.name_field(method), CLIENT, start, end,
+                      attributes, error)  # fmt: skip
+
+
+def _store_span(
+    parent: tuple[int, int], span_id: int, name: bytes, attributes: bytes, start: int, end: int, error: bool
+) -> bytes:
+    return otlp.frame(parent[0], span_id, (parent[1], False), name, INTERNAL, start, end, attributes, error)
