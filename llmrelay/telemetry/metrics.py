@@ -54,6 +54,38 @@ class Observed:
         self.sum = 0.0
         self.buckets = [0] * size
 
+    def add(self, bounds: Sequence[float], value: float) -> None:
+        self.sum += value
+        self.buckets[bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value, as observe()
+
+
+class Calls:
+    """What the calls of one (model, deployment, provider, key alias, team) left since the last flush."""
+
+    __slots__ = ("cost", "first_token", "latency", "statuses", "tokens")
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, int] = {}
+        self.latency = Observed(len(LATENCY) + 1)  # + the +Inf bucket
+        self.first_token: Observed | None = None
+        self.tokens = [0, 0, 0, 0]  # TOKEN_TYPES
+        self.cost = 0.0
+
+    def add(self, record: Record) -> None:
+        statuses = self.statuses
+        statuses[record.status] = statuses.get(record.status, 0) + 1
+        self.latency.add(LATENCY, record.latency)
+        if record.ttft is not None:
+            if self.first_token is None:
+                self.first_token = Observed(len(FIRST_TOKEN) + 1)
+            self.first_token.add(FIRST_TOKEN, record.ttft)
+        tokens = self.tokens
+        tokens[0] += record.input_tokens
+        tokens[1] += record.output_tokens
+        tokens[2] += record.reasoning_tokens
+        tokens[3] += record.cached_tokens
+        self.cost += record.cost
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -146,63 +178,54 @@ class Metrics:
         that whoever sees a call counted there sees the rest of what it and earlier calls left."""
         with self._flushing:
             queue = self.queue
+            calls: dict[Labels, Calls] = {}
             counts: dict[tuple[Any, Labels], float] = {}
-            requests: dict[Labels, int] = {}
             observed: dict[tuple[Any, Labels], Observed] = {}
             for _ in range(len(queue)):  # what is there now; calls ending meanwhile wait for the next pass
                 item = queue.popleft()
                 if type(item) is Record:
-                    self._count(item, counts, requests, observed)
+                    who = (item.model, item.deployment, item.provider, item.key_alias or "", item.team or "")
+                    summed = calls.get(who)
+                    if summed is None:
+                        summed = calls[who] = Calls()
+                    summed.add(item)
+                    if item.error_class is not None:
+                        series = (self.errors, (*who[:3], item.error_class))
+                        counts[series] = counts.get(series, 0) + 1
+                    if item.background:
+                        series = (self.jobs, (item.status,))
+                        counts[series] = counts.get(series, 0) + 1
                 elif type(item[0]) is str:  # a store operation's (name, seconds)
                     _observe(observed, self.store, (item[0],), STORE, item[1])
                 else:  # a router event's (counter, labels)
                     counts[item] = counts.get(item, 0) + 1
-            for (histogram, labels), seen in observed.items():
-                child = self._child(histogram, labels)
-                child._sum.inc(seen.sum)  # the pieces `observe` writes, each once for many observations
-                for bucket, n in zip(child._buckets, seen.buckets, strict=True):
+            for who, summed in calls.items():
+                call = who[:3]
+                self._write(self.latency, call, summed.latency)
+                if summed.first_token is not None:
+                    self._write(self.first_token, call, summed.first_token)
+                for kind, n in zip(TOKEN_TYPES, summed.tokens, strict=True):
                     if n:
-                        bucket.inc(n)
+                        self._child(self.tokens, (*who, kind)).inc(n)
+                if summed.cost:
+                    self._child(self.cost, who).inc(summed.cost)
+            for (histogram, labels), seen in observed.items():
+                self._write(histogram, labels, seen)
             for (counter, labels), amount in counts.items():
                 self._child(counter, labels).inc(amount)
             if (active := self.active) != self._written_active:
                 self.in_flight.set(active)
                 self._written_active = active
-            for labels, n in requests.items():
-                self._child(self.requests, labels).inc(n)
+            for who, summed in calls.items():
+                for status, n in summed.statuses.items():
+                    self._child(self.requests, (*who, status)).inc(n)
 
-    def _count(
-        self,
-        record: Record,
-        counts: dict[tuple[Any, Labels], float],
-        requests: dict[Labels, int],
-        observed: dict[tuple[Any, Labels], Observed],
-    ) -> None:
-        call = (record.model, record.deployment, record.provider)
-        who = (*call, record.key_alias or "", record.team or "")
-        key = (*who, record.status)
-        requests[key] = requests.get(key, 0) + 1
-        _observe(observed, self.latency, call, LATENCY, record.latency)
-        if record.ttft is not None:
-            _observe(observed, self.first_token, call, FIRST_TOKEN, record.ttft)
-        tokens = self.tokens
-        for kind, n in zip(
-            TOKEN_TYPES,
-            (record.input_tokens, record.output_tokens, record.reasoning_tokens, record.cached_tokens),
-            strict=True,
-        ):
+    def _write(self, histogram: Any, labels: Labels, seen: Observed) -> None:
+        child = self._child(histogram, labels)
+        child._sum.inc(seen.sum)  # the pieces `observe` writes, each once for many observations
+        for bucket, n in zip(child._buckets, seen.buckets, strict=True):
             if n:
-                series = (tokens, (*who, kind))
-                counts[series] = counts.get(series, 0) + n
-        if record.cost:
-            series = (self.cost, who)
-            counts[series] = counts.get(series, 0) + record.cost
-        if record.error_class is not None:
-            series = (self.errors, (*call, record.error_class))
-            counts[series] = counts.get(series, 0) + 1
-        if record.background:
-            series = (self.jobs, (record.status,))
-            counts[series] = counts.get(series, 0) + 1
+                bucket.inc(n)
 
     def _child(self, metric: Any, labels: Labels) -> Any:
         """A metric's child for these label values, looked up once."""
@@ -235,8 +258,7 @@ def _observe(
     seen = observed.get((histogram, labels))
     if seen is None:
         seen = observed[histogram, labels] = Observed(len(bounds) + 1)  # + the +Inf bucket
-    seen.sum += value
-    seen.buckets[bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value, as observe()
+    seen.add(bounds, value)
 
 
 def prepare_multiprocess_dir(path: str) -> None:
