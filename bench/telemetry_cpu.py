@@ -51,11 +51,12 @@ def _thread_cpu(thread: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
-async def measure(kind: str, n: int, chunk: int = 250) -> tuple[float, float]:
-    """Microseconds of CPU per call without telemetry and with `kind`, in one process: two relays
+async def measure(kind: str, n: int, chunk: int = 250) -> tuple[float, float, float]:
+    """Microseconds of CPU per call without telemetry, and with `kind` on the event loop's thread
+    and in telemetry's own threads (metrics flush, span export), in one process: two relays
     alike but for telemetry, run in alternating chunks of calls so that the machine's load weighs
-    on both alike. Each side's share is the main thread's CPU during its chunks; telemetry's own
-    threads (metrics flush, span export) count to its side, as does its shutdown."""
+    on both alike. Each side's share is the main thread's CPU during its chunks; telemetry's
+    shutdown (what it still holds, written or exported) counts to its side."""
     import gc
 
     from llmrelay.config import parse_config
@@ -125,7 +126,7 @@ async def measure(kind: str, n: int, chunk: int = 250) -> tuple[float, float]:
         for i in range(2000):
             await one(relay, i)
     await asyncio.sleep(0.5)
-    cpu = {"off": 0.0, "on": -sum(_thread_cpu(t) for t in threads)}
+    cpu = {"off": 0.0, "on": 0.0, "threads": -sum(_thread_cpu(t) for t in threads)}
     for start in range(0, n, chunk):
         for side, relay in (("off", off), ("on", on)):
             t = time.thread_time()
@@ -135,10 +136,11 @@ async def measure(kind: str, n: int, chunk: int = 250) -> tuple[float, float]:
         await asyncio.sleep(0)
     t = time.thread_time()
     await on.aclose()  # what is still queued is written or exported: its CPU counts
-    cpu["on"] += time.thread_time() - t + sum(ended)
+    cpu["on"] += time.thread_time() - t
+    cpu["threads"] += sum(ended)
     if telemetry.tracing is not None and telemetry.tracing.batcher.dropped:
         raise SystemExit(f"{telemetry.tracing.batcher.dropped} spans dropped: their CPU would not count")
-    return cpu["off"] / n * 1e6, cpu["on"] / n * 1e6
+    return cpu["off"] / n * 1e6, cpu["on"] / n * 1e6, cpu["threads"] / n * 1e6
 
 
 async def request_id_cost(n: int) -> float:
@@ -163,14 +165,14 @@ async def request_id_cost(n: int) -> float:
     return ((used[1] + used[3]) - (used[0] + used[2])) / (2 * n) * 1e6
 
 
-def run(kind: str, n: int, env: dict[str, str]) -> tuple[float, float]:
+def run(kind: str, n: int, env: dict[str, str]) -> tuple[float, float, float]:
     """One measurement in a fresh interpreter (prometheus_client picks its mode at import)."""
     code = f"import asyncio, bench.telemetry_cpu as b; print(*asyncio.run(b.measure({kind!r}, {n})))"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
-    off, on = out.stdout.split()[-2:]
-    return float(off), float(on)
+    off, on, threads = out.stdout.split()[-3:]
+    return float(off), float(on), float(threads)
 
 
 def main() -> None:
@@ -198,23 +200,26 @@ def main() -> None:
     base = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     offs: list[float] = []
     added: dict[str, list[float]] = {name: [] for name in cases}
+    threads: dict[str, list[float]] = {name: [] for name in cases}
     try:
         for _ in range(args.rounds):
             for name, env in cases.items():
-                off, on = run(name.split(",")[0], args.n, {**base, **env})
+                off, on, in_threads = run(name.split(",")[0], args.n, {**base, **env})
                 offs.append(off)
-                added[name].append(on - off)
+                added[name].append(on + in_threads - off)
+                threads[name].append(in_threads)
     finally:
         receiver.terminate()
         shutil.rmtree(mp_dir, ignore_errors=True)
     medians = {"off": _median(offs), **{name: _median(v) for name, v in added.items()}}
     if args.json:
-        print(json.dumps({"medians": medians, "added": added}))
+        print(json.dumps({"medians": medians, "added": added, "threads": threads}))
         return
     print(f"{'off':<22} {medians['off']:6.1f} us CPU per call (median of {len(offs)})")
     for name, us in added.items():
         spread = ", ".join(f"{x:+.1f}" for x in sorted(us))
-        print(f"{name:<22} {medians[name]:+6.1f} us = {medians[name] / 1000:.3f} ms CPU per call ({spread})")
+        print(f"{name:<22} {medians[name]:+6.1f} us = {medians[name] / 1000:.3f} ms CPU per call ({spread}); "
+              f"in its threads {_median(threads[name]):.1f} us")  # fmt: skip
     if not args.cases:
         print(f"x-request-id (always on): +{asyncio.run(request_id_cost(args.n * 5)):.1f} us CPU per HTTP exchange")
 

@@ -117,18 +117,40 @@ def frame(
     trace_id: int, span_id: int, parent: tuple[int, bool] | None, name: bytes, kind: int,
     start: int, end: int, attributes: bytes, error: bool,
 ) -> bytes:  # fmt: skip
-    """A Span message around its encoded name (`name_field`) and attributes (repeated field 9).
-    The flags' bit 8 says whether the parent is remote is known, bit 9 that it is (the trace
-    flags left out, as the SDK does)."""
-    head = b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")
-    remote = False
-    if parent is not None:
-        head += b"\x22\x08" + parent[0].to_bytes(8, "big")
-        remote = parent[1]
+    """A Span message around its encoded name (`name_field`) and attributes (repeated field 9)."""
+    parent_id, remote = (None, False) if parent is None else parent
     return b"".join((
-        head, name, _KINDS[kind], _TIMES.pack(0x39, start, 0x41, end), attributes,
-        _ERROR_STATUS if error else _UNSET_STATUS, _FLAGS[remote],
+        head(trace_id, span_id, parent_id), name, _KINDS[kind], times(start, end), tail(attributes, error, remote)
     ))  # fmt: skip
+
+
+# A span in four pieces, in field order: `head` (ids), the name and kind (fixed for a kind of
+# span), `times`, `tail` (attributes, status, flags; fixed for many spans). The encoders of the
+# spans that repeat keep their fixed pieces.
+_M64 = (1 << 64) - 1
+ROOT = struct.Struct(">HQQHQ")  # trace_id (1), span_id (2): tags, lengths and the ids, big-endian
+CHILD = struct.Struct(">HQQHQHQ")  # + parent_span_id (4)
+
+
+def head(trace_id: int, span_id: int, parent_id: int | None) -> bytes:
+    if parent_id is None:
+        return ROOT.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id)
+    return CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+
+
+def named(name: str, kind: int) -> bytes:
+    """Span.name (5) and Span.kind (6)."""
+    return name_field(name) + _KINDS[kind]
+
+
+def times(start: int, end: int) -> bytes:
+    return _TIMES.pack(0x39, start, 0x41, end)
+
+
+def tail(attributes: bytes, error: bool, remote: bool) -> bytes:
+    """The attributes, the status, and the flags: bit 8 says whether the parent is remote is
+    known, bit 9 that it is (the trace flags left out, as the SDK does)."""
+    return attributes + (_ERROR_STATUS if error else _UNSET_STATUS) + _FLAGS[remote]
 
 
 def attribute(key: str, value: Any) -> bytes:

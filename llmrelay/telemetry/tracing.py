@@ -142,8 +142,7 @@ class Tracing:
     def timed(self, name: str, op: Op) -> Op:
         """A store operation as a span, inside a traced call (not for work outside any call)."""
         add = self.batcher.add
-        named = otlp.name_field(f"store.{name}")
-        attributes = otlp.attributes({"db.operation.name": name})
+        fixed = _store_operation(name)
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
             parent = _current.get()
@@ -156,7 +155,7 @@ class Tracing:
                 error = False
                 return result
             finally:
-                add((_store_span, parent, _span_id(), named, attributes, start, time_ns(), error))
+                add((_store_span, parent, _span_id(), fixed, start, time_ns(), error))
 
         return traced
 
@@ -167,6 +166,7 @@ class Tracing:
 # -- the spans' encodings, run by the export thread ----------------------------------------------
 
 _blocks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}  # a call's attributes that repeat, encoded
+_SUCCESS_TAILS = (otlp.tail(b"", False, False), otlp.tail(b"", False, True))  # (a root, under a caller)
 
 
 def _call_span(
@@ -181,6 +181,7 @@ def _call_span(
     if blocks is None:
         provider = record.provider
         blocks = (
+            otlp.named(f"chat {record.model}", SERVER),
             otlp.attributes({
                 "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
                 "gen_ai.request.model": record.model,
@@ -193,24 +194,25 @@ def _call_span(
             _blocks[key] = blocks
     integer = otlp.int_attribute
     parts = [
-        blocks[0], otlp.string_attribute("gen_ai.response.id", record.response_id), blocks[1],
+        otlp.head(trace_id, span_id, None if parent is None else parent[1]), blocks[0], otlp.times(start, end),
+        blocks[1], otlp.string_attribute("gen_ai.response.id", record.response_id), blocks[2],
         integer("gen_ai.usage.input_tokens", record.input_tokens),
-        integer("gen_ai.usage.output_tokens", record.output_tokens), blocks[2],
-        otlp.float_attribute("llmrelay.cost_usd", record.cost), blocks[3],
+        integer("gen_ai.usage.output_tokens", record.output_tokens), blocks[3],
+        otlp.float_attribute("llmrelay.cost_usd", record.cost), blocks[4],
     ]  # fmt: skip
     if asked:
         parts += (otlp.attribute(name, value) for name, value in asked)
     if record.request_id:
         parts.append(otlp.string_attribute("llmrelay.request_id", record.request_id))
-    error = record.error_class is not None
-    if error:
-        parts.append(otlp.attributes({"error.type": record.error_class}))
-    remote = None if parent is None else (parent[1], True)
-    name = otlp.name_field(f"chat {record.model}")
-    return otlp.frame(trace_id, span_id, remote, name, SERVER, start, end, b"".join(parts), error)
+    if record.error_class is None:
+        parts.append(_SUCCESS_TAILS[parent is not None])
+    else:
+        parts.append(otlp.tail(otlp.attributes({"error.type": record.error_class}), True, parent is not None))
+    return b"".join(parts)
 
 
-_exchanges: dict[tuple[Any, ...], bytes] = {}  # an upstream exchange's attributes, encoded
+_exchanges: dict[tuple[Any, ...], bytes] = {}  # an upstream exchange's name, kind and tail, encoded
+_CHILD, _M64, _times = otlp.CHILD, (1 << 64) - 1, otlp.times
 
 
 def _client_span(
@@ -219,8 +221,8 @@ def _client_span(
 ) -> bytes:  # fmt: skip
     """An upstream exchange: its status, or the class of the exception that ended it."""
     key = (method, url, status, failure)
-    attributes = _exchanges.get(key)
-    if attributes is None:
+    fixed = _exchanges.get(key)
+    if fixed is None:
         found: dict[str, Any] = {"http.request.method": method, **_url_attributes(url)}
         if status is not None:
             found["http.response.status_code"] = status
@@ -228,15 +230,26 @@ def _client_span(
                 found["error.type"] = str(status)
         else:
             found["error.type"] = failure
-        attributes = otlp.attributes(found)
+        error = status is None or status >= 400
+        fixed = (otlp.named(method, CLIENT), otlp.tail(otlp.attributes(found), error, False))
         if len(_exchanges) < 1000:
-            _exchanges[key] = attributes
-    error = status is None or status >= 400
-    return otlp.frame(parent[0], span_id, (parent[1], False), otlp.name_field(method), CLIENT, start, end,
-                      attributes, error)  # fmt: skip
+            _exchanges[key] = fixed
+    trace_id, parent_id = parent
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+    return ids + fixed[0] + _times(start, end) + fixed[1]
+
+
+def _store_operation(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
+    """A store operation's span name and kind, and its tails: (succeeded, failed)."""
+    attributes = otlp.attributes({"db.operation.name": name})
+    return otlp.named(f"store.{name}", INTERNAL), (otlp.tail(attributes, False, False),
+                                                    otlp.tail(attributes, True, False))  # fmt: skip
 
 
 def _store_span(
-    parent: tuple[int, int], span_id: int, name: bytes, attributes: bytes, start: int, end: int, error: bool
-) -> bytes:
-    return otlp.frame(parent[0], span_id, (parent[1], False), name, INTERNAL, start, end, attributes, error)
+    parent: tuple[int, int], span_id: int, fixed: tuple[bytes, tuple[bytes, bytes]], start: int, end: int,
+    error: bool,
+) -> bytes:  # fmt: skip
+    trace_id, parent_id = parent
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+    return ids + fixed[0] + _times(start, end) + fixed[1][error]

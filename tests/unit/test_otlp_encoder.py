@@ -15,17 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from llmrelay.telemetry import otlp
 from llmrelay.telemetry.otlp import encode, span
 from llmrelay.telemetry.record import Record
-from llmrelay.telemetry.tracing import (
-    CLIENT,
-    INTERNAL,
-    SERVER,
-    _call_span,
-    _client_span,
-    _store_span,
-)  # fmt: skip
+from llmrelay.telemetry.tracing import CLIENT, INTERNAL, SERVER, _call_span, _client_span, _store_operation, _store_span
 
 ATTRIBUTES = {
     "gen_ai.operation.name": "chat", "gen_ai.request.model": "claude", "gen_ai.response.id": "resp_" + "a" * 80,
@@ -106,6 +98,7 @@ def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
     status: int | None, failure: str | None
 ) -> None:
     url = "https://api.example.com:8443/v1/messages?key=secret"
+    trace_id = 2**127 + 3  # the high half set too
     attributes: dict[str, Any] = {
         "http.request.method": "POST", "server.address": "api.example.com",
         "url.full": "https://api.example.com:8443/v1/messages", "server.port": 8443,
@@ -115,9 +108,8 @@ def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
     if status is None or status >= 400:
         attributes["error.type"] = failure or str(status)
     error = "error.type" in attributes
-    expected = span(3, 4, (5, False), "POST", CLIENT, 10, 20, attributes, error)
+    expected = span(trace_id, 4, (5, False), "POST", CLIENT, 10, 20, attributes, error)
     for _ in range(2):
-        assert _client_span((3, 5), 4, "POST", url, 10, 20, status, failure) == expected
-    store = _store_span((3, 5), 4, otlp.name_field("store.put"), otlp.attributes({"db.operation.name": "put"}), 10,
-                        20, error)  # fmt: skip
+        assert _client_span((trace_id, 5), 4, "POST", url, 10, 20, status, failure) == expected
+    store = _store_span((3, 5), 4, _store_operation("put"), 10, 20, error)
     assert store == span(3, 4, (5, False), "store.put", INTERNAL, 10, 20, {"db.operation.name": "put"}, error)
