@@ -6,9 +6,11 @@ telemetry's when on), one upstream exchange (a canned reply, no network) and one
 no wrapper. On: Prometheus metrics (single-process, and the mmap files used with --workers),
 and OpenTelemetry tracing (three spans a call: the call, the upstream exchange, the store
 write), exported over OTLP/HTTP to a receiver in another process, so the batch thread's
-encoding and sending count and the receiver's work does not. Prints microseconds of CPU per
-call, and the difference to telemetry off; and what the x-request-id middleware, which is
-always on, adds to an HTTP exchange.
+encoding and sending count and the receiver's work does not (it keeps connections, as
+collectors do). Off and on run in one process, in alternating chunks (`measure`), so that the
+load of a shared machine weighs on both alike. Prints microseconds of CPU per call off, what
+each kind adds (the median, every round, and the share of telemetry's own threads); and what
+the x-request-id middleware, which is always on, adds to an HTTP exchange.
 
     PYTHONPATH=. python bench/telemetry_cpu.py
 """
