@@ -87,6 +87,8 @@ class Telemetry:
         for sink in self.sinks:
             if (close := getattr(sink, "aclose", None)) is not None:
                 await close()
+        if self.metrics is not None:
+            self.metrics.close()  # what it still holds reaches prometheus_client (and the worker's files)
         if self.tracing is not None:
             self.tracing.shutdown()
 

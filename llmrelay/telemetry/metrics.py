@@ -4,6 +4,13 @@ Imported only when `prometheus` is switched on. With several workers the CLI poi
 PROMETHEUS_MULTIPROC_DIR at a fresh directory before they start: each worker writes its values
 to files there and a scrape of any worker sums them all (prometheus_client's multiprocess mode).
 
+A call does not touch prometheus_client: each `.inc()` or `.observe()` takes a lock, and with
+several workers writes an mmap'd file, a dozen times a call. A call queues its record instead
+(router events and store timings likewise); a thread sums the queue every FLUSH_INTERVAL and
+writes each series once per pass, a histogram's buckets by how many observations fell in them.
+A scrape first flushes its own worker, so it sees all of that worker's ended calls; another
+worker's calls reach it at most FLUSH_INTERVAL (plus that thread's scheduling) after they end.
+
 Labels are bounded: configured model names, deployment ids, providers, key aliases, teams,
 statuses and error classes; never a response id or anything a client wrote.
 """
@@ -11,8 +18,11 @@ statuses and error classes; never a response id or anything a client wrote.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 try:
@@ -29,6 +39,52 @@ LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 FIRST_TOKEN = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STORE = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 TOKEN_TYPES = ("input", "output", "reasoning", "cached")
+FLUSH_INTERVAL = 0.5  # seconds: the most an ended call waits before every worker's scrape counts it
+MAX_CHILDREN = 10_000  # label-bound children kept: a bound on memory, whatever the label values
+
+Labels = tuple[str, ...]
+
+
+class Observed:
+    """Observations of one histogram series since the last flush: their sum and per-bucket counts."""
+
+    __slots__ = ("buckets", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.sum = 0.0
+        self.buckets = [0] * size
+
+    def add(self, bounds: Sequence[float], value: float) -> None:
+        self.sum += value
+        self.buckets[bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value, as observe()
+
+
+class Calls:
+    """What the calls of one (model, deployment, provider, key alias, team) left since the last flush."""
+
+    __slots__ = ("cost", "first_token", "latency", "statuses", "tokens")
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, int] = {}
+        self.latency = Observed(len(LATENCY) + 1)  # + the +Inf bucket
+        self.first_token: Observed | None = None
+        self.tokens = [0, 0, 0, 0]  # TOKEN_TYPES
+        self.cost = 0.0
+
+    def add(self, record: Record) -> None:
+        statuses = self.statuses
+        statuses[record.status] = statuses.get(record.status, 0) + 1
+        self.latency.add(LATENCY, record.latency)
+        if record.ttft is not None:
+            if self.first_token is None:
+                self.first_token = Observed(len(FIRST_TOKEN) + 1)
+            self.first_token.add(FIRST_TOKEN, record.ttft)
+        tokens = self.tokens
+        tokens[0] += record.input_tokens
+        tokens[1] += record.output_tokens
+        tokens[2] += record.reasoning_tokens
+        tokens[3] += record.cached_tokens
+        self.cost += record.cost
 
 
 class Metrics:
@@ -66,68 +122,40 @@ class Metrics:
             "llmrelay_store_operation_duration_seconds", "Seconds a store operation took", ["operation"],
             buckets=STORE, registry=r,
         )  # fmt: skip
-        self._series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # The event loop appends, the flush pops from the other end: a deque is safe for both.
+        self.queue: deque[Any] = deque()
+        self.active = 0  # calls started and not ended (written by the event loop only)
+        self._written_active: int | None = None
+        self._children: dict[tuple[Any, Labels], Any] = {}
+        self._flushing = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmrelay-metrics", daemon=True)
+        self._thread.start()
 
-    # -- per call ----------------------------------------------------------------------------
+    # -- per call: counted in memory ------------------------------------------------------------
 
     def started(self) -> None:
-        self.in_flight.inc()
+        self.active += 1
 
     def emit(self, record: Record) -> None:
-        self.in_flight.dec()
-        who = (record.model, record.deployment, record.provider, record.key_alias or "", record.team or "")
-        series = self._series.get(who) or self._bind(who)
-        requests, latency, first_token, tokens, cost = series
-        child = requests.get(record.status)
-        if child is None:
-            child = requests[record.status] = self.requests.labels(*who, record.status)
-        child.inc()
-        latency.observe(record.latency)
-        if record.ttft is not None:
-            first_token.observe(record.ttft)
-        for counter, n in zip(
-            tokens,
-            (record.input_tokens, record.output_tokens, record.reasoning_tokens, record.cached_tokens),
-            strict=True,
-        ):
-            if n:
-                counter.inc(n)
-        if record.cost:
-            cost.inc(record.cost)
-        if record.error_class is not None:
-            self.errors.labels(*who[:3], record.error_class).inc()
-        if record.background:
-            self.jobs.labels(record.status).inc()
-
-    def _bind(self, who: tuple[str, ...]) -> tuple[Any, ...]:
-        """The label children of one (model, deployment, provider, key, team), looked up once."""
-        call = who[:3]
-        series = (
-            {},
-            self.latency.labels(*call),
-            self.first_token.labels(*call),
-            tuple(self.tokens.labels(*who, t) for t in TOKEN_TYPES),
-            self.cost.labels(*who),
-        )
-        if len(self._series) < 10_000:  # a bound on memory, whatever the label values
-            self._series[who] = series
-        return series
+        self.active -= 1
+        self.queue.append(record)
 
     # -- the router's events (router.events) ---------------------------------------------------
 
     def retried(self, model: str, deployment: str) -> None:
-        self.retries.labels(model, deployment).inc()
+        self.queue.append((self.retries, (model, deployment)))
 
     def fell_back(self, model: str, fallback: str) -> None:
-        self.fallbacks.labels(model, fallback).inc()
+        self.queue.append((self.fallbacks, (model, fallback)))
 
     def cooled(self, deployment: str) -> None:
-        self.cooldowns.labels(deployment).inc()
+        self.queue.append((self.cooldowns, (deployment,)))
 
     # -- the store ---------------------------------------------------------------------------
 
     def timed(self, name: str, op: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        observe = self.store.labels(name).observe
+        append = self.queue.append
         clock = time.perf_counter
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
@@ -135,18 +163,102 @@ class Metrics:
             try:
                 return await op(*args, **kwargs)
             finally:
-                observe(clock() - start)
+                append((name, clock() - start))
 
         return timed
+
+    # -- to prometheus_client ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what the queue holds, each series once. The requests counter is written last, so
+        that whoever sees a call counted there sees the rest of what it and earlier calls left."""
+        with self._flushing:
+            queue = self.queue
+            calls: dict[Labels, Calls] = {}
+            counts: dict[tuple[Any, Labels], float] = {}
+            observed: dict[tuple[Any, Labels], Observed] = {}
+            for _ in range(len(queue)):  # what is there now; calls ending meanwhile wait for the next pass
+                item = queue.popleft()
+                if type(item) is Record:
+                    who = (item.model, item.deployment, item.provider, item.key_alias or "", item.team or "")
+                    summed = calls.get(who)
+                    if summed is None:
+                        summed = calls[who] = Calls()
+                    summed.add(item)
+                    if item.error_class is not None:
+                        series = (self.errors, (*who[:3], item.error_class))
+                        counts[series] = counts.get(series, 0) + 1
+                    if item.background:
+                        series = (self.jobs, (item.status,))
+                        counts[series] = counts.get(series, 0) + 1
+                elif type(item[0]) is str:  # a store operation's (name, seconds)
+                    _observe(observed, self.store, (item[0],), STORE, item[1])
+                else:  # a router event's (counter, labels)
+                    counts[item] = counts.get(item, 0) + 1
+            for who, summed in calls.items():
+                call = who[:3]
+                self._write(self.latency, call, summed.latency)
+                if summed.first_token is not None:
+                    self._write(self.first_token, call, summed.first_token)
+                for kind, n in zip(TOKEN_TYPES, summed.tokens, strict=True):
+                    if n:
+                        self._child(self.tokens, (*who, kind)).inc(n)
+                if summed.cost:
+                    self._child(self.cost, who).inc(summed.cost)
+            for (histogram, labels), seen in observed.items():
+                self._write(histogram, labels, seen)
+            for (counter, labels), amount in counts.items():
+                self._child(counter, labels).inc(amount)
+            if (active := self.active) != self._written_active:
+                self.in_flight.set(active)
+                self._written_active = active
+            for who, summed in calls.items():
+                for status, n in summed.statuses.items():
+                    self._child(self.requests, (*who, status)).inc(n)
+
+    def _write(self, histogram: Any, labels: Labels, seen: Observed) -> None:
+        child = self._child(histogram, labels)
+        child._sum.inc(seen.sum)  # the pieces `observe` writes, each once for many observations
+        for bucket, n in zip(child._buckets, seen.buckets, strict=True):
+            if n:
+                bucket.inc(n)
+
+    def _child(self, metric: Any, labels: Labels) -> Any:
+        """A metric's child for these label values, looked up once."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = metric.labels(*labels)
+            if len(self._children) < MAX_CHILDREN:
+                self._children[metric, labels] = child
+        return child
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.flush()
 
     # -- exposition --------------------------------------------------------------------------
 
     def scrape(self) -> tuple[bytes, str]:
+        self.flush()  # this worker's ended calls, all of them
         if self.multiprocess:  # every worker's files, summed
             registry = prom.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
         return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
+
+
+def _observe(
+    observed: dict[tuple[Any, Labels], Observed], histogram: Any, labels: Labels, bounds: Sequence[float], value: float
+) -> None:
+    seen = observed.get((histogram, labels))
+    if seen is None:
+        seen = observed[histogram, labels] = Observed(len(bounds) + 1)  # + the +Inf bucket
+    seen.add(bounds, value)
 
 
 def prepare_multiprocess_dir(path: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,23 +93,109 @@ def span(
     start: int, end: int, attributes: Any, error: bool,
 ) -> bytes:  # fmt: skip
     """One Span message. `parent` is (span id, remote); `kind` the API's SpanKind value."""
-    flags = 0x100  # bit 8: whether the parent is remote is known (the trace flags left out, as the SDK does)
-    parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08", span_id.to_bytes(8, "big")]
-    if parent is not None:
-        parts += (b"\x22\x08", parent[0].to_bytes(8, "big"))
-        if parent[1]:
-            flags |= 0x200
-    parts += (
-        _field(0x2A, name.encode()),
-        b"\x30", _varint(kind + 1),  # the API's INTERNAL is 0, OTLP's 1
-        b"\x39", struct.pack("<Q", start),
-        b"\x41", struct.pack("<Q", end),
-    )  # fmt: skip
-    if attributes:
-        parts.append(_attributes(0x4A, attributes))
-    parts.append(_ERROR_STATUS if error else _UNSET_STATUS)
-    parts += (b"\x85\x01", struct.pack("<I", flags))  # Span.flags (16), fixed32
-    return b"".join(parts)
+    encoded = _attributes(0x4A, attributes) if attributes else b""
+    return frame(trace_id, span_id, parent, name_field(name), kind, start, end, encoded, error)
+
+
+_TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (7) and end_time_unix_nano (8), fixed64 each
+_FLAGS = (b"\x85\x01\x00\x01\x00\x00", b"\x85\x01\x00\x03\x00\x00")  # Span.flags (16), fixed32
+_KINDS = tuple(b"\x30" + bytes((k + 1,)) for k in range(5))  # the API's INTERNAL is 0, OTLP's 1
+_names: dict[str, bytes] = {}
+
+
+def name_field(name: str) -> bytes:
+    """Span.name (5), encoded; span names are few (`chat {model}`, `POST`, `store.put`, ...)."""
+    encoded = _names.get(name)
+    if encoded is None:
+        encoded = _field(0x2A, name.encode())
+        if len(_names) < CACHED:
+            _names[name] = encoded
+    return encoded
+
+
+def frame(
+    trace_id: int, span_id: int, parent: tuple[int, bool] | None, name: bytes, kind: int,
+    start: int, end: int, attributes: bytes, error: bool,
+) -> bytes:  # fmt: skip
+    """A Span message around its encoded name (`name_field`) and attributes (repeated field 9)."""
+    parent_id, remote = (None, False) if parent is None else parent
+    return b"".join((
+        head(trace_id, span_id, parent_id), name, _KINDS[kind], times(start, end), tail(attributes, error, remote)
+    ))  # fmt: skip
+
+
+# A span in four pieces, in field order: `head` (ids), the name and kind (fixed for a kind of
+# span), `times`, `tail` (attributes, status, flags; fixed for many spans). The encoders of the
+# spans that repeat keep their fixed pieces.
+_M64 = (1 << 64) - 1
+ROOT = struct.Struct(">HQQHQ")  # trace_id (1), span_id (2): tags, lengths and the ids, big-endian
+CHILD = struct.Struct(">HQQHQHQ")  # + parent_span_id (4)
+
+
+def head(trace_id: int, span_id: int, parent_id: int | None) -> bytes:
+    if parent_id is None:
+        return ROOT.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id)
+    return CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+
+
+def named(name: str, kind: int) -> bytes:
+    """Span.name (5) and Span.kind (6)."""
+    return name_field(name) + _KINDS[kind]
+
+
+def times(start: int, end: int) -> bytes:
+    return _TIMES.pack(0x39, start, 0x41, end)
+
+
+def tail(attributes: bytes, error: bool, remote: bool) -> bytes:
+    """The attributes, the status, and the flags: bit 8 says whether the parent is remote is
+    known, bit 9 that it is (the trace flags left out, as the SDK does)."""
+    return attributes + (_ERROR_STATUS if error else _UNSET_STATUS) + _FLAGS[remote]
+
+
+def attribute(key: str, value: Any) -> bytes:
+    """One attribute (Span.attributes, field 9), not cached: for values that differ span to span."""
+    return _field(0x4A, _key(key) + _field(0x12, _value(value)))
+
+
+# The attributes that differ from call to call (ids, token counts, cost), written with their
+# lengths computed rather than through `_field` thrice, when every length fits in one byte.
+
+
+def string_attribute(key: str, value: str) -> bytes:
+    encoded = value.encode()
+    key_field = _key(key)
+    n = len(encoded)
+    size = len(key_field) + n + 4  # + the AnyValue field's tag and length, the string's
+    if size > 0x7F:
+        return attribute(key, value)
+    return b"\x4a" + bytes((size,)) + key_field + bytes((0x12, n + 2, 0x0A, n)) + encoded
+
+
+def int_attribute(key: str, value: int) -> bytes:
+    if type(value) is not int or value < 0:
+        return float_attribute(key, value) if type(value) is float else attribute(key, value)
+    number = bytes((value,)) if value < 0x80 else _varint(value)
+    key_field = _key(key)
+    size = len(key_field) + len(number) + 3
+    if size > 0x7F:
+        return attribute(key, value)
+    return b"\x4a" + bytes((size,)) + key_field + bytes((0x12, len(number) + 1, 0x18)) + number
+
+
+def float_attribute(key: str, value: float) -> bytes:
+    key_field = _key(key)
+    if type(value) is not float or len(key_field) > 0x70:
+        return attribute(key, value)
+    return b"\x4a" + bytes((len(key_field) + 11,)) + key_field + _DOUBLE.pack(0x12, 9, 0x21, value)
+
+
+_DOUBLE = struct.Struct("<BBBd")
+
+
+def attributes(items: Any) -> bytes:
+    """Attributes (Span.attributes, field 9) whose string values repeat: cached like `span`'s."""
+    return _attributes(0x4A, items)
 
 
 def resource_head(resource: Any) -> bytes:
@@ -154,10 +241,12 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes:
 
 
 class Batcher:
-    """Encoded spans, posted in batches from a thread (the SDK's batch processor's settings:
+    """Spans, encoded and posted in batches from a thread (the SDK's batch processor's settings:
     OTEL_BSP_SCHEDULE_DELAY ms, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE; spans
-    beyond the queue are dropped and counted). The SDK's OTLP exporter does the HTTP: endpoint,
-    headers, compression, certificates, timeouts and retries as configured for it."""
+    beyond the queue are dropped and counted). A span is queued as it ended, a tuple of an
+    encoding function and its arguments, so that the event loop pays for the tuple only; the
+    thread writes the bytes. The SDK's OTLP exporter does the HTTP: endpoint, headers,
+    compression, certificates, timeouts and retries as configured for it."""
 
     def __init__(self, exporter: OTLPSpanExporter, resource: Any, scope: Any) -> None:
         self.exporter = exporter
@@ -165,21 +254,22 @@ class Batcher:
         self.delay = _env_number("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self.batch = int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
         self.limit = int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
-        self.spans: list[bytes] = []
+        self.spans: deque[tuple[Any, ...]] = deque()  # appended by the loop, taken by the thread
         self.dropped = 0
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="llmrelay-otlp", daemon=True)
         self._thread.start()
 
-    def add(self, encoded: bytes) -> None:
+    def add(self, pending: tuple[Any, ...]) -> None:
+        """`pending` is (encode, *args): `encode(*args)` gives the Span message's bytes."""
         spans = self.spans
         if len(spans) >= self.limit:
             self.dropped += 1
             if self.dropped in (1, 1000) or self.dropped % 100_000 == 0:
                 log.warning("traces: export queue full, %d spans dropped", self.dropped)
             return
-        spans.append(encoded)
+        spans.append(pending)
         if len(spans) == self.batch:
             self._wake.set()
 
@@ -190,11 +280,13 @@ class Batcher:
             self._flush()
 
     def _flush(self) -> None:
-        # Only this thread removes spans, and only from the front; appends go to the end.
-        while self.spans:
-            batch = self.spans[: self.batch]
-            del self.spans[: len(batch)]
+        spans = self.spans
+        while spans:
+            batch = []
             try:
+                for _ in range(min(self.batch, len(spans))):
+                    pending = spans.popleft()
+                    batch.append(pending[0](*pending[1:]))
                 self._post(request(*self.head, batch))
             except Exception:  # the thread must live on
                 log.exception("traces: could not export %d spans", len(batch))

@@ -59,28 +59,34 @@ def record_of(call: Call, outcome: Outcome) -> Record:
         key_alias = caller.key.record.get("key_alias")
         if caller.team is not None:
             team = caller.team.record.get("team_alias") or caller.team.id
-    started = call.meta.get("started")
-    first = call.meta.get("first_token")
-    return Record(
-        request_id=call.meta.get("request_id"),
-        response_id=call.id,
-        model=str(call.params.get("model")),
-        deployment=call.deployment.id,
-        provider=call.deployment.provider.name,
-        key_alias=key_alias,
-        team=team,
-        status=outcome.status,
-        error_class=None if outcome.status in SUCCESS else _error_class(outcome),
-        latency=outcome.latency,
-        ttft=first - started if first is not None and started is not None else None,
-        input_tokens=int(usage.get("input_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int((usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0),
-        cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-        cost=outcome.cost,
-        stream=call.stream,
-        background=call.job,
-        start_time=time.time() - outcome.latency,
+    meta = call.meta
+    started = meta.get("started")
+    first = meta.get("first_token")
+    status = outcome.status
+    latency = outcome.latency
+    deployment = call.deployment
+    output_details = usage.get("output_tokens_details") or {}
+    input_details = usage.get("input_tokens_details") or {}
+    return Record(  # positionally, in the fields' order: every call pays for this one
+        meta.get("request_id"),
+        call.id,
+        str(call.params.get("model")),
+        deployment.id,
+        deployment.provider.name,
+        key_alias,
+        team,
+        status,
+        None if status in SUCCESS else _error_class(outcome),
+        latency,
+        first - started if first is not None and started is not None else None,
+        int(usage.get("input_tokens") or 0),
+        int(usage.get("output_tokens") or 0),
+        int(output_details.get("reasoning_tokens") or 0),
+        int(input_details.get("cached_tokens") or 0),
+        outcome.cost,
+        call.stream,
+        call.job,
+        time.time() - latency,
     )
 
 

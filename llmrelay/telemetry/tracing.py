@@ -5,10 +5,12 @@ child span for each upstream HTTP exchange and each store operation; an incoming
 Imported only when tracing is switched on (`otel` in the callbacks, or an OTLP endpoint in
 the environment). The spans are not made through the SDK's tracer: a tracer span costs tens
 of microseconds (locks, attribute checks, context objects), and its exporter's encoding about
-a hundred more, where a call knows its whole span only at its end anyway. Each span is written
-once, finished, as OTLP bytes (otlp.py) and batched; the SDK's exporter posts the batches. The
-call's (trace id, span id) travels to its children in a context variable, as the SDK's current
-span would.
+a hundred more, where a call knows its whole span only at its end anyway. A span ends as a
+tuple of what it holds (ids, times, the call's record), queued; the export thread writes it as
+OTLP bytes (otlp.py), the attributes that repeat from call to call (model, provider, upstream
+URL, status) encoded once and kept, and the SDK's exporter posts the batches. The call's
+(trace id, span id) travels to its children in a context variable, as the SDK's current span
+would.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..providers.base import Call
-from .otlp import Batcher, span
+from . import otlp
+from .otlp import Batcher
 from .record import Record
 
 # llmrelay's provider names as the semantic conventions spell them (gen_ai.provider.name)
@@ -105,33 +108,12 @@ class Tracing:
         opened = call.meta.pop("span", None)
         if opened is None:
             return
-        (trace_id, span_id), parent, start = opened
-        provider = record.provider
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-            "gen_ai.request.model": record.model,
-            "gen_ai.response.id": record.response_id,
-            "gen_ai.response.model": call.deployment.model,
-            "gen_ai.usage.input_tokens": record.input_tokens,
-            "gen_ai.usage.output_tokens": record.output_tokens,
-            "llmrelay.deployment": record.deployment,
-            "llmrelay.status": record.status,
-            "llmrelay.cost_usd": record.cost,
-            "llmrelay.stream": record.stream,
-        }
         params = call.params
+        asked = None
         for param, name in _REQUEST_PARAMS:
             if (value := params.get(param)) is not None:
-                attributes[name] = value
-        if record.request_id:
-            attributes["llmrelay.request_id"] = record.request_id
-        error = record.error_class is not None
-        if error:
-            attributes["error.type"] = record.error_class
-        remote = None if parent is None else (parent[1], True)
-        self.batcher.add(span(trace_id, span_id, remote, f"chat {record.model}", SERVER, start, time_ns(),
-                              attributes, error))  # fmt: skip
+                asked = [*(asked or ()), (name, value)]
+        self.batcher.add((_call_span, opened, time_ns(), record, call.deployment.model, asked))
 
     # -- children ----------------------------------------------------------------------------
 
@@ -144,30 +126,23 @@ class Tracing:
             if parent is None:
                 return await send(req, **kwargs)
             start = time_ns()
-            attributes = {"http.request.method": req.method, **_url_attributes(req.url)}
-            error = True
+            status = failure = None
             try:
                 resp = await send(req, **kwargs)
-                attributes["http.response.status_code"] = resp.status
-                if resp.status >= 400:
-                    attributes["error.type"] = str(resp.status)
-                else:
-                    error = False
+                status = resp.status
                 return resp
             except BaseException as exc:
-                attributes["error.type"] = type(exc).__name__
+                failure = type(exc).__name__
                 raise
             finally:
-                add(span(parent[0], _span_id(), (parent[1], False), req.method, CLIENT, start, time_ns(),
-                         attributes, error))  # fmt: skip
+                add((_client_span, parent, _span_id(), req.method, req.url, start, time_ns(), status, failure))
 
         return traced
 
     def timed(self, name: str, op: Op) -> Op:
         """A store operation as a span, inside a traced call (not for work outside any call)."""
         add = self.batcher.add
-        span_name = f"store.{name}"
-        attributes = {"db.operation.name": name}
+        fixed = _store_operation(name)
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
             parent = _current.get()
@@ -180,10 +155,101 @@ class Tracing:
                 error = False
                 return result
             finally:
-                add(span(parent[0], _span_id(), (parent[1], False), span_name, INTERNAL, start, time_ns(),
-                         attributes, error))  # fmt: skip
+                add((_store_span, parent, _span_id(), fixed, start, time_ns(), error))
 
         return traced
 
     def shutdown(self) -> None:
         self.batcher.shutdown()  # what the batch still holds is sent
+
+
+# -- the spans' encodings, run by the export thread ----------------------------------------------
+
+_blocks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}  # a call's attributes that repeat, encoded
+_SUCCESS_TAILS = (otlp.tail(b"", False, False), otlp.tail(b"", False, True))  # (a root, under a caller)
+
+
+def _call_span(
+    opened: tuple[tuple[int, int], tuple[int, int] | None, int], end: int, record: Record, response_model: str,
+    asked: list[tuple[str, Any]] | None,
+) -> bytes:  # fmt: skip
+    """The call's span: the attributes in the order they always had, those that repeat from call
+    to call (model, provider, deployment, status) written once and kept."""
+    (trace_id, span_id), parent, start = opened
+    key = (record.provider, record.model, response_model, record.deployment, record.status, record.stream)
+    blocks = _blocks.get(key)
+    if blocks is None:
+        provider = record.provider
+        blocks = (
+            otlp.named(f"chat {record.model}", SERVER),
+            otlp.attributes({
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
+                "gen_ai.request.model": record.model,
+            }),
+            otlp.attributes({"gen_ai.response.model": response_model}),
+            otlp.attributes({"llmrelay.deployment": record.deployment, "llmrelay.status": record.status}),
+            otlp.attributes({"llmrelay.stream": record.stream}),
+        )  # fmt: skip
+        if len(_blocks) < 1000:
+            _blocks[key] = blocks
+    integer = otlp.int_attribute
+    parts = [
+        otlp.head(trace_id, span_id, None if parent is None else parent[1]), blocks[0], otlp.times(start, end),
+        blocks[1], otlp.string_attribute("gen_ai.response.id", record.response_id), blocks[2],
+        integer("gen_ai.usage.input_tokens", record.input_tokens),
+        integer("gen_ai.usage.output_tokens", record.output_tokens), blocks[3],
+        otlp.float_attribute("llmrelay.cost_usd", record.cost), blocks[4],
+    ]  # fmt: skip
+    if asked:
+        parts += (otlp.attribute(name, value) for name, value in asked)
+    if record.request_id:
+        parts.append(otlp.string_attribute("llmrelay.request_id", record.request_id))
+    if record.error_class is None:
+        parts.append(_SUCCESS_TAILS[parent is not None])
+    else:
+        parts.append(otlp.tail(otlp.attributes({"error.type": record.error_class}), True, parent is not None))
+    return b"".join(parts)
+
+
+_exchanges: dict[tuple[Any, ...], bytes] = {}  # an upstream exchange's name, kind and tail, encoded
+_CHILD, _M64, _times = otlp.CHILD, (1 << 64) - 1, otlp.times
+
+
+def _client_span(
+    parent: tuple[int, int], span_id: int, method: str, url: str, start: int, end: int, status: int | None,
+    failure: str | None,
+) -> bytes:  # fmt: skip
+    """An upstream exchange: its status, or the class of the exception that ended it."""
+    key = (method, url, status, failure)
+    fixed = _exchanges.get(key)
+    if fixed is None:
+        found: dict[str, Any] = {"http.request.method": method, **_url_attributes(url)}
+        if status is not None:
+            found["http.response.status_code"] = status
+            if status >= 400:
+                found["error.type"] = str(status)
+        else:
+            found["error.type"] = failure
+        error = status is None or status >= 400
+        fixed = (otlp.named(method, CLIENT), otlp.tail(otlp.attributes(found), error, False))
+        if len(_exchanges) < 1000:
+            _exchanges[key] = fixed
+    trace_id, parent_id = parent
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+    return ids + fixed[0] + _times(start, end) + fixed[1]
+
+
+def _store_operation(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
+    """A store operation's span name and kind, and its tails: (succeeded, failed)."""
+    attributes = otlp.attributes({"db.operation.name": name})
+    return otlp.named(f"store.{name}", INTERNAL), (otlp.tail(attributes, False, False),
+                                                    otlp.tail(attributes, True, False))  # fmt: skip
+
+
+def _store_span(
+    parent: tuple[int, int], span_id: int, fixed: tuple[bytes, tuple[bytes, bytes]], start: int, end: int,
+    error: bool,
+) -> bytes:  # fmt: skip
+    trace_id, parent_id = parent
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
+    return ids + fixed[0] + _times(start, end) + fixed[1][error]

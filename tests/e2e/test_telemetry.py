@@ -83,8 +83,12 @@ def test_counters_move_by_a_known_mix_across_two_workers(metrics_proxy: ProxyPro
     def moved(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
 
-    # the job is counted at its terminal event, which may land just after the client sees it
-    after = wait_for(lambda: scrape(proxy.root), lambda s: total(s, "llmrelay_background_jobs_total") > 0)
+    # Each worker writes its counts within FLUSH_INTERVAL of a call's end (the job's at its terminal
+    # event, which may land just after the client sees it), the requests counter last. Once all
+    # six calls show there, one more scrape reads everything they left (whatever the file order).
+    calls = total(before, "llmrelay_requests_total") + 6
+    wait_for(lambda: scrape(proxy.root), lambda s: total(s, "llmrelay_requests_total") >= calls)
+    after = scrape(proxy.root)
     assert moved("llmrelay_requests_total", model="demo", status="completed", **who) == 3
     assert moved("llmrelay_requests_total", model="claude", status="completed", provider="anthropic", **who) == 1
     assert moved("llmrelay_requests_total", model="down", status="error", deployment="down-1", **who) == 1

@@ -1,9 +1,13 @@
-"""llmrelay's OTLP span encoder writes what the SDK's own encoder writes."""
+"""llmrelay's OTLP span encoder writes what the SDK's own encoder writes, and the spans the
+traces queue are encoded as that generic encoder would write them."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -11,7 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from llmrelay.telemetry.otlp import encode
+from llmrelay.telemetry.otlp import encode, span
+from llmrelay.telemetry.record import Record
+from llmrelay.telemetry.tracing import CLIENT, INTERNAL, SERVER, _call_span, _client_span, _store_operation, _store_span
 
 ATTRIBUTES = {
     "gen_ai.operation.name": "chat", "gen_ai.request.model": "claude", "gen_ai.response.id": "resp_" + "a" * 80,
@@ -38,3 +44,72 @@ def test_the_encoding_decodes_to_what_the_sdk_encodes() -> None:
     decoded.ParseFromString(encode(spans))
     assert decoded == encode_spans(spans)
     assert encode([]) == b""
+
+
+def _record(**changes: Any) -> Record:
+    base = Record(
+        request_id="req-1", response_id="resp_" + "b" * 40, model="claude", deployment="claude-1",
+        provider="anthropic", key_alias=None, team=None, status="completed", error_class=None, latency=0.5,
+        ttft=None, input_tokens=120, output_tokens=40, reasoning_tokens=0, cached_tokens=0, cost=0.0012,
+        stream=True, background=False, start_time=0.0,
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+SEMCONV_NAMES = {"anthropic": "anthropic", "vertex_ai": "gcp.vertex_ai"}
+
+
+@pytest.mark.parametrize(
+    ("record", "asked"),
+    [
+        (_record(), None),
+        (_record(request_id=None, cost=0, stream=False), [("gen_ai.request.temperature", 0.2)]),
+        (_record(status="error", error_class="APIConnectionError", provider="vertex_ai", input_tokens=70_000,
+                 output_tokens=0, cost=2.5, request_id="r" * 200),
+         [("gen_ai.request.max_tokens", 100), ("gen_ai.request.top_p", 1)]),
+    ],
+)  # fmt: skip
+def test_a_calls_span_is_the_generic_encoding_of_its_attributes(
+    record: Record, asked: list[tuple[str, Any]] | None
+) -> None:
+    for remote in (None, (7, 9)):  # a root span, and one continuing a caller's traceparent
+        opened = ((1234, 5678), remote, 1_700_000_000_000_000_000)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": SEMCONV_NAMES[record.provider],
+            "gen_ai.request.model": record.model, "gen_ai.response.id": record.response_id,
+            "gen_ai.response.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": record.input_tokens,
+            "gen_ai.usage.output_tokens": record.output_tokens, "llmrelay.deployment": record.deployment,
+            "llmrelay.status": record.status, "llmrelay.cost_usd": record.cost, "llmrelay.stream": record.stream,
+            **dict(asked or ()),
+        }  # fmt: skip
+        if record.request_id:
+            attributes["llmrelay.request_id"] = record.request_id
+        if record.error_class:
+            attributes["error.type"] = record.error_class
+        parent = None if remote is None else (remote[1], True)
+        expected = span(1234, 5678, parent, "chat claude", SERVER, opened[2], opened[2] + 9, attributes,
+                        record.error_class is not None)  # fmt: skip
+        for _ in range(2):  # written, then from what was kept
+            assert _call_span(opened, opened[2] + 9, record, "claude-sonnet-4-5", asked) == expected
+
+
+@pytest.mark.parametrize(("status", "failure"), [(200, None), (529, None), (None, "ConnectTimeout")])
+def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
+    status: int | None, failure: str | None
+) -> None:
+    url = "https://api.example.com:8443/v1/messages?key=secret"
+    trace_id = 2**127 + 3  # the high half set too
+    attributes: dict[str, Any] = {
+        "http.request.method": "POST", "server.address": "api.example.com",
+        "url.full": "https://api.example.com:8443/v1/messages", "server.port": 8443,
+    }  # fmt: skip
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    if status is None or status >= 400:
+        attributes["error.type"] = failure or str(status)
+    error = "error.type" in attributes
+    expected = span(trace_id, 4, (5, False), "POST", CLIENT, 10, 20, attributes, error)
+    for _ in range(2):
+        assert _client_span((trace_id, 5), 4, "POST", url, 10, 20, status, failure) == expected
+    store = _store_span((3, 5), 4, _store_operation("put"), 10, 20, error)
+    assert store == span(3, 4, (5, False), "store.put", INTERNAL, 10, 20, {"db.operation.name": "put"}, error)
