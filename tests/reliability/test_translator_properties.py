@@ -275,6 +275,8 @@ def test_upstream_request_is_valid_and_drops_nothing_silently(api: str, body: Js
             continue
         if name in ("tool_choice", "parallel_tool_calls") and not params.get("tools"):
             continue  # about tools: nothing to say without them
+        if name == "parallel_tool_calls" and params.get("tool_choice") == "none":
+            continue  # no tool calls at all: nothing for it to say either
         if name == "reasoning" and api in ("anthropic", "bedrock") and 0 < params.get("max_output_tokens", 1e9) <= 1024:
             continue  # Claude thinks in at least 1024 tokens, which must fit under max_tokens: off by design
         if name == "reasoning" and value.get("effort") == "none":
