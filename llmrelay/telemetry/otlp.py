@@ -80,11 +80,16 @@ def _attributes(tag: int, attributes: Any) -> bytes:
 
 
 def _key(key: str) -> bytes:
-    encoded = _keys.get(key)
+    return _memo(_keys, 0x0A, key)
+
+
+def _memo(cache: dict[str, bytes], tag: int, text: str) -> bytes:
+    """`text` as the string field `tag`, encoded once while the cache has room."""
+    encoded = cache.get(text)
     if encoded is None:
-        encoded = _field(0x0A, key.encode())
-        if len(_keys) < CACHED:
-            _keys[key] = encoded
+        encoded = _field(tag, text.encode())
+        if len(cache) < CACHED:
+            cache[text] = encoded
     return encoded
 
 
@@ -105,12 +110,7 @@ _names: dict[str, bytes] = {}
 
 def name_field(name: str) -> bytes:
     """Span.name (5), encoded; span names are few (`chat {model}`, `POST`, `store.put`, ...)."""
-    encoded = _names.get(name)
-    if encoded is None:
-        encoded = _field(0x2A, name.encode())
-        if len(_names) < CACHED:
-            _names[name] = encoded
-    return encoded
+    return _memo(_names, 0x2A, name)
 
 
 def frame(
