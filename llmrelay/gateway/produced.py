@@ -12,6 +12,7 @@ counting them costs nothing, where reading each one would parse every frame).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..providers.base import Call, usage
@@ -38,12 +39,11 @@ def input_estimate(call: Call) -> int:
     params = call.params
     chars = text_chars(params.get("instructions")) + text_chars(call.context)
     chars += text_chars(params.get("input")) + text_chars(params.get("tools"))
-    return -(-chars // CHARS_PER_TOKEN)
+    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def estimated_usage(call: Call, output_tokens: float) -> dict[str, Any]:
-    out = int(-(-output_tokens // 1))
-    return {**usage(input_estimate(call), out), "estimated": True}
+    return {**usage(input_estimate(call), math.ceil(output_tokens)), "estimated": True}
 
 
 class OutputCounter:
