@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -15,9 +14,8 @@ from pathlib import Path
 from common import HOST, RESULTS, ROOT, log
 from installs import ensure_apt, nginx_binary
 from load import run_wrk, write_lua
-from procs import post
-from scenarios import SCENARIOS, Scenario
-from systems import LLMRelay, probe
+from scenarios import SCENARIOS
+from systems import LLMRelay, first_turn, probe
 from upstream import start_nginx
 
 
@@ -78,7 +76,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> None:
         relay.start(workers=1)  # one worker: uvicorn serves in the launched process itself
         assert relay.proc is not None
         s = SCENARIOS[args.profile_scenario]
-        route = relay.route(s, relay_first_turn(relay, s) if s.chain else None)
+        route = relay.route(s, first_turn(relay, s) if s.chain else None)
         assert route is not None
         if why := probe(relay, relay.port, route, s):
             raise SystemExit(f"profile scenario fails: {why}")
@@ -117,12 +115,3 @@ def profile(args: argparse.Namespace, workdir: Path) -> None:
     finally:
         relay.stop()
         nginx.stop()
-
-
-def relay_first_turn(relay: LLMRelay, s: Scenario) -> str:
-    route = relay.route(SCENARIOS["native" if s.api == "responses" else "anthropic"])
-    assert route is not None
-    status, data = post(relay.port, route.path, route.headers, {**route.body, "input": "Turn one."})
-    if status != 200:
-        raise RuntimeError(f"first turn failed: {status} {data[:300]!r}")
-    return json.loads(data)["id"]

@@ -16,10 +16,10 @@ from canned import check_canned
 from common import BENCH, CORES, HOST, ROOT, Json, log
 from installs import _version, ensure_apt, ensure_python_packages, litellm_venv, nginx_binary, portkey_dir, server_libs
 from load import Cell, Trial, run_wrk, write_lua
-from procs import Proc, cmdline, cpu_seconds, post, rss_mb, tree
+from procs import Proc, cmdline, cpu_seconds, rss_mb, tree
 from report import Reporting, _cpu_model, _fmt
-from scenarios import SCENARIOS, Route, Scenario
-from systems import SYSTEM_CLASSES, Direct, LLMRelay, System, probe
+from scenarios import SCENARIOS, Route
+from systems import SYSTEM_CLASSES, Direct, LLMRelay, System, first_turn, probe
 from upstream import start_nginx
 
 
@@ -108,7 +108,7 @@ class Bench(Reporting):
                 prev = None
                 key = f"{sname}/{name}"
                 if s.chain and isinstance(system, LLMRelay):
-                    prev = previous.get(key) or self.first_turn(system, s)
+                    prev = previous.get(key) or first_turn(system, s)
                     previous[key] = prev
                 route = system.route(s, prev) if name != "direct" else system.route(s)
                 why = "not offered" if route is None else probe(system, system.port, route, s)
@@ -122,15 +122,6 @@ class Bench(Reporting):
                 write_lua(self.workdir / f"{sname}-{name}.lua", route)
                 for c in self.args.concurrency:
                     self.cells[(sname, c, name)] = Cell(sname, c, name, via=route.via)
-
-    def first_turn(self, system: System, s: Scenario) -> str:
-        """The stored response the chain scenario continues from."""
-        route = system.route(SCENARIOS["native" if s.api == "responses" else "anthropic"])
-        assert route is not None
-        status, data = post(system.port, route.path, route.headers, {**route.body, "input": "Turn one."})
-        if status != 200:
-            raise RuntimeError(f"first turn failed: {status} {data[:300]!r}")
-        return json.loads(data)["id"]
 
     def measure(self) -> None:
         names = list(self.systems)

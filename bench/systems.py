@@ -300,6 +300,16 @@ SYSTEM_CLASSES: dict[str, type[System]] = {
 }
 
 
+def first_turn(system: System, s: Scenario) -> str:
+    """The stored response a chain scenario continues from."""
+    route = system.route(SCENARIOS["native" if s.api == "responses" else "anthropic"])
+    assert route is not None
+    status, data = post(system.port, route.path, route.headers, {**route.body, "input": "Turn one."})
+    if status != 200:
+        raise RuntimeError(f"first turn failed: {status} {data[:300]!r}")
+    return json.loads(data)["id"]
+
+
 def probe(system: System, port: int, route: Route, s: Scenario) -> str | None:
     """None when the system answers this scenario correctly, else why not."""
     try:
