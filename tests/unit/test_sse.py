@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from llmrelay.streaming.sse import Frame, SSEDecoder, encode
 
 
@@ -21,3 +24,44 @@ def test_encode_round_trips() -> None:
     raw = encode("response.created", b'{"a":1}')
     assert raw == b'event: response.created\ndata: {"a":1}\n\n'
     assert SSEDecoder().feed(raw) == [Frame("response.created", b'{"a":1}')]
+
+
+def _reference(wire: bytes) -> list[Frame]:
+    """The SSE grammar line by line, as the spec reads it (the subset the decoder keeps)."""
+    frames, event, data = [], None, []
+    for line in [*wire.replace(b"\r\n", b"\n").split(b"\n"), b""]:
+        if not line:
+            if data:
+                frames.append(Frame(event, b"\n".join(data)))
+            event, data = None, []
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+    return frames
+
+
+LINES = st.sampled_from(
+    [b"event: a", b"event:b", b"data: {}", b"data:x", b"data: ", b": hi", b"id: 3", b"", b"data: \xc3\xa9"]
+)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(lines=st.lists(LINES, max_size=30), crlf=st.booleans(), cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_any_chunking_gives_the_frames_of_the_line_by_line_grammar(
+    lines: list[bytes], crlf: bool, cuts: list[int]
+) -> None:
+    wire = (b"\r\n" if crlf else b"\n").join(lines) + b"\n"
+    decoder, frames, start = SSEDecoder(), [], 0
+    for cut in sorted(c for c in cuts if c <= len(wire)):
+        frames += decoder.feed(wire[start:cut])
+        start = cut
+    frames += decoder.feed(wire[start:]) + decoder.finish()
+    assert frames == _reference(wire)
+
+
+def test_a_long_frame_in_small_pieces_is_read_as_it_comes() -> None:
+    decoder = SSEDecoder()
+    payload = b"data: " + b"x" * 200_000 + b"\n\n"
+    frames = [f for i in range(0, len(payload), 1000) for f in decoder.feed(payload[i : i + 1000])]
+    assert frames == [Frame(None, b"x" * 200_000)]
