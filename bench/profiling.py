@@ -15,7 +15,7 @@ from common import HOST, RESULTS, ROOT, log
 from installs import ensure_apt, nginx_binary
 from load import run_wrk, write_lua
 from scenarios import SCENARIOS
-from systems import LLMRelay, first_turn, probe
+from systems import SYSTEM_CLASSES, first_turn, probe
 from upstream import start_nginx
 
 
@@ -71,7 +71,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> None:
     if not shutil.which("py-spy"):
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
     nginx, port = start_nginx(workdir)
-    relay = LLMRelay(workdir, port)
+    relay = SYSTEM_CLASSES[args.profile_system](workdir, port)
     try:
         relay.start(workers=1)  # one worker: uvicorn serves in the launched process itself
         assert relay.proc is not None
@@ -101,14 +101,14 @@ def profile(args: argparse.Namespace, workdir: Path) -> None:
         rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk_out or "")
         summary = summarize_collapsed(raw.read_text(), args.profile_top)
         head = (
-            f"py-spy profile{' (with C frames)' if args.profile_native else ''}: llmrelay, 1 worker, "
+            f"py-spy profile{' (with C frames)' if args.profile_native else ''}: {relay.name}, 1 worker, "
             f"scenario {s.name}, c={args.profile_c}, {seconds}s at 250 Hz"
             f" (req/s under the profiler: {rps.group(1) if rps else '?'})"
         )
         text = head + "\n\n" + summary
         print(text)
         RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"profile-{s.name}-c{args.profile_c}{'-cframes' if args.profile_native else ''}"
+        stem = RESULTS / f"profile-{relay.name}-{s.name}-c{args.profile_c}{'-cframes' if args.profile_native else ''}"
         stem.with_suffix(".txt").write_text(text + "\n")
         shutil.copy(raw, stem.with_suffix(".collapsed"))
         log(f"profile written to {stem}.txt (+ .collapsed stacks)")

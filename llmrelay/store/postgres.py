@@ -115,6 +115,23 @@ _COLUMNS = (
     " lease_until"
 )
 _OWNER = "owner IS NOT DISTINCT FROM"
+_PUT_COLUMNS = (
+    "id, owner, deployment, upstream_id, previous_response_id, created_at, status, response, input_items, lease_until"
+)
+_PUT_CONFLICT = (
+    " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, response = EXCLUDED.response,"
+    " upstream_id = EXCLUDED.upstream_id, lease_until = EXCLUDED.lease_until"
+)
+_PUT_ONE = (
+    f"INSERT INTO llmrelay_responses ({_PUT_COLUMNS})"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)" + _PUT_CONFLICT
+)
+_PUT_MANY = (
+    f"INSERT INTO llmrelay_responses ({_PUT_COLUMNS})"
+    " SELECT id, owner, deployment, upstream_id, previous_response_id, created_at, status, response::jsonb,"
+    " input_items::jsonb, lease_until FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    f" $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[]) AS t({_PUT_COLUMNS})" + _PUT_CONFLICT
+)
 
 _ESC = "\ue000"
 _ESC_UTF8 = _ESC.encode()
@@ -123,6 +140,12 @@ _NUL_JSON = b"\\u0000"  # how orjson writes NUL inside a string
 # text "u0000") is never read as NUL.
 _ENCODE = re.compile(rb"\\\\|\\u0000|" + re.escape(_ESC_UTF8))
 _DECODE = re.compile(_ESC + "(.)", re.DOTALL)
+
+
+def _put_row(record: StoredResponse) -> tuple[Any, ...]:
+    return (record.id, record.owner, record.deployment, record.upstream_id, record.previous_response_id,
+            record.created_at, record.status, _dump(record.response), _dump(record.input_items),
+            record.lease_until)  # fmt: skip
 
 
 def _record(row: Any) -> StoredResponse:
@@ -167,6 +190,10 @@ class PostgresStore(PostgresGateway):
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = weakref.WeakKeyDictionary()
         self._migrated = False
         self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = weakref.WeakKeyDictionary()
+        # Puts waiting for their loop's next turn, to be written together (group commit).
+        self._puts: dict[asyncio.AbstractEventLoop, list[tuple[StoredResponse, asyncio.Future[None]]]] = {}
+        self._gets: dict[asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[Any]]]] = {}
+        self._batches: set[asyncio.Task[None]] = set()  # the batches' tasks, held until done
 
     async def _pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
@@ -197,24 +224,46 @@ class PostgresStore(PostgresGateway):
 
     @_available
     async def put(self, record: StoredResponse) -> None:
-        pool = await self._pool()
-        await pool.execute(
-            "INSERT INTO llmrelay_responses (id, owner, deployment, upstream_id, previous_response_id, created_at,"
-            " status, response, input_items, lease_until)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)"
-            " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, response = EXCLUDED.response,"
-            " upstream_id = EXCLUDED.upstream_id, lease_until = EXCLUDED.lease_until",
-            record.id,
-            record.owner,
-            record.deployment,
-            record.upstream_id,
-            record.previous_response_id,
-            record.created_at,
-            record.status,
-            _dump(record.response),
-            _dump(record.input_items),
-            record.lease_until,
-        )
+        """Group commit: the puts of one loop turn (concurrent requests finishing together) go
+        in one statement, one round trip; each put returns once its row is committed."""
+        loop = asyncio.get_running_loop()
+        batch = self._puts.get(loop)
+        if batch is None:
+            batch = self._puts[loop] = []
+            loop.call_soon(self._write_puts, loop)
+        done = loop.create_future()
+        batch.append((record, done))
+        await done
+
+    def _write_puts(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._commit_puts(self._puts.pop(loop)))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _commit_puts(self, batch: list[tuple[StoredResponse, asyncio.Future[None]]]) -> None:
+        try:
+            rows = {record.id: _put_row(record) for record, _ in batch}  # one row per id: the last put wins
+            pool = await self._pool()
+            if len(rows) == 1:
+                await pool.execute(_PUT_ONE, *next(iter(rows.values())))
+            else:
+                await pool.execute(_PUT_MANY, *zip(*rows.values(), strict=True))
+        except asyncio.CancelledError:
+            for _, done in batch:
+                done.cancel()
+            raise
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, _LOST):
+                # nothing was written: each put goes alone, so only a failing one fails
+                await asyncio.gather(*(self._commit_puts([entry]) for entry in batch))
+                return
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     @_available
     async def update_active(self, record: StoredResponse) -> bool:
@@ -314,15 +363,46 @@ class PostgresStore(PostgresGateway):
 
     @_available
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
+        """The gets of one loop turn are read in one query (one round trip), as puts are written."""
         if "\0" in response_id:
             return None
-        pool = await self._pool()
-        row = await pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1 AND {_OWNER} $2",
-            response_id,
-            owner,
-        )
-        return None if row is None else _record(row)
+        loop = asyncio.get_running_loop()
+        batch = self._gets.get(loop)
+        if batch is None:
+            batch = self._gets[loop] = []
+            loop.call_soon(self._read_gets, loop)
+        found = loop.create_future()
+        batch.append((response_id, found))
+        row = await found
+        # each caller gets a record of its own: callers change them
+        return None if row is None or row["owner"] != owner else _record(row)
+
+    def _read_gets(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._fetch_gets(self._gets.pop(loop)))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _fetch_gets(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        try:
+            pool = await self._pool()
+            if len(batch) == 1:
+                rows = await pool.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1", batch[0][0])
+            else:
+                ids = list({rid: None for rid, _ in batch})
+                rows = await pool.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = ANY($1::text[])", ids)
+        except asyncio.CancelledError:
+            for _, found in batch:
+                found.cancel()
+            raise
+        except Exception as exc:
+            for _, found in batch:
+                if not found.done():
+                    found.set_exception(exc)
+        else:
+            by_id = {row["id"]: row for row in rows}
+            for rid, found in batch:
+                if not found.done():
+                    found.set_result(by_id.get(rid))
 
     @_available
     async def find(self, response_id: str) -> StoredResponse | None:

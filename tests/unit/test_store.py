@@ -1,3 +1,4 @@
+import asyncio
 import os
 import subprocess
 import sys
@@ -141,3 +142,33 @@ async def test_an_unreachable_postgres_is_a_503_without_database_text() -> None:
         assert "127.0.0.1" not in err.value.message and "refused" not in err.value.message.lower()
     assert down.listening() is None
     await down.close()
+
+
+async def test_concurrent_puts_commit_together_and_a_bad_one_fails_alone(store) -> None:
+    tag = os.urandom(6).hex()
+
+    def record(i: int, status: str = "completed", owner: str = "k1") -> StoredResponse:
+        rid = f"resp_{tag}_{i}"
+        return StoredResponse(id=rid, response={"id": rid, "status": status}, owner=owner, deployment="dep",
+                              input_items=[{"id": f"msg_{i}"}])  # fmt: skip
+
+    # the same id twice in one turn: the later put is what is stored
+    await asyncio.gather(*(store.put(record(i)) for i in range(20)), store.put(record(0, "cancelled")))
+    statuses = [(await store.get(f"resp_{tag}_{i}", "k1")).status for i in range(20)]
+    assert statuses == ["cancelled"] + ["completed"] * 19
+    if isinstance(store, PostgresStore):  # text cannot hold NUL: that row fails, the rest of its batch is written
+        results = await asyncio.gather(*(store.put(record(i)) for i in range(30, 35)),
+                                       store.put(record(35, owner="k\x00")), return_exceptions=True)  # fmt: skip
+        assert [r is None for r in results] == [True] * 5 + [False]
+        assert None not in [await store.get(f"resp_{tag}_{i}", "k1") for i in range(30, 35)]
+
+
+async def test_concurrent_gets_each_see_their_own_record_and_owner(store) -> None:
+    rid = f"resp_{os.urandom(8).hex()}"
+    await store.put(StoredResponse(id=rid, response={"id": rid, "status": "completed"}, owner="k1", deployment="d"))
+    mine, theirs, missing, again = await asyncio.gather(
+        store.get(rid, "k1"), store.get(rid, "k2"), store.get(f"{rid}_none", "k1"), store.get(rid, "k1")
+    )
+    assert mine.id == rid and again.id == rid and theirs is None and missing is None
+    mine.response["status"] = "changed"  # a caller's record is its own
+    assert again.response["status"] == "completed"
