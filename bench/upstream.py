@@ -85,13 +85,18 @@ http {{
     }}
 }}
 """
+    return run_nginx(workdir, "nginx", prefix, conf, port), port
+
+
+def run_nginx(workdir: Path, name: str, prefix: Path, conf: str, port: int) -> Proc:
+    """nginx on `conf` (written to `prefix`/nginx.conf), once it accepts connections on `port`."""
     (prefix / "nginx.conf").write_text(conf)
-    proc = spawn("nginx", [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], workdir)
+    proc = spawn(name, [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], workdir)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return proc, port
+            return proc
         if not proc.alive():
             break
         time.sleep(0.02)
-    raise RuntimeError(f"nginx did not start:\n{proc.log_tail()}")
+    raise RuntimeError(f"{name} did not start:\n{proc.log_tail()}")
