@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +126,8 @@ class ScaleOut:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     nginx: Proc | None = None
+    shared: Json = field(default_factory=dict)  # the shared services' side: rows, commands, connections
+    served: int = 0  # requests (sequences) answered in the current scenario, warm-ups included
 
     def setup(self) -> None:
         ensure_apt({"wrk": "wrk", nginx_binary(): "nginx"})
@@ -177,11 +180,18 @@ class ScaleOut:
         a0, lb0 = cpu_seconds(pids[0]), cpu_seconds(st.lb.pid) if st.lb else 0.0
         g0 = sum(cpu_seconds(p) for p in pids)
         url = f"http://{HOST}:{st.port}{self.routes[sname].path}"
+        r0 = redis_commands()
         try:
             trial = run_wrk(url, self.workdir / f"scale-{sname}.lua", self.args.c, duration, pids, self.nginx.pid)
         except Exception as exc:
             log(f"{sname} {st.name}: {exc}")
             return None
+        r1 = redis_commands()
+        self.served += trial.requests
+        if r0 is not None and r1 is not None and trial.requests:
+            self.shared.setdefault("redis_cmds_per_req", {}).setdefault(f"{sname}/{st.name}", []).append(
+                (r1 - r0 - 1) / trial.requests  # less the INFO that read r1
+            )
         a1, lb1 = cpu_seconds(pids[0]), cpu_seconds(st.lb.pid) if st.lb else 0.0
         g1 = sum(cpu_seconds(p) for p in pids)
         if trial.requests:
@@ -192,6 +202,7 @@ class ScaleOut:
     def measure(self) -> None:
         for sname in self.args.scenarios:
             live = [st for st in self.setups if not self.cells[(sname, st.name)].skipped]
+            rows0, self.served = store_rows(), 0
             for st in live:
                 self.trial(sname, st, 1.0)  # warm-up, not recorded
             for t in range(self.args.trials):
@@ -204,6 +215,14 @@ class ScaleOut:
                             f"{sname:<14} {st.name:<15} trial {t + 1}: {trial.rps:8.1f} req/s  p50 "
                             f"{trial.p50_ms:6.2f} ms  cpu {_fmt(trial.cpu_ms_per_req, 3)} ms/req  err {trial.errors}"
                         )
+            time.sleep(0.5)  # the spend log flushes every 0.2 s
+            rows1 = store_rows()
+            if self.served and rows0 and rows1:
+                self.shared.setdefault("store_rows_per_req", {})[sname] = {
+                    table: (rows1[table] - rows0[table]) / self.served for table in rows1
+                }
+        self.shared["postgres_connections"] = pg_connections()
+        self.shared["redis_clients"] = redis_clients()
 
     def rows(self) -> list[Json]:
         rows = []
@@ -267,8 +286,24 @@ class ScaleOut:
             "and nginx not counted. LB ms/req: the load-balancing nginx's own. A share: instance A's part of the",
             "two instances' CPU. x CPU, x rps: over `1 x 1w + nginx` in the same scenario.",
             "",
-            "Target (req/s per core within 10% of one instance => CPU per request within 10%):",
         ]
+        for sname, per in self.shared.get("store_rows_per_req", {}).items():
+            lines.append(
+                f"Postgres rows written per request ({sname}): " + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+            )
+        redis_per: dict[str, list[float]] = {}
+        for key, values in self.shared.get("redis_cmds_per_req", {}).items():
+            redis_per.setdefault(key.split("/")[0], []).extend(values)
+        if redis_per:
+            lines.append(
+                "Redis commands per request (server-wide INFO delta, median of the trials): "
+                + ", ".join(f"{k} {_fmt(_median(v), 2)}" for k, v in redis_per.items())
+            )
+        lines.append(
+            f"Connections after the load: Postgres {self.shared.get('postgres_connections')} "
+            f"(both instances), Redis {self.shared.get('redis_clients')} (db of {REDIS_URL})"
+        )
+        lines += ["", "Target (req/s per core within 10% of one instance => CPU per request within 10%):"]
         targets = []
         for r in rows:
             if r["setup"] == self.setups[0].name:
@@ -284,7 +319,7 @@ class ScaleOut:
             {**{k: v for k, v in asdict(c).items() if k != "trials"}, "trials": [asdict(t) for t in c.trials]}
             for c in self.cells.values()
         ]
-        out = {"rows": rows, "cells": cells, "targets": targets, "table": "\n".join(lines)}
+        out = {"rows": rows, "cells": cells, "shared": self.shared, "targets": targets, "table": "\n".join(lines)}
         path.write_text(json.dumps(out, indent=2) + "\n")
         log(f"results written to {path}")
 
@@ -307,6 +342,48 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     finally:
         bench.teardown()
     bench.report()
+
+
+def redis_commands() -> int | None:
+    """Commands the Redis server processed so far (server-wide: other clients count too)."""
+    try:
+        import redis
+
+        return int(redis.Redis.from_url(REDIS_URL).info("stats")["total_commands_processed"])
+    except Exception:
+        return None
+
+
+def redis_clients() -> int | None:
+    """Clients connected on our Redis db, less the one asking."""
+    try:
+        import redis
+
+        db = redis.Redis.from_url(REDIS_URL)
+        mine = db.connection_pool.connection_kwargs.get("db", 0)
+        return sum(1 for c in db.client_list() if int(c.get("db", -1)) == mine) - 1
+    except Exception:
+        return None
+
+
+def _psql(sql: str) -> str | None:
+    out = subprocess.run(["psql", PG_URL, "-Atc", sql], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def store_rows() -> dict[str, int] | None:
+    """Rows in the store's response and spend tables (exact counts: pg_stat lags by seconds)."""
+    out = _psql("SELECT (SELECT count(*) FROM llmrelay_responses), (SELECT count(*) FROM llmrelay_spend_logs)")
+    if not out:
+        return None
+    responses, spend = (int(x) for x in out.split("|"))
+    return {"responses": responses, "spend_logs": spend}
+
+
+def pg_connections() -> int | None:
+    """Connections to the store's database, less the one asking."""
+    out = _psql("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()")
+    return int(out) if out else None
 
 
 def _median(values: list[float] | None) -> float | None:
