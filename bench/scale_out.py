@@ -8,12 +8,15 @@ does, median reported:
 - `2 x 1w + nginx`: instances A and B behind an nginx load balancer (least_conn, keep-alive
   upstream connections, as deploy/nginx.conf);
 - `1 x 1w + nginx`: A alone behind a second nginx of the same config;
-- `1 x 1w direct`: A itself.
+- `1 x 1w direct`: A itself;
+- `2 x 1w + nginx` at twice the connections: each instance then gets the load the single one
+  gets (at the same c each of two runs at c/2, and an instance's CPU per request rises as its
+  concurrency falls: fewer requests per event-loop wake-up).
 
 On a 2-core box req/s per core cannot be read off (wrk, both nginx and the instances share the
 cores), so besides req/s the table shows the gateway's CPU per request (the instances' process
 trees, from /proc) and the ratio two-instances / one-instance behind nginx. The target, req/s
-per core within 10% of one instance, is that ratio <= 1.10.
+per core within 10% of one instance, is that ratio <= 1.10 (checked at both loads).
 """
 
 from __future__ import annotations
@@ -112,6 +115,12 @@ class Setup:
     port: int  # where wrk sends
     instances: list[Proc]
     lb: Proc | None = None
+    c: int = 0  # wrk connections
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} c={self.c}"
+
     lb_cpu: dict[str, list[float]] = field(default_factory=dict)  # scenario -> LB CPU ms/req per trial
     share: dict[str, list[float]] = field(default_factory=dict)  # scenario -> instance A's share of CPU
 
@@ -146,9 +155,12 @@ class ScaleOut:
         lb1, lb1_port = start_lb(self.workdir, "nginx-lb1", [self.instances[0].port])
         self.procs += [lb2, lb1]
         self.setups = [
-            Setup("2 x 1w + nginx", lb2_port, [a, b], lb2),
-            Setup("1 x 1w + nginx", lb1_port, [a], lb1),
-            Setup("1 x 1w direct", self.instances[0].port, [a]),
+            Setup("2 x 1w + nginx", lb2_port, [a, b], lb2, c=self.args.c),
+            Setup("1 x 1w + nginx", lb1_port, [a], lb1, c=self.args.c),
+            Setup("1 x 1w direct", self.instances[0].port, [a], c=self.args.c),
+            # The same load per instance as the single one gets: at c each of two runs at c/2,
+            # and an instance's CPU per request rises as its concurrency falls.
+            Setup("2 x 1w + nginx", lb2_port, [a, b], lb2, c=2 * self.args.c),
         ]
         log(
             f"instances A :{self.instances[0].port}, B :{self.instances[1].port}; "
@@ -167,14 +179,14 @@ class ScaleOut:
             (write_background_lua if s.background else write_lua)(lua, route)
             for st in self.setups:
                 why = probe(first, st.port, route, s)
-                self.cells[(sname, st.name)] = Cell(sname, self.args.c, st.name, skipped=why or "")
+                self.cells[(sname, st.key)] = Cell(sname, st.c, st.name, skipped=why or "")
                 if why:
-                    log(f"{sname} / {st.name}: skipped: {why}")
+                    log(f"{sname} / {st.key}: skipped: {why}")
 
     def trial(self, sname: str, st: Setup, duration: float) -> Trial | None:
         assert self.nginx is not None
         if not all(p.alive() for p in st.instances):
-            self.cells[(sname, st.name)].skipped = "an instance died"
+            self.cells[(sname, st.key)].skipped = "an instance died"
             return None
         pids = [p.pid for p in st.instances]
         a0, lb0 = cpu_seconds(pids[0]), cpu_seconds(st.lb.pid) if st.lb else 0.0
@@ -182,14 +194,14 @@ class ScaleOut:
         url = f"http://{HOST}:{st.port}{self.routes[sname].path}"
         r0 = redis_commands()
         try:
-            trial = run_wrk(url, self.workdir / f"scale-{sname}.lua", self.args.c, duration, pids, self.nginx.pid)
+            trial = run_wrk(url, self.workdir / f"scale-{sname}.lua", st.c, duration, pids, self.nginx.pid)
         except Exception as exc:
-            log(f"{sname} {st.name}: {exc}")
+            log(f"{sname} {st.key}: {exc}")
             return None
         r1 = redis_commands()
         self.served += trial.requests
         if r0 is not None and r1 is not None and trial.requests:
-            self.shared.setdefault("redis_cmds_per_req", {}).setdefault(f"{sname}/{st.name}", []).append(
+            self.shared.setdefault("redis_cmds_per_req", {}).setdefault(f"{sname}/{st.key}", []).append(
                 (r1 - r0 - 1) / trial.requests  # less the INFO that read r1
             )
         a1, lb1 = cpu_seconds(pids[0]), cpu_seconds(st.lb.pid) if st.lb else 0.0
@@ -201,7 +213,7 @@ class ScaleOut:
 
     def measure(self) -> None:
         for sname in self.args.scenarios:
-            live = [st for st in self.setups if not self.cells[(sname, st.name)].skipped]
+            live = [st for st in self.setups if not self.cells[(sname, st.key)].skipped]
             rows0, self.served = store_rows(), 0
             for st in live:
                 self.trial(sname, st, 1.0)  # warm-up, not recorded
@@ -210,9 +222,9 @@ class ScaleOut:
                 for st in live[rot:] + live[:rot]:
                     trial = self.trial(sname, st, self.args.duration)
                     if trial:
-                        self.cells[(sname, st.name)].trials.append(trial)
+                        self.cells[(sname, st.key)].trials.append(trial)
                         log(
-                            f"{sname:<14} {st.name:<15} trial {t + 1}: {trial.rps:8.1f} req/s  p50 "
+                            f"{sname:<14} {st.key:<20} trial {t + 1}: {trial.rps:8.1f} req/s  p50 "
                             f"{trial.p50_ms:6.2f} ms  cpu {_fmt(trial.cpu_ms_per_req, 3)} ms/req  err {trial.errors}"
                         )
             time.sleep(0.5)  # the spend log flushes every 0.2 s
@@ -227,11 +239,11 @@ class ScaleOut:
     def rows(self) -> list[Json]:
         rows = []
         for sname in self.args.scenarios:
-            one = self.cells[(sname, self.setups[1].name)]
+            one = self.cells[(sname, self.setups[1].key)]
             one_cpu, one_rps = one.median("cpu_ms_per_req"), one.median("rps")
             for st in self.setups:
-                cell = self.cells[(sname, st.name)]
-                row: Json = {"scenario": sname, "c": self.args.c, "setup": st.name, "skipped": cell.skipped}
+                cell = self.cells[(sname, st.key)]
+                row: Json = {"scenario": sname, "c": st.c, "setup": st.name, "skipped": cell.skipped}
                 if cell.trials:
                     cpu, rps = cell.median("cpu_ms_per_req"), cell.median("rps")
                     row |= {
@@ -258,7 +270,7 @@ class ScaleOut:
         lines = [
             f"llmrelay scale-out  {time.strftime('%Y-%m-%d %H:%M:%S %z')}  ({CORES} cores)",
             f"  instances: 1 worker each, store {_safe(PG_URL)}, router_settings.redis_url {REDIS_URL}",
-            f"  median of {self.args.trials} trials x {self.args.duration:g}s, wrk -t1 -c{self.args.c}, interleaved",
+            f"  median of {self.args.trials} trials x {self.args.duration:g}s, wrk -t1, interleaved",
             "",
             head,
             "-" * len(head),
@@ -309,9 +321,13 @@ class ScaleOut:
             if r["setup"] == self.setups[0].name:
                 v = r.get("cpu_ratio")
                 ok = None if v is None else v <= TARGET
-                targets.append({"scenario": r["scenario"], "cpu_ratio": v, "pass": ok})
+                load = "the same total load" if r["c"] == self.args.c else "the same load per instance"
+                targets.append({"scenario": r["scenario"], "c": r["c"], "cpu_ratio": v, "pass": ok})
                 verdict = {True: "PASS", False: "FAIL", None: "----"}[ok]
-                lines.append(f"  [{verdict}] {r['scenario']}: 2 instances / 1, CPU per request {_fmt(v, 2, 'x')}")
+                lines.append(
+                    f"  [{verdict}] {r['scenario']}: 2 instances (c={r['c']}, {load}) / 1 (c={self.args.c}),"
+                    f" CPU per request {_fmt(v, 2, 'x')}"
+                )
         print("\n".join(lines), flush=True)
         path = Path(self.args.out).with_name("scale-out.json")
         path.parent.mkdir(parents=True, exist_ok=True)
