@@ -33,14 +33,14 @@ def _message(status: str, content: list[Json]) -> Json:
     return {"id": MSG_ID, "type": "message", "status": status, "content": content, "role": "assistant"}
 
 
-def responses_body(status: str = "completed") -> Json:
+def responses_body(status: str = "completed", background: bool = False) -> Json:
     done = status == "completed"
     return {
         "id": RESP_ID,
         "object": "response",
         "created_at": CREATED,
         "status": status,
-        "background": False,
+        "background": background,
         "completed_at": CREATED + 1 if done else None,
         "error": None,
         "incomplete_details": None,
@@ -195,7 +195,18 @@ def canned() -> dict[str, tuple[str, str]]:
         "/sse/v1/messages": ("text/event-stream", sse_named(anthropic_events())),
         "/plain/v1/chat/completions": ("application/json", _dumps(chat_body())),
         "/sse/v1/chat/completions": ("text/event-stream", sse_data(chat_chunks())),
+        BG_CREATE: ("application/json", background_bodies()["queued"]),
     }
+
+
+# A background response upstream: the create answers `queued`; a GET of `BG_PREFIX<id>` answers
+# `in_progress` or `completed` (nginx picks one per request, see upstream.py).
+BG_CREATE = "/bg/v1/responses"
+BG_PREFIX = "/bg/v1/responses/"
+
+
+def background_bodies() -> dict[str, str]:
+    return {s: _dumps(responses_body(s, background=True)) for s in ("queued", "in_progress", "completed")}
 
 
 # Fields OpenAI's API sends that the SDK's types do not declare.
@@ -239,6 +250,8 @@ def check_canned(upstream: str) -> None:
         problems.extend(f"{where}: unknown field {p}" for p in _extras(parsed))
 
     strict(Response, responses_body(), "responses")
+    for status, body in background_bodies().items():
+        strict(Response, json.loads(body), f"background {status}")
     strict(Message, anthropic_body(), "messages")
     strict(ChatCompletion, chat_body(), "chat")
     for name, model, events in (
@@ -270,6 +283,11 @@ def check_canned(upstream: str) -> None:
     )
     if "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) != TEXT:
         problems.append("openai SDK: chat stream differs")
+    oab = openai.OpenAI(base_url=f"{upstream}{BG_CREATE.removesuffix('/responses')}", api_key=API_KEY, max_retries=0)
+    queued = oab.responses.create(model="gpt-4o", input="hi", background=True)
+    polled = {oab.responses.retrieve(queued.id).status for _ in range(20)}
+    if queued.status != "queued" or not polled <= {"in_progress", "completed"} or "completed" not in polled:
+        problems.append(f"openai SDK: background create {queued.status}, polls {sorted(polled)}")
     an = anthropic.Anthropic(base_url=f"{upstream}/plain", api_key=API_KEY, max_retries=0)
     msg = an.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=[{"role": "user", "content": "hi"}])
     if msg.content[0].type != "text" or msg.content[0].text != TEXT:

@@ -1,7 +1,7 @@
 """The floor: the least a Python gateway can do, run as a system beside the others.
 
 A raw ASGI app under uvicorn (httptools + uvloop, as llmrelay gets them) that forwards each
-POST's bytes, unparsed, to the same path on the upstream over an aiohttp keep-alive pool, and
+request's bytes, unparsed, with its method, to the same path on the upstream over an aiohttp keep-alive pool, and
 returns the answer's bytes: a JSON body whole, an event stream chunk by chunk as it arrives.
 No auth, no validation, no store, no translation: what any Python gateway pays at the least.
 
@@ -52,7 +52,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    async with _session.post(UPSTREAM + scope["path"], data=body, headers=HEADERS) as resp:
+    # The method too: a background response's polls (GET /v1/responses/{id}) pass through as well.
+    async with _session.request(scope["method"], UPSTREAM + scope["path"], data=body, headers=HEADERS) as resp:
         ctype = resp.headers.get("content-type", "application/json").encode()
         if ctype.startswith(b"text/event-stream"):
             await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})

@@ -6,6 +6,7 @@ import json
 import re
 import statistics
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from procs import cpu_seconds
 from scenarios import Route
 
 LUA_DONE = r"""
-done = function(summary, latency, requests)
+report = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, "write": %d, ' ..
@@ -22,6 +23,7 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
+done = report
 """
 
 
@@ -47,15 +49,21 @@ class Trial:
     errors: int
     cpu_ms_per_req: float | None  # the gateway's process tree; for `direct`, nginx's own
     upstream_cpu_ms_per_req: float
+    polls_per_seq: float | None = None  # `background`: GETs per completed create-then-poll sequence
 
 
-def run_wrk(url: str, lua: Path, c: int, duration: float, gateway_pid: int | None, nginx_pid: int) -> Trial:
-    g0 = cpu_seconds(gateway_pid) if gateway_pid else 0.0
+def run_wrk(
+    url: str, lua: Path, c: int, duration: float, gateway_pid: int | Sequence[int] | None, nginx_pid: int
+) -> Trial:
+    """One wrk run; `gateway_pid` is the gateway's root process, or the roots of several
+    instances whose CPU is summed. A `background` script's sequences count as its requests."""
+    gateways = [gateway_pid] if isinstance(gateway_pid, int) else list(gateway_pid or [])
+    g0 = sum(cpu_seconds(pid) for pid in gateways)
     u0 = cpu_seconds(nginx_pid)
     # One wrk thread: it stays off the gateway's second core as far as it can on a small box.
     argv = ["wrk", "-t1", f"-c{c}", f"-d{duration:g}s", "--timeout", "10s", "--latency", "-s", str(lua), url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
-    g1 = cpu_seconds(gateway_pid) if gateway_pid else 0.0
+    g1 = sum(cpu_seconds(pid) for pid in gateways)
     u1 = cpu_seconds(nginx_pid)
     m = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
     if out.returncode != 0 or not m:
@@ -63,6 +71,11 @@ def run_wrk(url: str, lua: Path, c: int, duration: float, gateway_pid: int | Non
     r = json.loads(m.group(1))
     errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     ok = max(r["requests"] - r["status"], 0)
+    polls = None
+    if bg := re.search(r"^WRKBG (\{.*\})$", out.stdout, re.M):
+        b = json.loads(bg.group(1))  # the Lua counted the non-2xx among its `bad`
+        errors, ok = errors - r["status"] + b["bad"], b["sequences"]
+        polls = b["polls"] / ok if ok else None
     seconds = r["duration_us"] / 1e6
 
     def per(cpu: float) -> float:
@@ -74,8 +87,9 @@ def run_wrk(url: str, lua: Path, c: int, duration: float, gateway_pid: int | Non
         p99_ms=r["p99"] / 1000,
         requests=ok,
         errors=errors,
-        cpu_ms_per_req=per(g1 - g0) if gateway_pid else per(u1 - u0),
+        cpu_ms_per_req=per(g1 - g0) if gateways else per(u1 - u0),
         upstream_cpu_ms_per_req=per(u1 - u0),
+        polls_per_seq=polls,
     )
 
 

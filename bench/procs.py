@@ -127,6 +127,16 @@ def post(port: int, path: str, headers: dict[str, str], body: Json, timeout: flo
         conn.close()
 
 
+def get(port: int, path: str, headers: dict[str, str], timeout: float = 30) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def wait_for_200(proc: Proc, port: int, path: str, headers: dict[str, str], body: Json, limit: float) -> float:
     """The monotonic time at which a POST is first answered 200; raises if the process dies or
     `limit` seconds pass."""

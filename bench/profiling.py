@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from background import write_background_lua
 from common import HOST, RESULTS, ROOT, log
 from installs import ensure_apt, nginx_binary
 from load import run_wrk, write_lua
@@ -81,7 +82,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> None:
         if why := probe(relay, relay.port, route, s):
             raise SystemExit(f"profile scenario fails: {why}")
         lua = workdir / "profile.lua"
-        write_lua(lua, route)
+        (write_background_lua if s.background else write_lua)(lua, route)
         url = f"http://{HOST}:{relay.port}{route.path}"
         run_wrk(url, lua, args.profile_c, 2, relay.proc.pid, nginx.pid)  # warm-up
         seconds = args.profile_seconds

@@ -47,6 +47,8 @@ class Reporting:
                             "errors": sum(t.errors for t in cell.trials),
                             "trials": len(cell.trials),
                         }
+                        if (polls := cell.median("polls_per_seq")) is not None:
+                            row["polls_per_seq"] = polls
                         if name not in ("direct", "floor") and floor_cpu and cpu:
                             row["floor_cpu_ratio"] = cpu / floor_cpu
                         if not name.startswith(("direct", "llmrelay", "floor")) and mine_rps and rps:
@@ -72,6 +74,8 @@ class Reporting:
                 "llmrelay-nodelay": "TCP_NODELAY launcher",
                 "floor": "bench/floor.py",
             }.get(r["system"], "")
+            if "polls_per_seq" in r:  # req/s and CPU are per create-then-poll sequence
+                note = f"per sequence: 1 create + {r['polls_per_seq']:.2f} polls" + (f"; {note}" if note else "")
             if "rps" not in r:
                 out.append(f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<10}{'-':>9}  n/a: {r['skipped'][:90]}")
                 continue
@@ -153,6 +157,13 @@ class Reporting:
             "x floor = this system's CPU per request / the floor's (bench/floor.py: bytes forwarded, nothing parsed)",
             "llmrelay x rps = llmrelay req/s / that system's; x CPU = that system's CPU per request / llmrelay's"
             " (both > 1: llmrelay ahead)",
+        ]
+        if "background" in self.args.scenarios:
+            lines.append(
+                "background: req/s = completed create-then-poll sequences per second, CPU ms per sequence;"
+                " p50/p99 per HTTP request"
+            )
+        lines += [
             "",
             "RSS after load (VmRSS):",
         ]

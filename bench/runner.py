@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from background import write_background_lua
 from canned import check_canned
 from common import BENCH, CORES, HOST, ROOT, Json, log
 from installs import _version, ensure_apt, ensure_python_packages, litellm_venv, nginx_binary, portkey_dir, server_libs
@@ -119,7 +120,7 @@ class Bench(Reporting):
                     continue
                 assert route is not None
                 self.routes[(sname, name)] = route
-                write_lua(self.workdir / f"{sname}-{name}.lua", route)
+                (write_background_lua if s.background else write_lua)(self.workdir / f"{sname}-{name}.lua", route)
                 for c in self.args.concurrency:
                     self.cells[(sname, c, name)] = Cell(sname, c, name, via=route.via)
 
@@ -169,6 +170,8 @@ class Bench(Reporting):
             )
         except Exception as exc:
             log(f"{sname} c={c} {name}: {exc}")
+            cell = self.cells[(sname, c, name)]
+            cell.skipped = cell.skipped or f"load failed: {' '.join(str(exc).split())[:120]}"
             return None
 
     def measure_rss(self) -> None:

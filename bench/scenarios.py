@@ -13,15 +13,21 @@ class Scenario:
     api: str  # upstream API: "responses" (native), "messages" (Anthropic) or "chat"
     stream: bool
     chain: bool = False  # previous_response_id of a stored response on every request
+    background: bool = False  # `background: true`, then GET /v1/responses/{id} until it ends
 
     @property
     def model(self) -> str:
-        return f"bench-{self.api}" + ("-sse" if self.stream else "")
+        return f"bench-{self.api}" + ("-bg" if self.background else "-sse" if self.stream else "")
+
+    @property
+    def upstream_root(self) -> str:
+        """The upstream's base path for this scenario: its canned bodies live under it."""
+        return f"/{'bg' if self.background else 'sse' if self.stream else 'plain'}/v1"
 
     @property
     def upstream_path(self) -> str:
         tail = {"responses": "responses", "messages": "messages", "chat": "chat/completions"}[self.api]
-        return f"/{'sse' if self.stream else 'plain'}/v1/{tail}"
+        return f"{self.upstream_root}/{tail}"
 
 
 SCENARIOS = {
@@ -33,18 +39,31 @@ SCENARIOS = {
         Scenario("anthropic-stream", "messages", True),
         Scenario("chain", "responses", False, chain=True),
         Scenario("chain-anthropic", "messages", False, chain=True),
+        Scenario("background", "responses", False, background=True),
         Scenario("chat", "chat", False),
         Scenario("chat-stream", "chat", True),
     )
 }
-DEFAULT_SCENARIOS = ["native", "native-stream", "anthropic", "anthropic-stream", "chain", "chain-anthropic"]
+DEFAULT_SCENARIOS = [
+    "native",
+    "native-stream",
+    "anthropic",
+    "anthropic-stream",
+    "chain",
+    "chain-anthropic",
+    "background",
+]
 QUICK_SCENARIOS = ["native", "native-stream"]
 
 
-def responses_request(model: str, stream: bool, previous: str | None = None, text: str = "Say hello.") -> Json:
+def responses_request(
+    model: str, stream: bool, previous: str | None = None, text: str = "Say hello.", background: bool = False
+) -> Json:
     body: Json = {"model": model, "input": text, "max_output_tokens": 256}
     if stream:
         body["stream"] = True
+    if background:
+        body["background"] = True
     if previous:
         body["previous_response_id"] = previous
     return body

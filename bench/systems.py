@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from background import probe_background
 from canned import PIECES, TEXT
 from common import API_KEY, BENCH, CORES, DELTAS, HOST, MASTER_KEY, ROOT, Json
 from installs import litellm_venv, portkey_dir
@@ -27,6 +28,7 @@ def upstream_models(upstream: str) -> list[Json]:
     return [
         {"model_name": "bench-responses", "base": f"{upstream}/plain/v1", "model": "openai/gpt-4o"},
         {"model_name": "bench-responses-sse", "base": f"{upstream}/sse/v1", "model": "openai/gpt-4o"},
+        {"model_name": "bench-responses-bg", "base": f"{upstream}/bg/v1", "model": "openai/gpt-4o"},
         {"model_name": "bench-messages", "base": f"{upstream}/plain", "model": "anthropic/claude-sonnet-4-5"},
         {"model_name": "bench-messages-sse", "base": f"{upstream}/sse", "model": "anthropic/claude-sonnet-4-5"},
         {"model_name": "bench-chat", "base": f"{upstream}/plain/v1", "model": "openai/gpt-4o", "chat": True},
@@ -79,7 +81,7 @@ class Direct(System):
         elif s.api == "chat":
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
         else:
-            body = responses_request("gpt-4o", False)
+            body = responses_request("gpt-4o", False, background=s.background)
         if s.stream:
             body["stream"] = True
         return Route(s.upstream_path, {}, body)
@@ -100,7 +102,8 @@ class Floor(System):
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
         # The scenario's upstream path, llmrelay's request body: forwarded as bytes, never read.
-        return Route(s.upstream_path, {}, responses_request(s.model, s.stream, previous), via="forwards bytes")
+        body = responses_request(s.model, s.stream, previous, background=s.background)
+        return Route(s.upstream_path, {}, body, via="forwards bytes")
 
 
 class LLMRelay(System):
@@ -135,7 +138,7 @@ class LLMRelay(System):
         return spawn(tag, argv, self.workdir, cwd=self.checkout)
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
-        body = responses_request(s.model, s.stream, previous)
+        body = responses_request(s.model, s.stream, previous, background=s.background)
         return Route("/v1/responses", {"authorization": f"Bearer {MASTER_KEY}"}, body)
 
 
@@ -187,7 +190,8 @@ class LiteLLM(System):
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
         if s.chain or s.api == "chat":
             return None
-        return Route("/v1/responses", {"authorization": f"Bearer {MASTER_KEY}"}, responses_request(s.model, s.stream))
+        body = responses_request(s.model, s.stream, background=s.background)
+        return Route("/v1/responses", {"authorization": f"Bearer {MASTER_KEY}"}, body)
 
 
 class Portkey(System):
@@ -204,11 +208,11 @@ class Portkey(System):
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
         if s.chain or s.api == "chat":
             return None
-        root = f"{self.upstream}/{'sse' if s.stream else 'plain'}/v1"
+        root = self.upstream + s.upstream_root
         headers = {"authorization": f"Bearer {API_KEY}", "x-portkey-custom-host": root}
         if s.api == "responses":
             headers["x-portkey-provider"] = "openai"
-            return Route("/v1/responses", headers, responses_request("gpt-4o", s.stream))
+            return Route("/v1/responses", headers, responses_request("gpt-4o", s.stream, background=s.background))
         # Portkey has no Responses API for Anthropic; its own translation is Chat Completions -> Messages.
         headers |= {"x-portkey-provider": "anthropic", "x-api-key": API_KEY}
         body: Json = {
@@ -312,6 +316,8 @@ def first_turn(system: System, s: Scenario) -> str:
 
 def probe(system: System, port: int, route: Route, s: Scenario) -> str | None:
     """None when the system answers this scenario correctly, else why not."""
+    if s.background:
+        return probe_background(port, route)
     try:
         status, data = post(port, route.path, route.headers, route.body)
     except (OSError, http.client.HTTPException) as exc:

@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from canned import canned
+from canned import BG_PREFIX, background_bodies, canned
 from common import HOST
 from installs import nginx_binary
 from procs import Proc, free_port, spawn
@@ -30,6 +30,34 @@ def _nginx_location(path: str, ctype: str, body: str, index: int) -> str:
     return f'location = {path} {{\n        default_type {ctype};\n{sets}        return 200 "{"".join(names)}";\n    }}'
 
 
+# Share of background polls answered `in_progress`: a create-then-poll sequence then takes
+# 1 / (1 - share) polls on average (2 at 50%), drawn per request from nginx's $request_id.
+BG_IN_PROGRESS_PCT = 50
+
+
+def _background_poll_location() -> str:
+    """GET <BG_PREFIX><id>: `in_progress` or `completed`, chosen per request (nginx keeps no state)."""
+    bodies = background_bodies()
+    pieces = {
+        status: [bodies[status][i : i + 1500] for i in range(0, len(bodies[status]), 1500)]
+        for status in ("in_progress", "completed")
+    }
+    sets = "".join(
+        f"        set $bg_{status}_{i} {_nginx_string(piece)};\n"
+        for status, parts in pieces.items()
+        for i, piece in enumerate(parts)
+    )
+
+    def joined(status: str) -> str:
+        return '"' + "".join(f"$bg_{status}_{i}" for i in range(len(pieces[status]))) + '"'
+
+    return (
+        f"location ^~ {BG_PREFIX} {{\n        default_type application/json;\n{sets}"
+        f"        if ($bg_in_progress) {{ return 200 {joined('in_progress')}; }}\n"
+        f"        return 200 {joined('completed')};\n    }}"
+    )
+
+
 def start_nginx(workdir: Path) -> tuple[Proc, int]:
     port = free_port()
     prefix = workdir / "nginx"
@@ -48,20 +76,27 @@ http {{
     keepalive_timeout 300s;
     client_body_buffer_size 64k;
     client_body_temp_path {prefix}/tmp;
+    split_clients "${{request_id}}" $bg_in_progress {{ {BG_IN_PROGRESS_PCT}% 1; * ""; }}
     server {{
         listen {HOST}:{port} backlog=4096;
 {locations}
+        {_background_poll_location()}
         location / {{ default_type application/json; return 404 '{{"error": "no canned body here"}}'; }}
     }}
 }}
 """
+    return run_nginx(workdir, "nginx", prefix, conf, port), port
+
+
+def run_nginx(workdir: Path, name: str, prefix: Path, conf: str, port: int) -> Proc:
+    """nginx on `conf` (written to `prefix`/nginx.conf), once it accepts connections on `port`."""
     (prefix / "nginx.conf").write_text(conf)
-    proc = spawn("nginx", [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], workdir)
+    proc = spawn(name, [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], workdir)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return proc, port
+            return proc
         if not proc.alive():
             break
         time.sleep(0.02)
-    raise RuntimeError(f"nginx did not start:\n{proc.log_tail()}")
+    raise RuntimeError(f"{name} did not start:\n{proc.log_tail()}")
