@@ -18,9 +18,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from requests.utils import get_netrc_auth
 
 log = logging.getLogger("llmrelay.telemetry")
 _MASK64 = (1 << 64) - 1
@@ -317,6 +319,7 @@ class Batcher:
 
     def __init__(self, exporter: OTLPSpanExporter, resource: Any, scope: Any) -> None:
         self.exporter = exporter
+        _read_environment_once(exporter)
         self.head = (resource_head(resource), scope_head(scope))
         self.delay = _env_number("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self.batch = int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
@@ -380,6 +383,22 @@ class Batcher:
         self._thread.join(timeout)
         self._flush()
         self.exporter.shutdown()
+
+
+def _read_environment_once(exporter: OTLPSpanExporter) -> None:
+    """The exporter's `requests` session reads the environment on every post (proxies, CA bundle,
+    ~/.netrc): a quarter of a post's CPU. The endpoint does not change, so what the environment
+    says for it is read now and set on the session, which then stops looking."""
+    client = getattr(exporter, "_client", None)
+    session = getattr(getattr(client, "_transport", None), "_session", None) or getattr(exporter, "_session", None)
+    endpoint = getattr(exporter, "_endpoint", None)
+    if not isinstance(session, requests.Session) or not session.trust_env or not isinstance(endpoint, str):
+        return
+    found = session.merge_environment_settings(endpoint, {}, None, None, None)  # as each post would
+    session.proxies, session.verify, session.cert = found["proxies"], found["verify"], found["cert"]
+    if not session.auth:
+        session.auth = get_netrc_auth(endpoint)
+    session.trust_env = False
 
 
 def _env_number(name: str, default: float) -> float:
