@@ -52,8 +52,10 @@ _REQUEST_PARAMS = (
 INTERNAL, SERVER, CLIENT = 0, 1, 2  # the API's SpanKind values
 Op = Callable[..., Awaitable[Any]]
 
-# (trace id, span id) of the call this task serves: the parent of its upstream and store spans
-_current: ContextVar[tuple[int, int] | None] = ContextVar("llmrelay_span", default=None)
+# The span of the call this task serves, as opened: (trace id, span id, the caller's (trace id,
+# span id) or None, start); the parent of its upstream and store spans
+Opened = tuple[int, int, tuple[int, int] | None, int]
+_current: ContextVar[Opened | None] = ContextVar("llmrelay_span", default=None)
 
 
 def _span_id() -> int:
@@ -100,9 +102,9 @@ class Tracing:
             if ctx.is_valid:
                 parent = (ctx.trace_id, ctx.span_id)
         trace_id = parent[0] if parent is not None else random.getrandbits(128) or 1
-        ids = (trace_id, _span_id())
-        call.meta["span"] = (ids, parent, time_ns())
-        _current.set(ids)  # this task's context: its upstream and store calls are children
+        opened = (trace_id, _span_id(), parent, time_ns())
+        call.meta["span"] = opened
+        _current.set(opened)  # this task's context: its upstream and store calls are children
 
     def end(self, call: Call, record: Record) -> None:
         opened = call.meta.pop("span", None)
@@ -126,16 +128,13 @@ class Tracing:
             if parent is None:
                 return await send(req, **kwargs)
             start = time_ns()
-            status = failure = None
             try:
                 resp = await send(req, **kwargs)
-                status = resp.status
-                return resp
             except BaseException as exc:
-                failure = type(exc).__name__
+                add((_client_span, parent, req.method, req.url, start, time_ns(), None, type(exc).__name__))
                 raise
-            finally:
-                add((_client_span, parent, req.method, req.url, start, time_ns(), status, failure))
+            add((_client_span, parent, req.method, req.url, start, time_ns(), resp.status, None))
+            return resp
 
         return traced
 
@@ -149,13 +148,13 @@ class Tracing:
             if parent is None:
                 return await op(*args, **kwargs)
             start = time_ns()
-            error = True
             try:
                 result = await op(*args, **kwargs)
-                error = False
-                return result
-            finally:
-                add((_store_span, parent, fixed, start, time_ns(), error))
+            except BaseException:
+                add((_store_span, parent, fixed, start, time_ns(), True))
+                raise
+            add((_store_span, parent, fixed, start, time_ns(), False))
+            return result
 
         return traced
 
@@ -180,8 +179,8 @@ _request_id = otlp.string_writer("llmrelay.request_id")
 def _call_span(span: tuple[Any, ...]) -> bytes:
     """The call's span: the attributes in the order they always had, those that repeat from call
     to call (model, provider, deployment, status) written once and kept. `span` is (this,
-    ((trace id, span id), parent ids or None, start), end, record, response model, asked)."""
-    _, ((trace_id, span_id), parent, start), end, record, response_model, asked = span
+    `Opened`, end, record, response model, asked)."""
+    _, (trace_id, span_id, parent, start), end, record, response_model, asked = span
     key = (record.provider, record.model, response_model, record.deployment, record.status, record.stream)
     blocks = _blocks.get(key) or _call_blocks(key, record, response_model)
     if parent is None:
@@ -226,8 +225,8 @@ _exchanges: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # an upstream excha
 
 def _client_span(span: tuple[Any, ...]) -> bytes:
     """An upstream exchange: its status, or the class of the exception that ended it. `span` is
-    (this, (trace id, parent span id), method, url, start, end, status, failure)."""
-    _, (trace_id, parent_id), method, url, start, end, status, failure = span
+    (this, the call's `Opened`, method, url, start, end, status, failure)."""
+    _, (trace_id, parent_id, _, _), method, url, start, end, status, failure = span
     fixed = _exchanges.get((method, url, status, failure)) or _exchange(method, url, status, failure)
     ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, _span_id(), 0x2208, parent_id)
     return b"".join((ids, fixed[0], _TIMES.pack(0x39, start, 0x41, end), fixed[1]))
@@ -256,8 +255,8 @@ def _store_operation(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
 
 
 def _store_span(span: tuple[Any, ...]) -> bytes:
-    """A store operation: `span` is (this, (trace id, parent span id), `_store_operation(name)`,
-    start, end, failed)."""
-    _, (trace_id, parent_id), fixed, start, end, error = span
+    """A store operation: `span` is (this, the call's `Opened`, `_store_operation(name)`, start,
+    end, failed)."""
+    _, (trace_id, parent_id, _, _), fixed, start, end, error = span
     ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, _span_id(), 0x2208, parent_id)
     return b"".join((ids, fixed[0], _TIMES.pack(0x39, start, 0x41, end), fixed[1][error]))

@@ -80,7 +80,7 @@ def test_a_calls_span_is_the_generic_encoding_of_its_attributes(
     record: Record, asked: list[tuple[str, Any]] | None
 ) -> None:
     for remote in (None, (7, 9)):  # a root span, and one continuing a caller's traceparent
-        opened = ((1234, 5678), remote, 1_700_000_000_000_000_000)
+        opened = (1234, 5678, remote, 1_700_000_000_000_000_000)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": SEMCONV_NAMES[record.provider],
             "gen_ai.request.model": record.model, "gen_ai.response.id": record.response_id,
@@ -94,10 +94,10 @@ def test_a_calls_span_is_the_generic_encoding_of_its_attributes(
         if record.error_class:
             attributes["error.type"] = record.error_class
         parent = None if remote is None else (remote[1], True)
-        expected = span(1234, 5678, parent, "chat claude", SERVER, opened[2], opened[2] + 9, attributes,
+        expected = span(1234, 5678, parent, "chat claude", SERVER, opened[3], opened[3] + 9, attributes,
                         record.error_class is not None)  # fmt: skip
         for _ in range(2):  # written, then from what was kept
-            assert _call_span((_call_span, opened, opened[2] + 9, record, "claude-sonnet-4-5", asked)) == expected
+            assert _call_span((_call_span, opened, opened[3] + 9, record, "claude-sonnet-4-5", asked)) == expected
 
 
 @pytest.mark.parametrize(("status", "failure"), [(200, None), (529, None), (None, "ConnectTimeout")])
@@ -118,8 +118,8 @@ def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
     error = "error.type" in attributes
     expected = span(trace_id, 4, (5, False), "POST", CLIENT, 10, 20, attributes, error)
     for _ in range(2):
-        assert _client_span((_client_span, (trace_id, 5), "POST", url, 10, 20, status, failure)) == expected
-    store = _store_span((_store_span, (3, 5), _store_operation("put"), 10, 20, error))
+        assert _client_span((_client_span, (trace_id, 5, None, 0), "POST", url, 10, 20, status, failure)) == expected
+    store = _store_span((_store_span, (3, 5, None, 0), _store_operation("put"), 10, 20, error))
     assert store == span(3, 4, (5, False), "store.put", INTERNAL, 10, 20, {"db.operation.name": "put"}, error)
 
 
