@@ -52,8 +52,10 @@ _REQUEST_PARAMS = (
 INTERNAL, SERVER, CLIENT = 0, 1, 2  # the API's SpanKind values
 Op = Callable[..., Awaitable[Any]]
 
-# (trace id, span id) of the call this task serves: the parent of its upstream and store spans
-_current: ContextVar[tuple[int, int] | None] = ContextVar("llmrelay_span", default=None)
+# The span of the call this task serves, as opened: (trace id, span id, the caller's (trace id,
+# span id) or None, start); the parent of its upstream and store spans
+Opened = tuple[int, int, tuple[int, int] | None, int]
+_current: ContextVar[Opened | None] = ContextVar("llmrelay_span", default=None)
 
 
 def _span_id() -> int:
@@ -100,9 +102,9 @@ class Tracing:
             if ctx.is_valid:
                 parent = (ctx.trace_id, ctx.span_id)
         trace_id = parent[0] if parent is not None else random.getrandbits(128) or 1
-        ids = (trace_id, _span_id())
-        call.meta["span"] = (ids, parent, time_ns())
-        _current.set(ids)  # this task's context: its upstream and store calls are children
+        opened = (trace_id, _span_id(), parent, time_ns())
+        call.meta["span"] = opened
+        _current.set(opened)  # this task's context: its upstream and store calls are children
 
     def end(self, call: Call, record: Record) -> None:
         opened = call.meta.pop("span", None)
@@ -126,16 +128,13 @@ class Tracing:
             if parent is None:
                 return await send(req, **kwargs)
             start = time_ns()
-            status = failure = None
             try:
                 resp = await send(req, **kwargs)
-                status = resp.status
-                return resp
             except BaseException as exc:
-                failure = type(exc).__name__
+                add((_client_span, parent, req.method, req.url, start, time_ns(), None, type(exc).__name__))
                 raise
-            finally:
-                add((_client_span, parent, _span_id(), req.method, req.url, start, time_ns(), status, failure))
+            add((_client_span, parent, req.method, req.url, start, time_ns(), resp.status, None))
+            return resp
 
         return traced
 
@@ -149,13 +148,13 @@ class Tracing:
             if parent is None:
                 return await op(*args, **kwargs)
             start = time_ns()
-            error = True
             try:
                 result = await op(*args, **kwargs)
-                error = False
-                return result
-            finally:
-                add((_store_span, parent, _span_id(), fixed, start, time_ns(), error))
+            except BaseException:
+                add((_store_span, parent, fixed, start, time_ns(), True))
+                raise
+            add((_store_span, parent, fixed, start, time_ns(), False))
+            return result
 
         return traced
 
@@ -164,46 +163,39 @@ class Tracing:
 
 
 # -- the spans' encodings, run by the export thread ----------------------------------------------
+# Each takes the tuple its span was queued as, (itself, *what it needs), and gives the Span
+# message's bytes. The children's span ids are drawn here, where no call waits for them.
 
 _blocks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}  # a call's attributes that repeat, encoded
 _SUCCESS_TAILS = (otlp.tail(b"", False, False), otlp.tail(b"", False, True))  # (a root, under a caller)
+_ROOT, _CHILD, _TIMES, _M64 = otlp.ROOT, otlp.CHILD, otlp.TIMES, (1 << 64) - 1
+_response_id = otlp.string_writer("gen_ai.response.id")
+_input_tokens = otlp.count_writer("gen_ai.usage.input_tokens")
+_output_tokens = otlp.count_writer("gen_ai.usage.output_tokens")
+_cost = otlp.number_writer("llmrelay.cost_usd")
+_request_id = otlp.string_writer("llmrelay.request_id")
 
 
-def _call_span(
-    opened: tuple[tuple[int, int], tuple[int, int] | None, int], end: int, record: Record, response_model: str,
-    asked: list[tuple[str, Any]] | None,
-) -> bytes:  # fmt: skip
+def _call_span(span: tuple[Any, ...]) -> bytes:
     """The call's span: the attributes in the order they always had, those that repeat from call
-    to call (model, provider, deployment, status) written once and kept."""
-    (trace_id, span_id), parent, start = opened
+    to call (model, provider, deployment, status) written once and kept. `span` is (this,
+    `Opened`, end, record, response model, asked)."""
+    _, (trace_id, span_id, parent, start), end, record, response_model, asked = span
     key = (record.provider, record.model, response_model, record.deployment, record.status, record.stream)
-    blocks = _blocks.get(key)
-    if blocks is None:
-        provider = record.provider
-        blocks = (
-            otlp.named(f"chat {record.model}", SERVER),
-            otlp.attributes({
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-                "gen_ai.request.model": record.model,
-            }),
-            otlp.attributes({"gen_ai.response.model": response_model}),
-            otlp.attributes({"llmrelay.deployment": record.deployment, "llmrelay.status": record.status}),
-            otlp.attributes({"llmrelay.stream": record.stream}),
-        )  # fmt: skip
-        if len(_blocks) < 1000:
-            _blocks[key] = blocks
-    integer = otlp.int_attribute
+    blocks = _blocks.get(key) or _call_blocks(key, record, response_model)
+    if parent is None:
+        head = _ROOT.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id)
+    else:
+        head = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent[1])
     parts = [
-        otlp.head(trace_id, span_id, None if parent is None else parent[1]), blocks[0], otlp.times(start, end),
-        blocks[1], otlp.string_attribute("gen_ai.response.id", record.response_id), blocks[2],
-        integer("gen_ai.usage.input_tokens", record.input_tokens),
-        integer("gen_ai.usage.output_tokens", record.output_tokens), blocks[3],
-        otlp.float_attribute("llmrelay.cost_usd", record.cost), blocks[4],
+        head, blocks[0], _TIMES.pack(0x39, start, 0x41, end), blocks[1], _response_id(record.response_id), blocks[2],
+        _input_tokens(record.input_tokens), _output_tokens(record.output_tokens), blocks[3], _cost(record.cost),
+        blocks[4],
     ]  # fmt: skip
     if asked:
         parts += (otlp.attribute(name, value) for name, value in asked)
     if record.request_id:
-        parts.append(otlp.string_attribute("llmrelay.request_id", record.request_id))
+        parts.append(_request_id(record.request_id))
     if record.error_class is None:
         parts.append(_SUCCESS_TAILS[parent is not None])
     else:
@@ -211,32 +203,48 @@ def _call_span(
     return b"".join(parts)
 
 
-_exchanges: dict[tuple[Any, ...], bytes] = {}  # an upstream exchange's name, kind and tail, encoded
-_CHILD, _M64, _times = otlp.CHILD, (1 << 64) - 1, otlp.times
+def _call_blocks(key: tuple[Any, ...], record: Record, response_model: str) -> tuple[bytes, ...]:
+    provider = record.provider
+    blocks = (
+        otlp.named(f"chat {record.model}", SERVER),
+        otlp.attributes({
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
+            "gen_ai.request.model": record.model,
+        }),
+        otlp.attributes({"gen_ai.response.model": response_model}),
+        otlp.attributes({"llmrelay.deployment": record.deployment, "llmrelay.status": record.status}),
+        otlp.attributes({"llmrelay.stream": record.stream}),
+    )  # fmt: skip
+    if len(_blocks) < 1000:
+        _blocks[key] = blocks
+    return blocks
 
 
-def _client_span(
-    parent: tuple[int, int], span_id: int, method: str, url: str, start: int, end: int, status: int | None,
-    failure: str | None,
-) -> bytes:  # fmt: skip
-    """An upstream exchange: its status, or the class of the exception that ended it."""
-    key = (method, url, status, failure)
-    fixed = _exchanges.get(key)
-    if fixed is None:
-        found: dict[str, Any] = {"http.request.method": method, **_url_attributes(url)}
-        if status is not None:
-            found["http.response.status_code"] = status
-            if status >= 400:
-                found["error.type"] = str(status)
-        else:
-            found["error.type"] = failure
-        error = status is None or status >= 400
-        fixed = (otlp.named(method, CLIENT), otlp.tail(otlp.attributes(found), error, False))
-        if len(_exchanges) < 1000:
-            _exchanges[key] = fixed
-    trace_id, parent_id = parent
-    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
-    return ids + fixed[0] + _times(start, end) + fixed[1]
+_exchanges: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # an upstream exchange's name, kind and tail
+
+
+def _client_span(span: tuple[Any, ...]) -> bytes:
+    """An upstream exchange: its status, or the class of the exception that ended it. `span` is
+    (this, the call's `Opened`, method, url, start, end, status, failure)."""
+    _, (trace_id, parent_id, _, _), method, url, start, end, status, failure = span
+    fixed = _exchanges.get((method, url, status, failure)) or _exchange(method, url, status, failure)
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, _span_id(), 0x2208, parent_id)
+    return b"".join((ids, fixed[0], _TIMES.pack(0x39, start, 0x41, end), fixed[1]))
+
+
+def _exchange(method: str, url: str, status: int | None, failure: str | None) -> tuple[bytes, bytes]:
+    found: dict[str, Any] = {"http.request.method": method, **_url_attributes(url)}
+    if status is not None:
+        found["http.response.status_code"] = status
+        if status >= 400:
+            found["error.type"] = str(status)
+    else:
+        found["error.type"] = failure
+    error = status is None or status >= 400
+    fixed = (otlp.named(method, CLIENT), otlp.tail(otlp.attributes(found), error, False))
+    if len(_exchanges) < 1000:
+        _exchanges[method, url, status, failure] = fixed
+    return fixed
 
 
 def _store_operation(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
@@ -246,10 +254,9 @@ def _store_operation(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
                                                     otlp.tail(attributes, True, False))  # fmt: skip
 
 
-def _store_span(
-    parent: tuple[int, int], span_id: int, fixed: tuple[bytes, tuple[bytes, bytes]], start: int, end: int,
-    error: bool,
-) -> bytes:  # fmt: skip
-    trace_id, parent_id = parent
-    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, span_id, 0x2208, parent_id)
-    return ids + fixed[0] + _times(start, end) + fixed[1][error]
+def _store_span(span: tuple[Any, ...]) -> bytes:
+    """A store operation: `span` is (this, the call's `Opened`, `_store_operation(name)`, start,
+    end, failed)."""
+    _, (trace_id, parent_id, _, _), fixed, start, end, error = span
+    ids = _CHILD.pack(0x0A10, trace_id >> 64, trace_id & _M64, 0x1208, _span_id(), 0x2208, parent_id)
+    return b"".join((ids, fixed[0], _TIMES.pack(0x39, start, 0x41, end), fixed[1][error]))

@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from llmrelay.telemetry.otlp import encode, span
+from llmrelay.telemetry import tracing
+from llmrelay.telemetry.otlp import SPAN_FIELDS, _readable, _varint, encode, request, resource_head, scope_head, span
 from llmrelay.telemetry.record import Record
 from llmrelay.telemetry.tracing import CLIENT, INTERNAL, SERVER, _call_span, _client_span, _store_operation, _store_span
 
@@ -67,13 +68,19 @@ SEMCONV_NAMES = {"anthropic": "anthropic", "vertex_ai": "gcp.vertex_ai"}
         (_record(status="error", error_class="APIConnectionError", provider="vertex_ai", input_tokens=70_000,
                  output_tokens=0, cost=2.5, request_id="r" * 200),
          [("gen_ai.request.max_tokens", 100), ("gen_ai.request.top_p", 1)]),
+        # counts of every varint length the writers keep and beyond, ids about the longest they keep
+        (_record(input_tokens=300, output_tokens=3_000_000, response_id="resp_" + "c" * 99, request_id="r" * 95),
+         None),
+        (_record(input_tokens=16_383, output_tokens=2**21 - 1, response_id="resp_" + "d" * 98, request_id="é" * 48),
+         None),
+        (_record(input_tokens=127, output_tokens=128, response_id="", cost=1), None),
     ],
 )  # fmt: skip
 def test_a_calls_span_is_the_generic_encoding_of_its_attributes(
     record: Record, asked: list[tuple[str, Any]] | None
 ) -> None:
     for remote in (None, (7, 9)):  # a root span, and one continuing a caller's traceparent
-        opened = ((1234, 5678), remote, 1_700_000_000_000_000_000)
+        opened = (1234, 5678, remote, 1_700_000_000_000_000_000)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": SEMCONV_NAMES[record.provider],
             "gen_ai.request.model": record.model, "gen_ai.response.id": record.response_id,
@@ -87,16 +94,17 @@ def test_a_calls_span_is_the_generic_encoding_of_its_attributes(
         if record.error_class:
             attributes["error.type"] = record.error_class
         parent = None if remote is None else (remote[1], True)
-        expected = span(1234, 5678, parent, "chat claude", SERVER, opened[2], opened[2] + 9, attributes,
+        expected = span(1234, 5678, parent, "chat claude", SERVER, opened[3], opened[3] + 9, attributes,
                         record.error_class is not None)  # fmt: skip
         for _ in range(2):  # written, then from what was kept
-            assert _call_span(opened, opened[2] + 9, record, "claude-sonnet-4-5", asked) == expected
+            assert _call_span((_call_span, opened, opened[3] + 9, record, "claude-sonnet-4-5", asked)) == expected
 
 
 @pytest.mark.parametrize(("status", "failure"), [(200, None), (529, None), (None, "ConnectTimeout")])
 def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
-    status: int | None, failure: str | None
+    status: int | None, failure: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(tracing, "_span_id", lambda: 4)  # a child's id is drawn as it is written
     url = "https://api.example.com:8443/v1/messages?key=secret"
     trace_id = 2**127 + 3  # the high half set too
     attributes: dict[str, Any] = {
@@ -110,6 +118,22 @@ def test_an_upstream_exchange_and_a_store_operation_are_the_generic_encodings(
     error = "error.type" in attributes
     expected = span(trace_id, 4, (5, False), "POST", CLIENT, 10, 20, attributes, error)
     for _ in range(2):
-        assert _client_span((trace_id, 5), 4, "POST", url, 10, 20, status, failure) == expected
-    store = _store_span((3, 5), 4, _store_operation("put"), 10, 20, error)
+        assert _client_span((_client_span, (trace_id, 5, None, 0), "POST", url, 10, 20, status, failure)) == expected
+    store = _store_span((_store_span, (3, 5, None, 0), _store_operation("put"), 10, 20, error))
     assert store == span(3, 4, (5, False), "store.put", INTERNAL, 10, 20, {"db.operation.name": "put"}, error)
+
+
+def test_a_request_holds_the_framed_spans_as_the_generic_encoding_does() -> None:
+    resource, scope = Resource.create({"service.name": "a"}), InstrumentationScope("llmrelay")
+    ctx = SpanContext(2**100 + 1, 2, False, TraceFlags(TraceFlags.SAMPLED))
+    spans = [
+        ReadableSpan(f"s{i}", ctx, None, resource, {"a": "x" * (i * 40)}, start_time=1, end_time=2,
+                     instrumentation_scope=scope)
+        for i in range(60)  # messages of one- and two-byte lengths, and past SPAN_FIELDS
+    ]  # fmt: skip
+    messages = [_readable(s) for s in spans]
+    assert max(map(len, messages)) >= len(SPAN_FIELDS) > min(map(len, messages))
+    framed = []
+    for m in messages:
+        framed += (SPAN_FIELDS[len(m)] if len(m) < len(SPAN_FIELDS) else b"\x12" + _varint(len(m)), m)
+    assert request(resource_head(resource), scope_head(scope), framed) == encode(spans)
