@@ -108,6 +108,13 @@ class Adapter(Protocol):
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> errors.APIStatusError: ...
 
 
+def _given(params: Json, key: str, default: Any) -> Any:
+    """A request parameter echoed into the Response: one sent as null reads as its default, as
+    OpenAI echoes it (the Response type has no null for some of them: parallel_tool_calls)."""
+    value = params.get(key)
+    return default if value is None else value
+
+
 def response_skeleton(call: Call) -> Json:
     """The Response object a translated call starts from, echoing the request as OpenAI does."""
     p = call.params
@@ -124,17 +131,17 @@ def response_skeleton(call: Call) -> Json:
         "max_tool_calls": p.get("max_tool_calls"),
         "model": call.deployment.model,
         "output": [],
-        "parallel_tool_calls": p.get("parallel_tool_calls", True),
+        "parallel_tool_calls": _given(p, "parallel_tool_calls", True),
         "previous_response_id": p.get("previous_response_id"),
         "reasoning": p.get("reasoning") or {"effort": None, "summary": None},
         "service_tier": p.get("service_tier") or "default",
-        "store": p.get("store", True),
-        "temperature": p.get("temperature", 1.0),
+        "store": _given(p, "store", True),
+        "temperature": _given(p, "temperature", 1.0),
         "text": p.get("text") or {"format": {"type": "text"}},
-        "tool_choice": p.get("tool_choice", "auto"),
+        "tool_choice": _given(p, "tool_choice", "auto"),
         "tools": call.mcp.echo if call.mcp is not None else p.get("tools") or [],  # MCP secrets left out
-        "top_logprobs": p.get("top_logprobs", 0),
-        "top_p": p.get("top_p", 1.0),
+        "top_logprobs": _given(p, "top_logprobs", 0),
+        "top_p": _given(p, "top_p", 1.0),
         "truncation": p.get("truncation") or "disabled",
         "usage": None,
         "user": p.get("user"),

@@ -71,6 +71,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_output_tokens": (1, None),
     "max_tool_calls": (1, None),
 }
+INT64_MAX = 2**63 - 1
 METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 64, 512
 
 # The deepest JSON a request may nest. orjson (the store's and the upstream requests' encoder)
@@ -222,6 +223,8 @@ def _unstorable(value: Any) -> tuple[list[str | int], str]:
 
 def _check_range(name: str, value: Any, low: float | None, high: float | None) -> None:
     kind = _tables().range_kind[name]
+    if high is None and kind == "integer":
+        high = INT64_MAX  # what every encoder on the way (orjson, Postgres BIGINT, upstream APIs) holds
     if low is not None and value < low:
         raise errors.bad_request(
             f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",

@@ -7,6 +7,8 @@ from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
+from llmrelay.providers.base import Call, response_skeleton
+from llmrelay.providers.registry import make_deployment
 from llmrelay.streaming.builder import ResponseBuilder
 
 
@@ -84,3 +86,11 @@ def test_incomplete_and_failed() -> None:
     events = b.fail("boom")
     assert events[-1].type == "response.failed"
     assert events[-1].data["response"]["error"] == {"code": "server_error", "message": "boom"}
+
+
+def test_parameters_sent_as_null_are_echoed_as_their_defaults() -> None:
+    nulls = dict.fromkeys(("parallel_tool_calls", "tool_choice", "store", "temperature", "top_p", "top_logprobs"))
+    call = Call(id="resp_1", params={"model": "demo", **nulls}, deployment=make_deployment("mock/demo"),
+                input_items=[], created_at=1, new_id=str)  # fmt: skip
+    echoed = Response.model_validate(response_skeleton(call))
+    assert echoed.parallel_tool_calls is True and echoed.tool_choice == "auto" and echoed.temperature == 1.0

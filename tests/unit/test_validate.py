@@ -98,6 +98,8 @@ def test_bad_requests_name_the_field(params: dict, param: str) -> None:
         ({"input": "x", "top_logprobs": 21}, "top_logprobs", "integer_above_max_value"),
         ({"input": "x", "top_logprobs": -1}, "top_logprobs", "integer_below_min_value"),
         ({"input": "x", "max_tool_calls": 0}, "max_tool_calls", "integer_below_min_value"),
+        ({"input": "x", "max_tool_calls": 1e30}, "max_tool_calls", "integer_above_max_value"),
+        ({"input": "x", "max_output_tokens": 2**63}, "max_output_tokens", "integer_above_max_value"),
         ({"input": "x", "top_p": True}, "top_p", "invalid_type"),
     ],
 )  # fmt: skip
