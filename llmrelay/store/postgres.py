@@ -20,7 +20,7 @@ import functools
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
@@ -226,18 +226,25 @@ class PostgresStore(PostgresGateway):
     async def put(self, record: StoredResponse) -> None:
         """Group commit: the puts of one loop turn (concurrent requests finishing together) go
         in one statement, one round trip; each put returns once its row is committed."""
-        loop = asyncio.get_running_loop()
-        batch = self._puts.get(loop)
-        if batch is None:
-            batch = self._puts[loop] = []
-            loop.call_soon(self._write_puts, loop)
-        done = loop.create_future()
-        batch.append((record, done))
-        await done
+        await self._batched(self._puts, self._commit_puts, record)
 
-    def _write_puts(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._commit_puts(self._puts.pop(loop)))
-        self._batches.add(task)
+    def _batched(self, batches: dict[asyncio.AbstractEventLoop, list[Any]], run: Callable[[list[Any]], Coroutine[Any, Any, None]],
+                 item: Any) -> asyncio.Future[Any]:  # fmt: skip
+        """`item` joins its loop's batch for `run`, which starts on the loop's next turn; the
+        future is what `run` answers for it."""
+        loop = asyncio.get_running_loop()
+        batch = batches.get(loop)
+        if batch is None:
+            batch = batches[loop] = []
+            loop.call_soon(self._start_batch, loop, batches, run)
+        done = loop.create_future()
+        batch.append((item, done))
+        return done
+
+    def _start_batch(self, loop: asyncio.AbstractEventLoop, batches: dict[asyncio.AbstractEventLoop, list[Any]],
+                     run: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> None:  # fmt: skip
+        task = loop.create_task(run(batches.pop(loop)))
+        self._batches.add(task)  # held until done: a task nobody references may vanish
         task.add_done_callback(self._batches.discard)
 
     async def _commit_puts(self, batch: list[tuple[StoredResponse, asyncio.Future[None]]]) -> None:
@@ -366,21 +373,9 @@ class PostgresStore(PostgresGateway):
         """The gets of one loop turn are read in one query (one round trip), as puts are written."""
         if "\0" in response_id:
             return None
-        loop = asyncio.get_running_loop()
-        batch = self._gets.get(loop)
-        if batch is None:
-            batch = self._gets[loop] = []
-            loop.call_soon(self._read_gets, loop)
-        found = loop.create_future()
-        batch.append((response_id, found))
-        row = await found
+        row = await self._batched(self._gets, self._fetch_gets, response_id)
         # each caller gets a record of its own: callers change them
         return None if row is None or row["owner"] != owner else _record(row)
-
-    def _read_gets(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._fetch_gets(self._gets.pop(loop)))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
 
     async def _fetch_gets(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
