@@ -47,6 +47,9 @@ _LOST = (
     # a connection broken under a query: the pool's reset on release finds it mid-operation
     asyncpg.InternalClientError,
 )
+# a loop's batch of (item, the future its caller awaits), and what runs it
+Batches = dict[asyncio.AbstractEventLoop, list[tuple[Any, asyncio.Future[Any]]]]
+BatchRun = Callable[[list[Any]], Coroutine[Any, Any, None]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -228,8 +231,7 @@ class PostgresStore(PostgresGateway):
         in one statement, one round trip; each put returns once its row is committed."""
         await self._batched(self._puts, self._commit_puts, record)
 
-    def _batched(self, batches: dict[asyncio.AbstractEventLoop, list[Any]], run: Callable[[list[Any]], Coroutine[Any, Any, None]],
-                 item: Any) -> asyncio.Future[Any]:  # fmt: skip
+    def _batched(self, batches: Batches, run: BatchRun, item: Any) -> asyncio.Future[Any]:
         """`item` joins its loop's batch for `run`, which starts on the loop's next turn; the
         future is what `run` answers for it."""
         loop = asyncio.get_running_loop()
@@ -241,8 +243,7 @@ class PostgresStore(PostgresGateway):
         batch.append((item, done))
         return done
 
-    def _start_batch(self, loop: asyncio.AbstractEventLoop, batches: dict[asyncio.AbstractEventLoop, list[Any]],
-                     run: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> None:  # fmt: skip
+    def _start_batch(self, loop: asyncio.AbstractEventLoop, batches: Batches, run: BatchRun) -> None:
         task = loop.create_task(run(batches.pop(loop)))
         self._batches.add(task)  # held until done: a task nobody references may vanish
         task.add_done_callback(self._batches.discard)
