@@ -38,7 +38,7 @@ from procs import Proc, cpu_seconds, free_port
 from report import _fmt
 from scenarios import SCENARIOS, Route
 from systems import PG_URL, LLMRelayPostgres, first_turn, probe
-from upstream import run_nginx, start_nginx
+from upstream import nginx_head, run_nginx, start_nginx
 
 REDIS_URL = os.environ.get("LLMRELAY_BENCH_REDIS", "redis://127.0.0.1:6379/9")
 DEFAULT_SCENARIOS = ["native", "native-stream"]
@@ -61,15 +61,7 @@ def lb_conf(prefix: Path, port: int, backends: list[int]) -> str:
     """An nginx load balancer as deploy/nginx.conf: least_conn, keep-alive upstream connections,
     nothing buffered (streams go out as they come)."""
     servers = "".join(f"        server {HOST}:{p};\n" for p in backends)
-    return f"""worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
+    return f"""{nginx_head(prefix)}
     client_body_temp_path {prefix}/tmp;
     proxy_temp_path {prefix}/tmp;
     upstream llmrelay {{

@@ -65,15 +65,7 @@ def start_nginx(workdir: Path) -> tuple[Proc, int]:
     locations = "\n".join(
         "    " + _nginx_location(path, ctype, body, i) for i, (path, (ctype, body)) in enumerate(canned().items())
     )
-    conf = f"""worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
+    conf = f"""{nginx_head(prefix)}
     client_body_buffer_size 64k;
     client_body_temp_path {prefix}/tmp;
     split_clients "${{request_id}}" $bg_in_progress {{ {BG_IN_PROGRESS_PCT}% 1; * ""; }}
@@ -86,6 +78,20 @@ http {{
 }}
 """
     return run_nginx(workdir, "nginx", prefix, conf, port), port
+
+
+def nginx_head(prefix: Path) -> str:
+    """What every nginx of the bench starts with, up to the `http` block's own settings: one
+    worker, in the foreground, files under `prefix`, no access log, connections kept."""
+    return f"""worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;"""
 
 
 def run_nginx(workdir: Path, name: str, prefix: Path, conf: str, port: int) -> Proc:
