@@ -18,7 +18,7 @@ from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
 from tests.e2e.waits import until_done, wait_for
 from tests.fakes import bedrock_upstream as aws
 from tests.fakes.google_oauth import service_account
-from tests.fakes.process import FakeServer, free_port
+from tests.fakes.process import FakeServer, free_port, reset_around
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 
@@ -78,11 +78,7 @@ def proxy(fakes: dict[str, FakeServer], tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(autouse=True)
 def clean(fakes: dict[str, FakeServer]) -> Iterator[None]:
-    for fake in fakes.values():
-        fake.reset()
-    yield
-    for fake in fakes.values():
-        fake.reset()
+    yield from reset_around(fakes.values())
 
 
 @pytest.fixture

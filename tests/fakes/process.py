@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,6 +113,17 @@ class FakeServer:
 
     def __repr__(self) -> str:
         return f"FakeServer({self.module!r}, url={self.url!r})"
+
+
+def reset_around(fakes: Iterable[FakeServer]) -> Iterator[None]:
+    """For an autouse fixture (`yield from`): every fake forgets what earlier tests scripted and
+    sent, before the test and after it."""
+    fakes = list(fakes)
+    for fake in fakes:
+        fake.reset()
+    yield
+    for fake in fakes:
+        fake.reset()
 
 
 def _request(method: str, url: str, payload: Any = None, timeout: float = 10.0) -> Any:

@@ -24,7 +24,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.proxy_process import ProxyProcess, start_proxy, write_config
-from tests.fakes.process import FakeServer
+from tests.fakes.process import FakeServer, reset_around
 from tests.reliability import figures
 from tests.reliability.faultproxy import MODES, FaultLoop, FaultProxy, fault_loop
 
@@ -97,11 +97,7 @@ def proxy(
 
 @pytest.fixture(autouse=True)
 def clean(fakes: dict[str, FakeServer]) -> Iterator[None]:
-    for fake in fakes.values():
-        fake.reset()
-    yield
-    for fake in fakes.values():
-        fake.reset()
+    yield from reset_around(fakes.values())
 
 
 def stored(store: Path) -> dict[str, str]:
