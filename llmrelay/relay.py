@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -40,7 +40,7 @@ from .store.base import StoreUnavailable
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
-from .upstream import Garbled, describe, frames, parsed, read_body, translate, upstream_error
+from .upstream import Garbled, describe, frames, parsed, read_body, translate, translate_wire, upstream_error
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -130,12 +130,16 @@ class Relay(Lifecycle):
         dropped: list[str] | None = None,
         memory: dict[str, StoredResponse] | None = None,
         meta: Json | None = None,
+        sse: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         """A streamed create. Everything that can fail before the first event (bad input,
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event. `memory`
-        keeps store=false responses (a WebSocket connection's) so they can be continued."""
+        keeps store=false responses (a WebSocket connection's) so they can be continued. `sse`:
+        the caller only writes the events out as SSE (`StreamEvent.sse()`), so a native stream's
+        plain frames may come as Runs of their own bytes."""
         call, mock = await self._prepare(params, owner, dropped, memory, meta)
+        call.sse_runs = sse
         if not self.stages:
             return await self._stream(call, mock)
         await run_before(self.stages, call)
@@ -433,17 +437,26 @@ class Relay(Lifecycle):
             return
         translator = adapter.stream_translator(call)
         decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
+        # Runs only where nothing reads the events one by one (not a job's record, not an MCP round)
+        wire = call.sse_runs and not call.job and call.mcp is None and hasattr(translator, "feed_wire")
+        dep = call.deployment
         finished = False
         try:
             try:
                 async for chunk in resp.content.iter_any():
-                    for frame in frames(call.deployment, decoder.feed, chunk):
-                        for event in translate(translator, frame, call.deployment):
-                            if event.terminal and translator.response is not None:
-                                await self._save(call, translator.response, translator.upstream_id)
-                            yield event
-                dep = call.deployment
-                tail = [e for f in frames(dep, decoder.finish) for e in translate(translator, f, dep)]
+                    # generators: the events before a frame that cannot be read still go out
+                    if wire:
+                        batch: Iterable[StreamEvent] = translate_wire(translator, chunk, dep)
+                    else:
+                        batch = (e for f in frames(dep, decoder.feed, chunk) for e in translate(translator, f, dep))
+                    for event in batch:
+                        if event.terminal and translator.response is not None:
+                            await self._save(call, translator.response, translator.upstream_id)
+                        yield event
+                if wire:
+                    tail = list(translate_wire(translator, None, dep))
+                else:
+                    tail = [e for f in frames(dep, decoder.finish) for e in translate(translator, f, dep)]
                 tail += translator.finish()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 tail = translator.fail(str(upstream_failure(exc, describe(call.deployment))))

@@ -5,7 +5,7 @@ in the log only), or an upstream refusing the deployment's own key."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -37,6 +37,16 @@ def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> li
         return translator.feed(frame)
     except Exception as exc:
         log.warning("%s sent an unreadable stream frame %r: %s", describe(dep), frame.data[:200], exc)
+        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+
+
+def translate_wire(translator: Any, chunk: bytes | None, dep: Deployment) -> Iterator[StreamEvent]:
+    """`translate` for a translator's wire path (`Call.sse_runs`): a chunk's events, or with
+    None what it still holds at the end of the stream."""
+    try:
+        yield from (translator.feed_wire(chunk) if chunk is not None else translator.finish_wire())
+    except Exception as exc:
+        log.warning("%s sent unreadable stream bytes %r: %s", describe(dep), (chunk or b"")[:200], exc)
         raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
 
 

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from ..providers.base import Call, usage
+from ..streaming.events import Run, StreamEvent
 
 CHARS_PER_TOKEN = 4
 # String fields that carry no text the model reads as tokens: ids, enums, binary payloads.
@@ -54,10 +55,14 @@ class OutputCounter:
     def __init__(self) -> None:
         self.tokens = 0.0
 
-    def see(self, type: str, data: dict[str, Any] | None) -> None:
-        """A `*.delta` event."""
-        if "audio" in type:  # audio is billed by its own tokens, which its deltas don't tell
+    def see(self, event: StreamEvent) -> None:
+        """A `*.delta` event, or a Run of native frames (its deltas counted as it was made)."""
+        if isinstance(event, Run):
+            self.tokens += event.deltas
             return
+        if "audio" in event.type:  # audio is billed by its own tokens, which its deltas don't tell
+            return
+        data = event.parsed
         if data is None:  # a native frame, forwarded unparsed
             self.tokens += 1
         elif isinstance(delta := data.get("delta"), str):

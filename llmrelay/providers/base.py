@@ -52,6 +52,9 @@ class Call:
     # `prompt_caching`, else the relay's default.
     prompt_caching: bool | None = None
     prompt_caching_default: bool = True
+    # The consumer writes the events as SSE itself (StreamEvent.sse()): a native stream's plain
+    # frames may then come as Runs of their own bytes (providers/openai.NativeStream.feed_wire).
+    sse_runs: bool = False
 
     @property
     def stream(self) -> bool:

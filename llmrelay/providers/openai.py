@@ -8,15 +8,15 @@ ours and to capture the final response for the store. Deltas are forwarded untou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from urllib.parse import urlencode
 
 import orjson
 
 from .. import errors, items
-from ..streaming.events import LIFECYCLE, TERMINAL, StreamEvent
-from ..streaming.sse import Frame
+from ..streaming.events import LIFECYCLE, TERMINAL, Run, StreamEvent
+from ..streaming.sse import Frame, SSEDecoder
 from ..transport import HttpRequest, openai_error
 from .base import Call, Json, response_skeleton
 from .registry import Deployment
@@ -103,10 +103,13 @@ def _with_query(url: str, query: Mapping[str, str]) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(query)
 
 
+_READ = frozenset(n.encode() for n in (*LIFECYCLE, "error"))  # the frames a Run never carries
+
+
 class NativeStream:
     """Byte-level passthrough of a native stream, rewriting only lifecycle events."""
 
-    __slots__ = ("_call", "_count", "_last", "response", "upstream_id")
+    __slots__ = ("_call", "_count", "_decoder", "_framed", "_last", "_pending", "response", "upstream_id")
 
     def __init__(self, call: Call) -> None:
         self._call = call
@@ -114,6 +117,61 @@ class NativeStream:
         self._last: Json | None = None
         self.response: Json | None = None
         self.upstream_id: str | None = None
+        self._pending = b""  # the wire path's bytes after the last whole frame
+        self._decoder = SSEDecoder()  # the wire path's frames that are read, not only forwarded
+        self._framed = False  # the wire path gave up on runs (CRLF framing): frame by frame
+
+    def feed_wire(self, chunk: bytes) -> Iterator[StreamEvent]:
+        """The events of a chunk of the stream's bytes, for a consumer that writes SSE itself
+        (`Call.sse_runs`): each run of plain frames ("event: x" and one "data:" line, x not read
+        here) in one Run of the bytes it came in, every other frame through `feed`. A frame costs
+        a few scans, where decoding, wrapping and encoding it again costs several times that.
+        A generator, so the events before a frame that cannot be read still go out."""
+        if self._framed or b"\r" in chunk:
+            self._framed = True
+            chunk, self._pending = self._pending + chunk, b""
+            yield from self._decode(chunk)
+            return
+        blocks = (self._pending + chunk if self._pending else chunk).split(b"\n\n")
+        self._pending = blocks.pop()  # after the last blank line: not a whole frame yet
+        run: list[bytes] = []
+        deltas = 0
+        for block in blocks:
+            nl = block.find(b"\n")
+            name = block[7:nl].strip()
+            if (
+                nl < 0
+                or name in _READ
+                or not block.startswith(b"event: ")
+                or not block.startswith(b"data: ", nl + 1)
+                or block.find(b"\n", nl + 1) >= 0
+            ):
+                if run:
+                    yield self._run(run, deltas)
+                    run, deltas = [], 0
+                yield from self._decode(block + b"\n\n")
+            else:
+                run.append(block)
+                deltas += name.endswith(b".delta") and b"audio" not in name  # as gateway/produced counts
+        if run:
+            yield self._run(run, deltas)
+
+    def _run(self, frames: list[bytes], deltas: int) -> Run:
+        self._count += len(frames)
+        return Run(b"\n\n".join(frames) + b"\n\n", deltas)
+
+    def finish_wire(self) -> list[StreamEvent]:
+        """What the wire path still holds at the end of the bytes (a last frame without its
+        blank line), read as `feed` reads frames."""
+        pending, self._pending = self._pending, b""
+        return self._decode(pending, end=True)
+
+    def _decode(self, data: bytes, end: bool = False) -> list[StreamEvent]:
+        frames = self._decoder.feed(data) + self._decoder.finish() if end else self._decoder.feed(data)
+        out: list[StreamEvent] = []
+        for frame in frames:
+            out += self.finish() if frame.data == b"[DONE]" else self.feed(frame)  # as upstream.translate
+        return out
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         self._count += 1

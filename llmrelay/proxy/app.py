@@ -137,7 +137,7 @@ class Proxy:
         headers = {}
         meta = _meta(request)
         if body.get("stream") is True:
-            events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta)
+            events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta, sse=True)
             if dropped:
                 headers[DROPPED_HEADER] = ", ".join(dropped)
             if deployment := meta.get("deployment"):
@@ -449,7 +449,7 @@ async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
     sent = 0
     try:
         async for event in events:
-            yield encode(event.type, event.raw)
+            yield event.sse()
             sent += 1
     except Exception as exc:  # headers are gone: the failure can only travel as an event
         code = "server_error"

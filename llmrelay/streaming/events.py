@@ -10,6 +10,9 @@ from typing import Any
 
 import orjson
 
+from .sse import encode
+
+RUN = "llmrelay.run"  # the type of a Run: plain native frames in one piece, not one event
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 LIFECYCLE = frozenset(
     {
@@ -52,5 +55,24 @@ class StreamEvent:
     def terminal(self) -> bool:
         return self.type in TERMINAL
 
+    def sse(self) -> bytes:
+        """The event as Server-Sent Events write it."""
+        return encode(self.type, self.raw)
+
     def __repr__(self) -> str:
         return f"StreamEvent({self.type!r})"
+
+
+class Run(StreamEvent):
+    """Frames of a native stream that are only forwarded (deltas, item and part events), in the
+    bytes they came in: made only for a consumer that writes SSE itself (`Call.sse_runs`), which
+    writes `sse()` as it is. `deltas` counts the `*.delta` frames among them."""
+
+    __slots__ = ("deltas",)
+
+    def __init__(self, wire: bytes, deltas: int) -> None:
+        super().__init__(RUN, raw=wire)
+        self.deltas = deltas
+
+    def sse(self) -> bytes:
+        return self._raw  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from llmrelay.gateway.prices import Pricing
 from llmrelay.gateway.stage import Outcome
 from llmrelay.providers.base import Call
 from llmrelay.relay import Relay
+from llmrelay.streaming.events import Run, StreamEvent
 
 
 class Recorder:
@@ -101,7 +102,8 @@ def test_what_a_call_produced_is_estimated_from_its_text_not_its_payloads() -> N
     message = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 40}, image]}
     assert produced.text_chars([message]) == 40
     counter = produced.OutputCounter()
-    counter.see("response.output_text.delta", {"delta": "y" * 10})  # translated: its characters
-    counter.see("response.output_text.delta", None)  # native, unparsed: a token
-    counter.see("response.output_audio.delta", {"delta": "A" * 400})  # audio: not text tokens
-    assert counter.tokens == 10 / 4 + 1
+    counter.see(StreamEvent("response.output_text.delta", {"delta": "y" * 10}))  # translated: its characters
+    counter.see(StreamEvent("response.output_text.delta", raw=b'{"delta":"yy"}'))  # native, unparsed: a token
+    counter.see(StreamEvent("response.output_audio.delta", {"delta": "A" * 400}))  # audio: not text tokens
+    counter.see(Run(b"...", deltas=3))  # native frames forwarded in one piece: a token each
+    assert counter.tokens == 10 / 4 + 1 + 3
