@@ -17,6 +17,7 @@ import openai
 
 from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
+from .gateway.produced import in_runs
 from .gateway.stage import Stage, outcome_of, run_after, run_before, staged
 from .ids import new_id
 from .jobs import Jobs
@@ -438,7 +439,8 @@ class Relay(Lifecycle):
         translator = adapter.stream_translator(call)
         decoder = getattr(adapter, "frame_decoder", SSEDecoder)()  # SSE unless the protocol frames otherwise
         # Runs only where nothing reads the events one by one (not a job's record, not an MCP round)
-        wire = call.sse_runs and not call.job and call.mcp is None and hasattr(translator, "feed_wire")
+        runs = call.sse_runs and not call.job and call.mcp is None
+        wire = runs and hasattr(translator, "feed_wire")  # native: plain frames never decoded
         dep = call.deployment
         finished = False
         try:
@@ -449,7 +451,7 @@ class Relay(Lifecycle):
                         batch: Iterable[StreamEvent] = translate_wire(translator, chunk, dep)
                     else:
                         batch = (e for f in frames(dep, decoder.feed, chunk) for e in translate(translator, f, dep))
-                    for event in batch:
+                    for event in in_runs(batch) if runs else batch:
                         if event.terminal and translator.response is not None:
                             await self._save(call, translator.response, translator.upstream_id)
                         yield event

@@ -13,6 +13,7 @@ counting them costs nothing, where reading each one would parse every frame).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..providers.base import Call, usage
@@ -56,9 +57,9 @@ class OutputCounter:
         self.tokens = 0.0
 
     def see(self, event: StreamEvent) -> None:
-        """A `*.delta` event, or a Run of native frames (its deltas counted as it was made)."""
+        """A `*.delta` event, or a Run (counted as it was made)."""
         if isinstance(event, Run):
-            self.tokens += event.deltas
+            self.tokens += event.tokens
             return
         if "audio" in event.type:  # audio is billed by its own tokens, which its deltas don't tell
             return
@@ -67,3 +68,27 @@ class OutputCounter:
             self.tokens += 1
         elif isinstance(delta := data.get("delta"), str):
             self.tokens += len(delta) / CHARS_PER_TOKEN
+
+
+def in_runs(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
+    """Events for a consumer that writes SSE itself (`Call.sse_runs`): each stretch before a
+    terminal event as one Run, so the layers above handle one object per upstream chunk, not
+    one per event. What came before a failure still goes out before it."""
+    counter, wire = OutputCounter(), []
+    try:
+        for event in events:
+            if event.terminal:
+                if wire:
+                    yield Run(b"".join(wire), counter.tokens)
+                    counter, wire = OutputCounter(), []
+                yield event
+                continue
+            if event.type.endswith(".delta") or isinstance(event, Run):
+                counter.see(event)
+            wire.append(event.sse())
+    except Exception:
+        if wire:
+            yield Run(b"".join(wire), counter.tokens)
+        raise
+    if wire:
+        yield Run(b"".join(wire), counter.tokens)

@@ -81,7 +81,7 @@ async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[Stre
     timing = "first_token" in call.meta
     try:
         async for event in events:
-            if event.type.endswith(".delta") or (isinstance(event, Run) and event.deltas):
+            if event.type.endswith(".delta") or (isinstance(event, Run) and event.tokens):
                 produced.see(event)
                 if timing:
                     call.meta["first_token"] = time.monotonic()

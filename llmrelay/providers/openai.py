@@ -152,13 +152,13 @@ class NativeStream:
                 yield from self._decode(block + b"\n\n")
             else:
                 run.append(block)
-                deltas += name.endswith(b".delta") and b"audio" not in name  # as gateway/produced counts
+                deltas += name.endswith(b".delta") and b"audio" not in name  # audio is not text tokens
         if run:
             yield self._run(run, deltas)
 
     def _run(self, frames: list[bytes], deltas: int) -> Run:
         self._count += len(frames)
-        return Run(b"\n\n".join(frames) + b"\n\n", deltas)
+        return Run(b"\n\n".join(frames) + b"\n\n", deltas)  # a token a delta, as gateway/produced counts
 
     def finish_wire(self) -> list[StreamEvent]:
         """What the wire path still holds at the end of the bytes (a last frame without its

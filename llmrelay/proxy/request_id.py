@@ -6,8 +6,9 @@ the route (telemetry's records carry it), with the W3C trace headers when traces
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
+
+from ..ids import token_hex
 
 REQUEST_ID = "llmrelay.request_id"  # scope keys
 TRACE = "llmrelay.trace"
@@ -35,7 +36,7 @@ class RequestId:
             elif self.traces and name in _TRACE_HEADERS:
                 trace = trace or {}
                 trace[name.decode()] = value.decode("latin-1")
-        raw = given if given is not None and _SAFE.fullmatch(given) else secrets.token_hex(16).encode()
+        raw = given if given is not None and _SAFE.fullmatch(given) else token_hex(16).encode()
         scope[REQUEST_ID] = raw.decode()
         if trace is not None:
             scope[TRACE] = trace

@@ -64,15 +64,15 @@ class StreamEvent:
 
 
 class Run(StreamEvent):
-    """Frames of a native stream that are only forwarded (deltas, item and part events), in the
-    bytes they came in: made only for a consumer that writes SSE itself (`Call.sse_runs`), which
-    writes `sse()` as it is. `deltas` counts the `*.delta` frames among them."""
+    """Stream events a consumer that writes SSE itself (`Call.sse_runs`) gets in one piece: the
+    SSE bytes of a stretch of events before a terminal one (or a native stream's plain frames,
+    as they came), with the output tokens its deltas count for (gateway/produced.py)."""
 
-    __slots__ = ("deltas",)
+    __slots__ = ("tokens",)
 
-    def __init__(self, wire: bytes, deltas: int) -> None:
+    def __init__(self, wire: bytes, tokens: float) -> None:
         super().__init__(RUN, raw=wire)
-        self.deltas = deltas
+        self.tokens = tokens
 
     def sse(self) -> bytes:
         return self._raw  # type: ignore[return-value]

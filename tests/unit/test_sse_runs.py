@@ -1,17 +1,20 @@
-"""A native stream's wire path (`Call.sse_runs`): runs of plain frames forwarded in the bytes
-they came in must read, to a client, exactly as the frame-by-frame path writes them, for any
-chunking; lifecycle and error frames are still read, and the deltas still counted."""
+"""Runs, for a consumer that writes SSE itself (`Call.sse_runs`): a native stream's plain frames
+forwarded in the bytes they came in must read, to a client, exactly as the frame-by-frame path
+writes them, for any chunking, with lifecycle and error frames still read and deltas still
+counted; any stream's events before a terminal one go up in one piece."""
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmrelay.gateway.produced import OutputCounter
+from llmrelay.gateway.produced import OutputCounter, in_runs
 from llmrelay.ids import new_id
 from llmrelay.providers.base import Call
 from llmrelay.providers.openai import NativeStream
@@ -120,7 +123,7 @@ def test_plain_frames_of_a_chunk_go_out_as_one_run_of_their_own_bytes() -> None:
         "response.completed",
     ]
     run = events[2]
-    assert isinstance(run, Run) and run.sse() == deltas and run.deltas == 40
+    assert isinstance(run, Run) and run.sse() == deltas and run.tokens == 40
     assert events[0].data["response"]["id"] == "resp_ours"  # lifecycle events still rewritten
     assert stream.response is not None and stream.response["status"] == "completed"
     assert stream.upstream_id == "resp_upstream"
@@ -132,3 +135,29 @@ def test_a_frame_cut_across_chunks_waits_for_its_end() -> None:
     assert list(stream.feed_wire(frame[:20])) == []
     (run,) = stream.feed_wire(frame[20:])
     assert run.sse() == frame
+
+
+def test_events_before_a_terminal_one_go_up_as_one_run_carrying_their_tokens() -> None:
+    events = [
+        StreamEvent("response.created", {"type": "response.created"}),
+        StreamEvent("response.output_text.delta", {"type": "response.output_text.delta", "delta": "abcdefgh"}),
+        StreamEvent("response.output_text.delta", raw=b'{"delta":"native"}'),
+        StreamEvent("response.completed", {"type": "response.completed"}),
+        StreamEvent("response.output_text.delta", {"delta": "late"}),
+    ]
+    run, completed, tail = in_runs(events)
+    assert isinstance(run, Run) and run.sse() == b"".join(e.sse() for e in events[:3])
+    assert run.tokens == 8 / 4 + 1  # as the output counter reads each: characters, or a native token
+    assert completed is events[3]  # terminal events stay events: the store and the stages read them
+    assert isinstance(tail, Run) and tail.sse() == events[4].sse()
+
+
+def test_what_came_before_a_failure_goes_up_before_it() -> None:
+    def broken() -> Iterator[StreamEvent]:
+        yield StreamEvent("response.created", {"type": "response.created"})
+        raise ValueError("garbled")
+
+    runs = in_runs(broken())
+    assert next(runs).sse() == StreamEvent("response.created", {"type": "response.created"}).sse()
+    with pytest.raises(ValueError, match="garbled"):
+        next(runs)
