@@ -55,29 +55,20 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateways inherit it
     upstream, port = start_slow_upstream(workdir, args.stream_interval, args.stream_seconds)
     s = SCENARIOS["native-stream"]
-    systems: dict[str, System] = {}
+    names = [n for n in args.systems if n not in ("floor", "baseline")] + (["floor"] if "floor" in args.systems else [])
     results: list[Json] = []
     try:
-        for name in [n for n in args.systems if n not in ("floor", "baseline")] + (
-            ["floor"] if "floor" in args.systems else []
-        ):
-            system = SYSTEM_CLASSES[name](workdir, port)
-            log(f"starting {name} against the slow upstream")
-            try:
-                system.start()
-            except Exception as exc:
-                log(f"{name} could not start: {exc}")
-                system.stop()
-                continue
-            systems[name] = system
         for n in args.streams:
-            order = ["direct", *systems]
-            for name in order:
+            for name in ["direct", *names]:
+                # Each gateway starts afresh for each N: its RSS per stream is then the cost of N
+                # streams, not of what a heap grown by an earlier N could not hold.
+                system = None if name == "direct" else _started(SYSTEM_CLASSES[name](workdir, port))
                 if name == "direct":
                     route = Route("/sse/v1/responses", {}, {"model": "gpt-4o", "stream": True})
                     pid, p = None, port
+                elif system is None:
+                    continue
                 else:
-                    system = systems[name]
                     maybe = system.route(s)
                     assert maybe is not None and system.proc is not None
                     route, pid, p = maybe, system.proc.pid, system.port
@@ -88,6 +79,9 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                 except Exception as exc:
                     log(f"N={n} {name}: {exc}")
                     continue
+                finally:
+                    if system is not None:
+                        system.stop()
                 r["system"] = name
                 r["upstream_cpu_pct"] = 100 * (cpu_seconds(upstream.pid) - u0) / (time.monotonic() - t0)
                 r["interval_s"] = args.stream_interval
@@ -95,8 +89,6 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                 log(f"  {json.dumps(r)}")
                 time.sleep(2)  # closed connections settle before the next system
     finally:
-        for system in systems.values():
-            system.stop()
         upstream.stop()
     text = table(results)
     print(text, flush=True)
@@ -104,6 +96,17 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     path = RESULTS / f"open-streams-{args.stream_interval:g}s.json"
     path.write_text(json.dumps({"results": results, "table": text}, indent=2) + "\n")
     log(f"results written to {path}")
+
+
+def _started(system: System) -> System | None:
+    log(f"starting {system.name} against the slow upstream")
+    try:
+        system.start()
+    except Exception as exc:
+        log(f"{system.name} could not start: {exc}")
+        system.stop()
+        return None
+    return system
 
 
 def table(results: list[Json]) -> str:
