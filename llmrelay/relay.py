@@ -137,8 +137,9 @@ class Relay(Lifecycle):
         unknown model, upstream 4xx/5xx) raises here, so a server can still answer with a
         plain HTTP error; failures after that arrive as a `response.failed` event. `memory`
         keeps store=false responses (a WebSocket connection's) so they can be continued. `sse`:
-        the caller only writes the events out as SSE (`StreamEvent.sse()`), so a native stream's
-        plain frames may come as Runs of their own bytes."""
+        the caller only writes the events out as SSE (`StreamEvent.sse()`), so they may come in
+        Runs: each stretch before a terminal event in one piece, a native stream's plain frames
+        in the bytes they came in."""
         call, mock = await self._prepare(params, owner, dropped, memory, meta)
         call.sse_runs = sse
         if not self.stages:

@@ -74,21 +74,27 @@ def in_runs(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
     """Events for a consumer that writes SSE itself (`Call.sse_runs`): each stretch before a
     terminal event as one Run, so the layers above handle one object per upstream chunk, not
     one per event. What came before a failure still goes out before it."""
-    counter, wire = OutputCounter(), []
+    stretch: list[StreamEvent] = []
     try:
         for event in events:
             if event.terminal:
-                if wire:
-                    yield Run(b"".join(wire), counter.tokens)
-                    counter, wire = OutputCounter(), []
+                if stretch:
+                    yield _run(stretch)
+                    stretch = []
                 yield event
-                continue
-            if event.type.endswith(".delta") or isinstance(event, Run):
-                counter.see(event)
-            wire.append(event.sse())
+            else:
+                stretch.append(event)
     except Exception:
-        if wire:
-            yield Run(b"".join(wire), counter.tokens)
+        if stretch:
+            yield _run(stretch)
         raise
-    if wire:
-        yield Run(b"".join(wire), counter.tokens)
+    if stretch:
+        yield _run(stretch)
+
+
+def _run(stretch: list[StreamEvent]) -> Run:
+    counter = OutputCounter()
+    for event in stretch:
+        if event.type.endswith(".delta") or isinstance(event, Run):
+            counter.see(event)
+    return Run(b"".join(e.sse() for e in stretch), sum(e.events for e in stretch), counter.tokens)

@@ -52,8 +52,8 @@ class Call:
     # `prompt_caching`, else the relay's default.
     prompt_caching: bool | None = None
     prompt_caching_default: bool = True
-    # The consumer writes the events as SSE itself (StreamEvent.sse()): a native stream's plain
-    # frames may then come as Runs of their own bytes (providers/openai.NativeStream.feed_wire).
+    # The consumer only writes the events out as SSE (StreamEvent.sse()): they may then come in
+    # Runs (streaming/events.py), each stretch before a terminal event in one piece.
     sse_runs: bool = False
 
     @property

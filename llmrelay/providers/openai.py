@@ -158,7 +158,7 @@ class NativeStream:
 
     def _run(self, frames: list[bytes], deltas: int) -> Run:
         self._count += len(frames)
-        return Run(b"\n\n".join(frames) + b"\n\n", deltas)  # a token a delta, as gateway/produced counts
+        return Run(b"\n\n".join(frames) + b"\n\n", len(frames), deltas)  # a token a delta, as gateway/produced
 
     def finish_wire(self) -> list[StreamEvent]:
         """What the wire path still holds at the end of the bytes (a last frame without its

@@ -450,7 +450,7 @@ async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
     try:
         async for event in events:
             yield event.sse()
-            sent += 1
+            sent += event.events
     except Exception as exc:  # headers are gone: the failure can only travel as an event
         code = "server_error"
         if isinstance(exc, openai.APIStatusError) and exc.status_code == 503:  # an outage (the store's), not a bug

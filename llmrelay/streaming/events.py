@@ -12,7 +12,7 @@ import orjson
 
 from .sse import encode
 
-RUN = "llmrelay.run"  # the type of a Run: plain native frames in one piece, not one event
+RUN = "llmrelay.run"  # a Run's type: several events in one piece
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 LIFECYCLE = frozenset(
     {
@@ -28,6 +28,7 @@ LIFECYCLE = frozenset(
 
 class StreamEvent:
     __slots__ = ("_data", "_raw", "type")
+    events = 1  # how many stream events this is (a Run: several)
 
     def __init__(self, type: str, data: dict[str, Any] | None = None, raw: bytes | None = None):
         self.type = type
@@ -66,12 +67,14 @@ class StreamEvent:
 class Run(StreamEvent):
     """Stream events a consumer that writes SSE itself (`Call.sse_runs`) gets in one piece: the
     SSE bytes of a stretch of events before a terminal one (or a native stream's plain frames,
-    as they came), with the output tokens its deltas count for (gateway/produced.py)."""
+    as they came), how many events they are, and the output tokens their deltas count for
+    (gateway/produced.py)."""
 
-    __slots__ = ("tokens",)
+    __slots__ = ("events", "tokens")
 
-    def __init__(self, wire: bytes, tokens: float) -> None:
+    def __init__(self, wire: bytes, events: int, tokens: float) -> None:
         super().__init__(RUN, raw=wire)
+        self.events = events
         self.tokens = tokens
 
     def sse(self) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
@@ -19,6 +19,7 @@ from llmrelay.ids import new_id
 from llmrelay.providers.base import Call
 from llmrelay.providers.openai import NativeStream
 from llmrelay.providers.registry import make_deployment
+from llmrelay.proxy.app import _sse
 from llmrelay.streaming.events import Run, StreamEvent
 from llmrelay.streaming.sse import SSEDecoder, encode
 from llmrelay.upstream import translate
@@ -123,7 +124,7 @@ def test_plain_frames_of_a_chunk_go_out_as_one_run_of_their_own_bytes() -> None:
         "response.completed",
     ]
     run = events[2]
-    assert isinstance(run, Run) and run.sse() == deltas and run.tokens == 40
+    assert isinstance(run, Run) and run.sse() == deltas and run.tokens == 40 and run.events == 40
     assert events[0].data["response"]["id"] == "resp_ours"  # lifecycle events still rewritten
     assert stream.response is not None and stream.response["status"] == "completed"
     assert stream.upstream_id == "resp_upstream"
@@ -148,6 +149,7 @@ def test_events_before_a_terminal_one_go_up_as_one_run_carrying_their_tokens() -
     run, completed, tail = in_runs(events)
     assert isinstance(run, Run) and run.sse() == b"".join(e.sse() for e in events[:3])
     assert run.tokens == 8 / 4 + 1  # as the output counter reads each: characters, or a native token
+    assert run.events == 3  # the error event a failure adds after it is numbered from these
     assert completed is events[3]  # terminal events stay events: the store and the stages read them
     assert isinstance(tail, Run) and tail.sse() == events[4].sse()
 
@@ -161,3 +163,13 @@ def test_what_came_before_a_failure_goes_up_before_it() -> None:
     assert next(runs).sse() == StreamEvent("response.created", {"type": "response.created"}).sse()
     with pytest.raises(ValueError, match="garbled"):
         next(runs)
+
+
+async def test_an_error_after_a_run_is_numbered_after_every_event_the_run_held() -> None:
+    async def events() -> AsyncIterator[StreamEvent]:
+        yield Run(b"event: a\ndata: {}\n\n" * 3, events=3, tokens=0)
+        raise RuntimeError("the store went away")
+
+    written = [chunk async for chunk in _sse(events())]
+    (error,) = SSEDecoder().feed(written[-1])
+    assert error.event == "error" and orjson.loads(error.data)["sequence_number"] == 3

@@ -105,5 +105,5 @@ def test_what_a_call_produced_is_estimated_from_its_text_not_its_payloads() -> N
     counter.see(StreamEvent("response.output_text.delta", {"delta": "y" * 10}))  # translated: its characters
     counter.see(StreamEvent("response.output_text.delta", raw=b'{"delta":"yy"}'))  # native, unparsed: a token
     counter.see(StreamEvent("response.output_audio.delta", {"delta": "A" * 400}))  # audio: not text tokens
-    counter.see(Run(b"...", tokens=3))  # native frames forwarded in one piece: a token each
+    counter.see(Run(b"...", events=3, tokens=3))  # native frames forwarded in one piece: a token each
     assert counter.tokens == 10 / 4 + 1 + 3
