@@ -56,18 +56,22 @@ class OutputCounter:
     def __init__(self) -> None:
         self.tokens = 0.0
 
-    def see(self, event: StreamEvent) -> None:
-        """A `*.delta` event, or a Run (counted as it was made)."""
+    def see(self, event: StreamEvent) -> bool:
+        """Count what a stream event carries of output; whether it was output (a `*.delta`
+        event, or a Run holding some)."""
         if isinstance(event, Run):
             self.tokens += event.tokens
-            return
+            return event.tokens > 0
+        if not event.type.endswith(".delta"):
+            return False
         if "audio" in event.type:  # audio is billed by its own tokens, which its deltas don't tell
-            return
+            return True
         data = event.parsed
         if data is None:  # a native frame, forwarded unparsed
             self.tokens += 1
         elif isinstance(delta := data.get("delta"), str):
             self.tokens += len(delta) / CHARS_PER_TOKEN
+        return True
 
 
 def in_runs(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
@@ -95,6 +99,5 @@ def in_runs(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
 def _run(stretch: list[StreamEvent]) -> Run:
     counter = OutputCounter()
     for event in stretch:
-        if event.type.endswith(".delta") or isinstance(event, Run):
-            counter.see(event)
+        counter.see(event)
     return Run(b"".join(e.sse() for e in stretch), sum(e.events for e in stretch), counter.tokens)

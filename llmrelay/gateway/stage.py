@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..providers.base import Call
-from ..streaming.events import Run, StreamEvent
+from ..streaming.events import StreamEvent
 from .produced import OutputCounter, estimated_usage
 
 log = logging.getLogger("llmrelay.gateway")
@@ -81,8 +81,7 @@ async def staged(stages: Sequence[Stage], call: Call, events: AsyncIterator[Stre
     timing = "first_token" in call.meta
     try:
         async for event in events:
-            if event.type.endswith(".delta") or (isinstance(event, Run) and event.tokens):
-                produced.see(event)
+            if produced.see(event):
                 if timing:
                     call.meta["first_token"] = time.monotonic()
                     timing = False

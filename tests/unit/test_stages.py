@@ -107,3 +107,7 @@ def test_what_a_call_produced_is_estimated_from_its_text_not_its_payloads() -> N
     counter.see(StreamEvent("response.output_audio.delta", {"delta": "A" * 400}))  # audio: not text tokens
     counter.see(Run(b"...", events=3, tokens=3))  # native frames forwarded in one piece: a token each
     assert counter.tokens == 10 / 4 + 1 + 3
+    # what counts as output (the time to first token starts there): deltas, and runs holding some
+    assert not counter.see(StreamEvent("response.created", {"type": "response.created"}))
+    assert not counter.see(Run(b"...", events=2, tokens=0))
+    assert counter.see(StreamEvent("response.output_audio.delta", {"delta": "A"}))
