@@ -97,6 +97,8 @@ def in_runs(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
 
 
 def _run(stretch: list[StreamEvent]) -> Run:
+    if len(stretch) == 1 and isinstance(run := stretch[0], Run):
+        return run  # a native chunk's plain frames, a Run already: not copied again
     counter = OutputCounter()
     for event in stretch:
         counter.see(event)

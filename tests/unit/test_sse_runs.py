@@ -171,3 +171,9 @@ async def test_an_error_after_a_run_is_numbered_after_every_event_the_run_held()
     written = [chunk async for chunk in _sse(events())]
     (error,) = SSEDecoder().feed(written[-1])
     assert error.event == "error" and orjson.loads(error.data)["sequence_number"] == 3
+
+
+def test_a_run_alone_in_its_stretch_goes_up_as_it_is() -> None:
+    run = Run(b"event: a\ndata: {}\n\n", events=1, tokens=1)
+    (out,) = in_runs([run])
+    assert out is run
