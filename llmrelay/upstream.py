@@ -30,6 +30,10 @@ class Garbled(Exception):
     """The upstream sent a stream frame its protocol cannot have."""
 
 
+def _garbled(dep: Deployment) -> Garbled:
+    return Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.")
+
+
 def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> list[StreamEvent]:
     if frame.data == b"[DONE]":  # the end marker vLLM and gateways send, on any protocol
         return translator.finish()
@@ -37,7 +41,7 @@ def translate(translator: StreamTranslator, frame: Frame, dep: Deployment) -> li
         return translator.feed(frame)
     except Exception as exc:
         log.warning("%s sent an unreadable stream frame %r: %s", describe(dep), frame.data[:200], exc)
-        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+        raise _garbled(dep) from exc
 
 
 def translate_wire(translator: Any, chunk: bytes | None, dep: Deployment) -> Iterator[StreamEvent]:
@@ -47,7 +51,7 @@ def translate_wire(translator: Any, chunk: bytes | None, dep: Deployment) -> Ite
         yield from (translator.feed_wire(chunk) if chunk is not None else translator.finish_wire())
     except Exception as exc:
         log.warning("%s sent unreadable stream bytes %r: %s", describe(dep), (chunk or b"")[:200], exc)
-        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+        raise _garbled(dep) from exc
 
 
 def frames(dep: Deployment, decode: Callable[..., list[Frame]], *args: Any) -> list[Frame]:
@@ -57,7 +61,7 @@ def frames(dep: Deployment, decode: Callable[..., list[Frame]], *args: Any) -> l
         return decode(*args)
     except ValueError as exc:
         log.warning("%s sent bytes that are not valid stream framing: %s", describe(dep), exc)
-        raise Garbled(f"The upstream of {describe(dep)} sent a stream event that is not valid.") from exc
+        raise _garbled(dep) from exc
 
 
 def parsed(dep: Deployment, parse: Callable[..., Any], *args: Any) -> Any:
