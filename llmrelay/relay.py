@@ -19,6 +19,7 @@ from . import compaction, errors, items, validate
 from .conversations import Conversations, conversation_id
 from .gateway.produced import in_runs
 from .gateway.stage import Stage, outcome_of, run_after, run_before, staged
+from .http_client import Response
 from .ids import new_id
 from .jobs import Jobs
 from .lifecycle import Lifecycle
@@ -357,7 +358,7 @@ class Relay(Lifecycle):
             raise upstream_error(adapter.parse_error(resp.status, body, resp.headers), dep)
         return body
 
-    async def _open(self, call: Call, *, stream: bool) -> aiohttp.ClientResponse:
+    async def _open(self, call: Call, *, stream: bool) -> Response:
         """Send the request; on an error status raise it (after retries), else return the
         unread response. With a router, retries and fallbacks may move the call to another
         deployment (`call.deployment` says which one answered)."""
@@ -376,7 +377,7 @@ class Relay(Lifecycle):
                     router.finished(call, ok=False)
                 await recover(self, call, err)
 
-    async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> aiohttp.ClientResponse:
+    async def _request(self, call: Call, adapter: Adapter, *, stream: bool, retries: int) -> Response:
         """One deployment's answer. An upstream that lost its stored state gets the history replayed."""
         await media.inline(call, adapter, self.http, self.media)
         await self._fit(call, adapter)
@@ -425,9 +426,7 @@ class Relay(Lifecycle):
             if call.started is not None:  # cancelled: the call is no longer in flight
                 self.router.finished(call, ok=False)  # type: ignore[union-attr]
 
-    async def _relay_stream(
-        self, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
-    ) -> AsyncIterator[StreamEvent]:
+    async def _relay_stream(self, call: Call, adapter: Adapter, resp: Response) -> AsyncIterator[StreamEvent]:
         router, model = self.router, call.params.get("model")  # no model: a stored stream resumed, not a create
         if (
             router is not None

@@ -19,6 +19,7 @@ import aiohttp
 import openai
 
 from . import errors, items
+from .http_client import Response
 from .providers.base import Adapter, Call, StreamTranslator
 from .providers.registry import Deployment, require_key
 from .providers.support import strip_unsupported
@@ -67,9 +68,7 @@ async def move(relay: Relay, call: Call, dep: Deployment) -> None:
             call.context = await relay._history(previous, call.owner)
 
 
-async def continued_stream(
-    relay: Relay, call: Call, adapter: Adapter, resp: aiohttp.ClientResponse
-) -> AsyncIterator[StreamEvent]:
+async def continued_stream(relay: Relay, call: Call, adapter: Adapter, resp: Response) -> AsyncIterator[StreamEvent]:
     """`_relay_stream` where a broken stream (cut, stalled, garbled, an error event, an end
     without a terminal event) goes on at the next deployment or fallback the router gives,
     as one stream to the client (router/splice.py)."""
@@ -90,7 +89,7 @@ async def _legs(
     router: Router,
     call: Call,
     adapter: Adapter,
-    resp: aiohttp.ClientResponse,
+    resp: Response,
     splice: Splice,
     request_input: list[dict[str, Any]],
 ) -> AsyncIterator[StreamEvent]:
@@ -155,7 +154,7 @@ async def _legs(
 
 
 async def _leg(
-    call: Call, adapter: Adapter, translator: StreamTranslator, resp: aiohttp.ClientResponse
+    call: Call, adapter: Adapter, translator: StreamTranslator, resp: Response
 ) -> AsyncIterator[list[StreamEvent] | openai.APIError]:
     """One upstream stream as batches of events (one per frame), its end included; a transport
     failure or a garbled frame arrives as the error it is."""

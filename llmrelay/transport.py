@@ -1,4 +1,4 @@
-"""Upstream HTTP: pooled keep-alive connections (one aiohttp session per event loop),
+"""Upstream HTTP: pooled keep-alive connections (http_client.py, one pool per event loop),
 timeouts, and retries with exponential backoff that honours Retry-After.
 
 Timeouts bound connecting (CONNECT_TIMEOUT) and every wait for the upstream's next bytes: the
@@ -6,8 +6,9 @@ headers, then each read of the body. A non-streamed reply waits up to `timeout` 
 the openai SDK does); a stream waits up to `stream_timeout` for its first byte and for every
 gap between chunks, never for the stream as a whole. Nothing waits forever by default.
 
-aiohttp rather than httpx: its client costs a fraction of httpx's CPU per request
-(bench/http_client.py measures both), and the hot path is mostly this.
+The requests of providers go through http_client's lean client, a fraction of aiohttp's CPU
+per request (bench/http_client.py measures it against aiohttp's and httpx's). Fetching media
+from arbitrary URLs (redirects, pinned addresses) keeps an aiohttp session (`session()`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import aiohttp
 import orjson
 
 from . import errors
+from .http_client import Pool, Response
 
 log = logging.getLogger("llmrelay")
 RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -57,13 +59,24 @@ class HttpRequest:
 
 
 class Http:
-    """One pooled aiohttp session per event loop. Sessions of loops that are gone are closed
-    the next time a session is made, and all of them at exit, so no loop leaves a warning."""
+    """One connection pool per event loop for providers, and an aiohttp session for media.
+    Those of loops that are gone are closed the next time one is made, and all at exit, so no
+    loop leaves a warning."""
 
     def __init__(self) -> None:
         self._sessions: list[tuple[weakref.ref[asyncio.AbstractEventLoop], aiohttp.ClientSession]] = []
-        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._pools: list[tuple[weakref.ref[asyncio.AbstractEventLoop], Pool]] = []
         atexit.register(self._abandon, lambda _: True)
+
+    def pool(self) -> Pool:
+        loop = asyncio.get_running_loop()
+        for ref, pool in self._pools:
+            if ref() is loop:
+                return pool
+        self._abandon(lambda lp: lp is None or lp.is_closed())
+        pool = Pool(loop)
+        self._pools.append((weakref.ref(loop), pool))
+        return pool
 
     async def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -83,6 +96,13 @@ class Http:
 
     def _abandon(self, gone: Callable[[asyncio.AbstractEventLoop | None], bool]) -> None:
         """Drop the sessions whose loop is `gone`, closing their sockets without that loop."""
+        pools = []
+        for ref, pool in self._pools:
+            if gone(ref()):
+                pool.close()
+            else:
+                pools.append((ref, pool))
+        self._pools = pools
         keep = []
         for ref, session in self._sessions:
             if gone(ref()):
@@ -94,15 +114,13 @@ class Http:
                 keep.append((ref, session))
         self._sessions = keep
 
-    def _timeout(self, seconds: float | None, stream: bool) -> aiohttp.ClientTimeout:
+    @staticmethod
+    def _timeout(seconds: float | None, stream: bool) -> tuple[float, float]:
+        """(each silence, connecting): like the openai SDK, the timeout bounds connecting and
+        each wait for the upstream's bytes, not a whole stream."""
         if seconds is None:
             seconds = DEFAULT_STREAM_TIMEOUT if stream else DEFAULT_TIMEOUT
-        t = self._timeouts.get(seconds)
-        if t is None:
-            # Like the openai SDK: the timeout bounds connecting and each read, not a whole stream.
-            t = aiohttp.ClientTimeout(total=None, sock_connect=min(CONNECT_TIMEOUT, seconds), sock_read=seconds)
-            self._timeouts[seconds] = t
-        return t
+        return seconds, min(CONNECT_TIMEOUT, seconds)
 
     async def send(
         self,
@@ -112,20 +130,19 @@ class Http:
         retries: int = 0,
         stream: bool = False,
         upstream: str = "the upstream",
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """Send with retries on 408/409/429/5xx and connection errors. The caller reads and
         releases the returned response (also when its status is an error). `timeout` None
         takes the default for a stream or a whole reply; `upstream` names it in errors."""
-        session = await self.session()
+        pool = self.pool()
+        silence, connect = self._timeout(timeout, stream)
         attempt = 0
         reauthorised = False
         while True:
             wait: float | None = None
             headers = req.headers if req.auth is None else {**req.headers, **await req.auth.headers(req)}
             try:
-                resp = await session.request(
-                    req.method, req.url, data=req.body, headers=headers, timeout=self._timeout(timeout, stream)
-                )
+                resp = await pool.request(req.method, req.url, headers, req.body, silence, connect)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if attempt >= retries:
                     raise upstream_failure(exc, upstream) from exc
@@ -145,6 +162,9 @@ class Http:
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        for ref, pool in self._pools:
+            if ref() is loop:
+                pool.close()
         for ref, session in self._sessions:
             if ref() is loop and not session.closed:
                 await session.close()

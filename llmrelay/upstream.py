@@ -12,6 +12,7 @@ import aiohttp
 import openai
 
 from . import errors
+from .http_client import Response
 from .providers.base import StreamTranslator
 from .providers.registry import Deployment
 from .streaming.events import StreamEvent
@@ -89,7 +90,7 @@ def upstream_error(err: errors.APIStatusError, dep: Deployment) -> errors.APISta
                                headers=err.response.headers)  # fmt: skip
 
 
-async def read_body(resp: aiohttp.ClientResponse, dep: Deployment) -> bytes:
+async def read_body(resp: Response, dep: Deployment) -> bytes:
     """A whole upstream body; the connection goes back to the pool either way."""
     try:
         return await resp.read()

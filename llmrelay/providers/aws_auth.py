@@ -16,8 +16,6 @@ import asyncio
 import threading
 from typing import Any
 
-import yarl
-
 from .. import errors
 from ..transport import HttpRequest
 
@@ -62,8 +60,8 @@ class SigV4:
     async def headers(self, req: HttpRequest) -> dict[str, str]:
         bc = _botocore()
         frozen = await self._frozen(bc)
-        # Sign the URL exactly as aiohttp will send it (yarl normalises percent-escapes).
-        aws = bc.awsrequest.AWSRequest(method=req.method, url=str(yarl.URL(req.url)), data=req.body or b"",
+        # The URL is sent as it is signed: its percent-escapes (the model id's `%3A`) untouched.
+        aws = bc.awsrequest.AWSRequest(method=req.method, url=req.url, data=req.body or b"",
                                        headers=req.headers)  # fmt: skip
         bc.auth.SigV4Auth(frozen, SERVICE, self._settings["aws_region_name"]).add_auth(aws)
         return dict(aws.headers.items())
