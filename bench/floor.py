@@ -5,6 +5,9 @@ request's bytes, unparsed, with its method, to the same path on the upstream ove
 returns the answer's bytes: a JSON body whole, an event stream chunk by chunk as it arrives.
 No auth, no validation, no store, no translation: what any Python gateway pays at the least.
 
+With FLOOR_CLIENT=lean it forwards over llmrelay's own upstream client (llmrelay.http_client)
+instead of aiohttp's: the floor for a gateway that brings its own client (`floor-lean`).
+
     FLOOR_UPSTREAM=http://127.0.0.1:8080 python -m uvicorn floor:app --app-dir bench --workers 2
 """
 
@@ -22,15 +25,25 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:8080")
+LEAN = os.environ.get("FLOOR_CLIENT") == "lean"
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 _session: aiohttp.ClientSession | None = None
+_pool: Any = None  # llmrelay.http_client.Pool, when LEAN
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
     global _session
     while True:
         message = await receive()
-        if message["type"] == "lifespan.startup":
+        if message["type"] == "lifespan.startup" and LEAN:
+            import asyncio
+
+            from llmrelay.http_client import Pool
+
+            global _pool
+            _pool = Pool(asyncio.get_running_loop())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.startup":
             connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=300)
             _session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
             await send({"type": "lifespan.startup.complete"})
@@ -45,13 +58,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    assert _session is not None
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    if LEAN:
+        await _lean(scope, body, send)
+        return
+    assert _session is not None
     # The method too: a background response's polls (GET /v1/responses/{id}) pass through as well.
     async with _session.request(scope["method"], UPSTREAM + scope["path"], data=body, headers=HEADERS) as resp:
         ctype = resp.headers.get("content-type", "application/json").encode()
@@ -65,3 +81,18 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+
+
+async def _lean(scope: Scope, body: bytes, send: Send) -> None:
+    resp = await _pool.request(scope["method"], UPSTREAM + scope["path"], HEADERS, body, 600, 10)
+    ctype = resp.headers.get("content-type", "application/json").encode()
+    if ctype.startswith(b"text/event-stream"):
+        await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
+        async for chunk in resp.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    data = await resp.read()
+    headers = [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -60,7 +60,7 @@ class Reporting:
 
     def table(self, rows: list[Json]) -> str:
         head = (
-            f"{'scenario':<17}{'c':>3}  {'system':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'scenario':<17}{'c':>3}  {'system':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'ovh p50':>9}{'CPU ms/req':>11}{'err':>5}{'x floor':>8}  {'llmrelay x rps':>14}{'x CPU':>7}  note"
         )
         out = [head, "-" * len(head)]
@@ -73,14 +73,15 @@ class Reporting:
                 "direct": "nginx itself (CPU = nginx)",
                 "llmrelay-nodelay": "TCP_NODELAY launcher",
                 "floor": "bench/floor.py",
+                "floor-lean": "the floor on llmrelay's upstream client",
             }.get(r["system"], "")
             if "polls_per_seq" in r:  # req/s and CPU are per create-then-poll sequence
                 note = f"per sequence: 1 create + {r['polls_per_seq']:.2f} polls" + (f"; {note}" if note else "")
             if "rps" not in r:
-                out.append(f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<10}{'-':>9}  n/a: {r['skipped'][:90]}")
+                out.append(f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<11}{'-':>9}  n/a: {r['skipped'][:90]}")
                 continue
             out.append(
-                f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<10}"
+                f"{r['scenario']:<17}{r['c']:>3}  {r['system']:<11}"
                 f"{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                 f"{_fmt(r['overhead_p50_ms'], 2):>9}{_fmt(r['cpu_ms_per_req'], 3):>11}{r['errors']:>5}"
                 f"{_fmt(r.get('floor_cpu_ratio'), 2, 'x'):>8}  "

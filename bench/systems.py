@@ -98,7 +98,10 @@ class Floor(System):
         argv = [sys.executable, "-m", "uvicorn", "floor:app", "--app-dir", str(BENCH), "--host", HOST]
         argv += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         argv += ["--http", "httptools", "--loop", "uvloop"]
-        return spawn(f"floor-{port}", argv, self.workdir, env={"FLOOR_UPSTREAM": self.upstream}, cwd=BENCH)
+        env = {"FLOOR_UPSTREAM": self.upstream, **self.env}
+        return spawn(f"{self.name}-{port}", argv, self.workdir, env=env, cwd=BENCH)
+
+    env: dict[str, str] = {}
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
         # The scenario's upstream path, llmrelay's request body: forwarded as bytes, never read.
@@ -275,6 +278,14 @@ def ensure_database(url: str) -> str:
     return url
 
 
+class FloorLean(Floor):
+    """The floor over llmrelay's own upstream client instead of aiohttp's: what is left of the
+    floor once a gateway brings a lean client (the `x floor` column stays against `floor`)."""
+
+    name = "floor-lean"
+    env = {"FLOOR_CLIENT": "lean"}
+
+
 class LLMRelayBaseline(LLMRelay):
     """llmrelay at another commit (`--baseline REV`), run side by side in the same trials: the
     fair before/after on a noisy machine."""
@@ -295,6 +306,7 @@ class LLMRelayBaseline(LLMRelay):
 SYSTEM_CLASSES: dict[str, type[System]] = {
     "llmrelay": LLMRelay,
     "floor": Floor,
+    "floor-lean": FloorLean,
     "baseline": LLMRelayBaseline,
     "llmrelay-nodelay": LLMRelayNoDelay,
     "llmrelay-vkey": LLMRelayVirtualKey,
