@@ -66,15 +66,20 @@ class Http:
     def __init__(self) -> None:
         self._sessions: list[tuple[weakref.ref[asyncio.AbstractEventLoop], aiohttp.ClientSession]] = []
         self._pools: list[tuple[weakref.ref[asyncio.AbstractEventLoop], Pool]] = []
+        self._last: Pool | None = None  # the pool asked for last (its loop's, mostly the only one)
         atexit.register(self._abandon, lambda _: True)
 
     def pool(self) -> Pool:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last.loop is loop:
+            return last
         for ref, pool in self._pools:
             if ref() is loop:
+                self._last = pool
                 return pool
         self._abandon(lambda lp: lp is None or lp.is_closed())
-        pool = Pool(loop)
+        pool = self._last = Pool(loop)
         self._pools.append((weakref.ref(loop), pool))
         return pool
 
@@ -103,6 +108,8 @@ class Http:
             else:
                 pools.append((ref, pool))
         self._pools = pools
+        if self._last is not None and all(pool is not self._last for _, pool in pools):
+            self._last = None
         keep = []
         for ref, session in self._sessions:
             if gone(ref()):

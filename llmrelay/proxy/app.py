@@ -37,7 +37,7 @@ from .access_log import MODEL, AccessLog
 from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
-from .hot_route import HotApp
+from .hot_route import WATCH_AFTER, HotApp
 from .openapi import document
 from .request_id import REQUEST_ID, TRACE
 from .ui_routes import ui_routes
@@ -50,7 +50,6 @@ DEPLOYMENT_HEADER = "x-llmrelay-deployment"  # the id of the deployment that ans
 CLOSE = {"connection": "close"}  # the rest of a body that was refused is not worth reading
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "connection")
 _PASSED_PREFIX = "x-ratelimit-"
-WATCH_AFTER = 0.25  # seconds a non-streamed call runs before a client leaving is watched for
 LIMIT_MESSAGE = "'limit' must be an integer between 1 and 100."
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")

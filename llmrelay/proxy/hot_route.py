@@ -27,6 +27,7 @@ from .request_id import RequestId
 
 log = logging.getLogger("llmrelay.proxy")
 HOT_PATHS = frozenset({"/v1/responses", "/responses"})
+WATCH_AFTER = 0.25  # seconds a call runs before a client leaving is watched for
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -63,25 +64,36 @@ class HotApp(Starlette):
 
 async def stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
     """Send a streamed response in runs; a client that leaves cancels the stream (which closes
-    the upstream), as Starlette's disconnect listener does."""
+    the upstream), as Starlette's disconnect listener does. It is watched for once the stream
+    has run WATCH_AFTER seconds: a quick stream pays one timer, not a task."""
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.ensure_future(_cancel_when_gone(receive, task))
+    watcher: asyncio.Task[None] | None = None
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_cancel_when_gone(receive, task))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
     body: AsyncIterator[Any] = response.body_iterator  # type: ignore[assignment]
     writer = _Writer(send)
     try:
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
         await _pump(body, writer)
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await writer.drain()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not (watcher.done() and not watcher.cancelled()):
+        if not (watcher is not None and watcher.done() and not watcher.cancelled()):
             raise  # cancelled for another reason: the server stopping
         task.uncancel()
         log.info("client left a stream before its end: upstream call cancelled")
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if writer.task is not None:
             writer.task.cancel()
         aclose = getattr(body, "aclose", None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.responses import StreamingResponse
 
-from llmrelay.proxy.hot_route import _pump, _Writer, stream
+from llmrelay.proxy.hot_route import WATCH_AFTER, _pump, _Writer, stream
 
 
 class Sink:
@@ -114,3 +114,23 @@ async def test_a_whole_stream_ends_with_the_closing_message() -> None:
     assert sink.messages[0]["type"] == "http.response.start"
     assert sink.bodies == [b"x", b"y"]
     assert sink.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_a_quick_stream_pays_no_watcher() -> None:
+    """A stream done within WATCH_AFTER never asks whether the client left: no task, no receive."""
+    asked = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"one"
+
+    sink = Sink()
+    await stream(StreamingResponse(chunks()), receive, sink.send)
+    await asyncio.sleep(WATCH_AFTER + 0.05)
+    assert asked == 0
+    assert sink.bodies == [b"one"]
