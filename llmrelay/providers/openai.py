@@ -143,11 +143,17 @@ class NativeStream:
             yield from self._decode(chunk)
             return
         data = self._pending + chunk if self._pending else chunk
+        if len(data) <= 1024:  # a few frames: a look at each costs less than the scans below
+            blocks = data.split(b"\n\n")
+            self._pending = blocks.pop()  # after the last blank line: not a whole frame yet
+            if blocks:
+                yield from self._feed_blocks(blocks)
+            return
         end = data.rfind(b"\n\n") + 2
         if end < 2:
-            self._pending = data  # not a whole frame yet
+            self._pending = data
             return
-        self._pending = data[end:]  # after the last blank line
+        self._pending = data[end:]
         whole = data[:end] if end < len(data) else data
         lines = whole.split(b"\n")
         frames = (len(lines) - 1) // 3

@@ -95,6 +95,41 @@ def test_the_wire_path_reads_as_the_frame_path_for_any_chunking(
     wire = b"".join(frames)
     if crlf:
         wire = wire.replace(b"\n", b"\r\n")
+    _reads_the_same_either_way(wire, cuts)
+
+
+# Long stretches of plain frames in big chunks, as a fast upstream sends them: the wire path
+# checks such a chunk a line kind at a time, not frame by frame. Now and then a frame that
+# is not plain in some way (a name with odd spacing, a second data line, no event line).
+ODD = st.sampled_from([
+    b"event: response.output_text.delta \ndata: {}\n\n",
+    b"event:  response.created\ndata: {}\n\n",
+    b"event: response.output_text.delta\tx\ndata: {}\n\n",
+    b'event: response.output_text.delta\ndata: {"delta":"a"}\ndata: {"more":1}\n\n',
+    b'data: {"type":"response.output_text.delta","delta":"no event line"}\n\n',
+    b"event: response.audio.delta\ndata: {}\n\n",
+    b"event: error\ndata: {\"type\":\"error\",\"message\":\"overloaded\"}\n\n",
+])  # fmt: skip
+BULK = st.one_of(
+    st.builds(_plain, PLAIN, st.integers(0, 99), st.text(max_size=40)),
+    st.builds(_plain, PLAIN, st.integers(0, 99), st.text(max_size=40)),
+    st.builds(_lifecycle, LIFECYCLE, st.integers(0, 99)),
+)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(
+    frames=st.lists(BULK, min_size=8, max_size=80),
+    odd=st.lists(st.tuples(st.integers(0, 80), ODD), max_size=2),
+    cuts=st.lists(st.integers(0, 20000), max_size=3),
+)
+def test_big_chunks_read_as_the_frame_path(frames: list[bytes], odd: list[tuple[int, bytes]], cuts: list[int]) -> None:
+    for at, frame in odd:
+        frames.insert(at, frame)
+    _reads_the_same_either_way(b"".join(frames), cuts)
+
+
+def _reads_the_same_either_way(wire: bytes, cuts: list[int]) -> None:
     by_frame, framed = _frames_path(wire, cuts)
     by_wire, wired = _wire_path(wire, cuts)
     assert _as_client_reads(by_wire) == _as_client_reads(by_frame)
