@@ -21,32 +21,30 @@ class SSEDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Frame]:
-        buf = self._buf + chunk
+        buf = self._buf + chunk if self._buf else chunk
         lines = buf.split(b"\n")
         self._buf = lines.pop()
+        if b"\r" in buf:
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        # The lines read in one loop, not a call each: a frame costs three lines.
         frames: list[Frame] = []
+        event, data = self._event, self._data
         for line in lines:
-            self._line(line[:-1] if line.endswith(b"\r") else line, frames)
+            if not line:
+                if data:
+                    frames.append(Frame(event, b"\n".join(data)))
+                event, data = None, []
+            elif line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line[:6] == b"event:":
+                event = line[6:].strip().decode()
+            # "id:", "retry:" and ":" comments carry nothing the Responses grammar uses.
+        self._event, self._data = event, data
         return frames
 
     def finish(self) -> list[Frame]:
-        frames: list[Frame] = []
-        if self._buf:
-            self._line(self._buf, frames)
-            self._buf = b""
-        self._line(b"", frames)
-        return frames
-
-    def _line(self, line: bytes, out: list[Frame]) -> None:
-        if not line:
-            if self._data:
-                out.append(Frame(self._event, b"\n".join(self._data)))
-            self._event, self._data = None, []
-        elif line.startswith(b"data:"):
-            self._data.append(line[6:] if line[5:6] == b" " else line[5:])
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip().decode()
-        # "id:", "retry:" and ":" comments carry nothing the Responses grammar uses.
+        rest, self._buf = self._buf, b""
+        return self.feed(rest + b"\n\n") if rest else self.feed(b"\n")
 
 
 def encode(event: str, data: bytes) -> bytes:
