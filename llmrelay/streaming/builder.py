@@ -88,6 +88,20 @@ class ResponseBuilder:
         return self._content_delta("refusal", delta)
 
     def _content_delta(self, part_type: str, delta: str) -> list[StreamEvent]:
+        o = self._open
+        if part_type == "output_text" and o is not None and o.part is not None and o.part["type"] == part_type:
+            # The common case, one more delta of the text being streamed: the event built as below, at once
+            o.buf.append(delta)
+            seq, self._seq = self._seq, self._seq + 1
+            where = {"item_id": o.item["id"], "output_index": o.index, "content_index": len(o.item["content"])}
+            data = {
+                "type": "response.output_text.delta",
+                "sequence_number": seq,
+                **where,
+                "delta": delta,
+                "logprobs": [],
+            }
+            return [StreamEvent("response.output_text.delta", data)]
         events = self._ensure("message")
         o = self._open
         assert o is not None
