@@ -93,11 +93,12 @@ class ResponseBuilder:
             # The common case, one more delta of the text being streamed: the event built as below, at once
             o.buf.append(delta)
             seq, self._seq = self._seq, self._seq + 1
-            where = {"item_id": o.item["id"], "output_index": o.index, "content_index": len(o.item["content"])}
             data = {
                 "type": "response.output_text.delta",
                 "sequence_number": seq,
-                **where,
+                "item_id": o.item["id"],
+                "output_index": o.index,
+                "content_index": len(o.item["content"]),
                 "delta": delta,
                 "logprobs": [],
             }

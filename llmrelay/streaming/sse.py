@@ -10,6 +10,9 @@ class Frame(NamedTuple):
     data: bytes
 
 
+_frame = tuple.__new__  # a Frame made straight from its tuple, not through NamedTuple's generated __new__
+
+
 class SSEDecoder:
     """Push decoder: `feed(chunk)` returns the frames completed by that chunk."""
 
@@ -32,7 +35,7 @@ class SSEDecoder:
         for line in lines:
             if not line:
                 if data:
-                    frames.append(Frame(event, b"\n".join(data)))
+                    frames.append(_frame(Frame, (event, b"\n".join(data))))
                 event, data = None, []
             elif line[:5] == b"data:":
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
