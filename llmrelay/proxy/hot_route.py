@@ -79,12 +79,12 @@ async def stream(response: StreamingResponse, receive: Receive, send: Send) -> N
     writer = _Writer(send)
     try:
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-        await _pump(body, writer)
+        tail = await _pump(body, writer)
         timer.cancel()
         if watcher is not None:
             watcher.cancel()
         await writer.drain()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})  # one write with the end
     except asyncio.CancelledError:
         if not (watcher is not None and watcher.done() and not watcher.cancelled()):
             raise  # cancelled for another reason: the server stopping
@@ -108,8 +108,9 @@ async def _cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:
     task.cancel()
 
 
-async def _pump(body: AsyncIterator[Any], writer: _Writer) -> None:
-    """Pull chunks from `body`, writing each run of them that was ready without waiting."""
+async def _pump(body: AsyncIterator[Any], writer: _Writer) -> bytes:
+    """Pull chunks from `body`, writing each run of them that was ready without waiting; the
+    run that was ready when `body` ended is returned, to go out with the end of the response."""
     it = body.__aiter__()
     run: list[bytes] = []
     while True:
@@ -131,8 +132,7 @@ async def _pump(body: AsyncIterator[Any], writer: _Writer) -> None:
             run.append(await _Rest(step, blocked))
         except StopAsyncIteration:
             break
-    if run:
-        writer.write(b"".join(run))
+    return b"".join(run)
 
 
 class _Rest:

@@ -39,8 +39,9 @@ async def test_chunks_ready_together_go_out_in_one_write_before_the_next_wait() 
         yield b"c"
         yield b"d"
 
-    await _pump(chunks(), _Writer(sink.send))
-    assert sink.bodies == [b"ab", b"cd"]
+    tail = await _pump(chunks(), _Writer(sink.send))
+    assert sink.bodies == [b"ab"]
+    assert tail == b"cd"  # ready as the body ended: it goes out with the response's end
     assert seen_before_wait == [[b"ab"]]  # written before waiting, not held back
 
 
@@ -99,7 +100,7 @@ async def test_a_client_that_leaves_cancels_the_stream() -> None:
     assert not any(m["type"] == "http.response.body" and m.get("more_body") is False for m in sink.messages)
 
 
-async def test_a_whole_stream_ends_with_the_closing_message() -> None:
+async def test_a_whole_stream_ends_with_the_closing_message_carrying_the_last_run() -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b"x"
         await asyncio.sleep(0)
@@ -113,7 +114,7 @@ async def test_a_whole_stream_ends_with_the_closing_message() -> None:
     await stream(StreamingResponse(chunks()), receive, sink.send)
     assert sink.messages[0]["type"] == "http.response.start"
     assert sink.bodies == [b"x", b"y"]
-    assert sink.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert sink.messages[-1] == {"type": "http.response.body", "body": b"y", "more_body": False}  # one write
 
 
 async def test_a_quick_stream_pays_no_watcher() -> None:
