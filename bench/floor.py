@@ -64,27 +64,18 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    # The method too: a background response's polls (GET /v1/responses/{id}) pass through as well.
     if LEAN:
-        await _lean(scope, body, send)
+        await _answer(await _pool.request(scope["method"], UPSTREAM + scope["path"], HEADERS, body, 600, 10), send)
         return
     assert _session is not None
-    # The method too: a background response's polls (GET /v1/responses/{id}) pass through as well.
     async with _session.request(scope["method"], UPSTREAM + scope["path"], data=body, headers=HEADERS) as resp:
-        ctype = resp.headers.get("content-type", "application/json").encode()
-        if ctype.startswith(b"text/event-stream"):
-            await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
-            async for chunk in resp.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        data = await resp.read()
-        headers = [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await _answer(resp, send)
 
 
-async def _lean(scope: Scope, body: bytes, send: Send) -> None:
-    resp = await _pool.request(scope["method"], UPSTREAM + scope["path"], HEADERS, body, 600, 10)
+async def _answer(resp: Any, send: Send) -> None:
+    """The upstream's answer as it came (aiohttp's response or llmrelay's, read alike): an event
+    stream chunk by chunk as it arrives, a JSON body whole."""
     ctype = resp.headers.get("content-type", "application/json").encode()
     if ctype.startswith(b"text/event-stream"):
         await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
