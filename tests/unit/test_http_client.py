@@ -249,7 +249,7 @@ async def test_a_steady_trickle_is_not_silence(pool: Pool) -> None:
         await reader.read()
 
     up = await Upstream(trickle).__aenter__()
-    resp = await pool.request("GET", up.url, {}, None, 0.25, 5)  # 0.6 s in all, never 0.25 s silent
+    resp = await pool.request("GET", up.url, {}, None, 0.45, 5)  # 0.6 s in all, never 0.45 s silent
     assert await resp.read() == b"abcdef"
     await up.__aexit__()
 
