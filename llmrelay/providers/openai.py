@@ -108,12 +108,16 @@ _READ = frozenset(n.encode() for n in (*LIFECYCLE, "error"))  # the frames a Run
 _READ_NAMES = frozenset(b"event: " + n for n in _READ)  # as their event lines
 
 
+def _text_delta(name: bytes) -> bool:
+    """A plain frame's event name (or line) that counts as a token: a `*.delta`, audio's not."""
+    return name.endswith(b".delta") and b"audio" not in name
+
+
 def _deltas(heads: bytes) -> int:
-    """The text deltas among plain frames' event lines (each ending in a newline); audio is not
-    text tokens."""
+    """The text deltas among plain frames' event lines (each ending in a newline)."""
     if b"audio" not in heads:
         return heads.count(b".delta\n")
-    return sum(n.endswith(b".delta") and b"audio" not in n for n in heads.split(b"\n"))
+    return sum(map(_text_delta, heads.split(b"\n")))
 
 
 class NativeStream:
@@ -184,8 +188,7 @@ class NativeStream:
             if i > start:
                 wire = b"\n".join(lines[3 * start : 3 * i]) + b"\n"
                 yield self._run(wire, i - start, _deltas(b"\n".join(names[start:i]) + b"\n"))
-            data = lines[3 * i + 1][6:]
-            yield from self.finish() if data == b"[DONE]" else self.feed(Frame(names[i][7:].decode(), data))
+            yield from self._read(Frame(names[i][7:].decode(), lines[3 * i + 1][6:]))
             start = i + 1
         if start < frames:
             yield self._run(b"\n".join(lines[3 * start :]), frames - start, _deltas(b"\n".join(names[start:]) + b"\n"))
@@ -210,7 +213,7 @@ class NativeStream:
                 yield from self._decode(block + b"\n\n")
             else:
                 run.append(block)
-                deltas += name.endswith(b".delta") and b"audio" not in name  # audio is not text tokens
+                deltas += _text_delta(name)
         if run:
             yield self._run(b"\n\n".join(run) + b"\n\n", len(run), deltas)
 
@@ -228,8 +231,11 @@ class NativeStream:
         frames = self._decoder.feed(data) + self._decoder.finish() if end else self._decoder.feed(data)
         out: list[StreamEvent] = []
         for frame in frames:
-            out += self.finish() if frame.data == b"[DONE]" else self.feed(frame)  # as upstream.translate
+            out += self._read(frame)
         return out
+
+    def _read(self, frame: Frame) -> list[StreamEvent]:
+        return self.finish() if frame.data == b"[DONE]" else self.feed(frame)  # as upstream.translate
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         self._count += 1
