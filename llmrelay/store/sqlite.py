@@ -2,9 +2,11 @@
 processes of one machine.
 
 Calls run inline on the event loop: with WAL and synchronous=NORMAL a commit does not
-fsync, and a small row write costs less than the thread hop an async driver would add.
-Response records are written with group commit: the puts of one loop iteration (concurrent
-requests finishing together) share one transaction, and each put returns once it committed.
+fsync, and a small row write costs less than the thread hop an async driver would add. What
+would block the loop (another connection's lock, a checkpoint's fsyncs) is kept off it
+(sqlite_io.py). Response records are written with group commit: the puts of one loop iteration
+(concurrent requests finishing together) share one transaction, and each put returns once it
+committed.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from .base import ACTIVE, Conversation, Event, Json, StoredResponse, StoreUnavailable
 from .sqlite_gateway import MIGRATION, SQLiteGateway
+from .sqlite_io import BUSY_TIMEOUT, Busy, Checkpointer, failure, patiently
 
 _MIGRATIONS = [
     """
@@ -68,6 +72,8 @@ _MIGRATIONS = [
 _COLUMNS = "id, owner, deployment, upstream_id, previous_response_id, created_at, response, input_items, lease_until"
 _PUT = f"INSERT OR REPLACE INTO responses ({_COLUMNS}, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 log = logging.getLogger("llmrelay")
+T = TypeVar("T")
+NUDGE_AFTER = 256  # response rows written before the checkpointer is asked for a round (a few pages each)
 _ACTIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE))
 
 
@@ -75,17 +81,35 @@ class SQLiteStore(SQLiteGateway):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
         self._lock = threading.Lock()  # the sync SDK's loop thread and user loops may share it
         # Puts waiting for their loop's next turn, to commit together (group commit).
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple[Any, ...], asyncio.Future[None]]]] = {}
+        self._locked_out: dict[asyncio.AbstractEventLoop, tuple[float, float]] = {}  # loop: (deadline, pause)
+        self._rows = 0  # rows written since the checkpointer was last nudged
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            while True:  # workers opening a new file together: one turns it to WAL, the others wait
+                try:
+                    db = self._open()
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not isinstance(failure(exc), Busy) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            self._checkpointer = Checkpointer(self.path)
+            self._db = db
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")  # opening may wait, once
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
             db.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for n, script in enumerate(_MIGRATIONS[version:], start=version + 1):
@@ -93,18 +117,41 @@ class SQLiteStore(SQLiteGateway):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {n}")
             db.execute("COMMIT")
-            self._db = db
-        return self._db
+        except BaseException:
+            db.close()
+            raise
+        db.execute("PRAGMA busy_timeout=0")  # from now on a lock is waited out on the loop
+        db.execute("PRAGMA wal_autocheckpoint=0")  # and the checkpointer's thread checkpoints
+        db.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew past 64 MiB shrinks back
+        return db
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement now; raises Busy while another connection holds the lock it needs."""
         with self._lock:
             try:
                 return self._conn().execute(sql, args)
             except sqlite3.OperationalError as exc:
-                if not _unavailable(exc):
+                raise failure(exc) from exc
+
+    async def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return await patiently(self._run, sql, args)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one write transaction, now; raises Busy while another connection writes."""
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    done = work(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
-                log.warning("sqlite store unavailable: %s", exc)
-                raise StoreUnavailable() from exc
+            except sqlite3.OperationalError as exc:
+                raise failure(exc) from exc
+            return done
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -119,37 +166,64 @@ class SQLiteStore(SQLiteGateway):
         await done
 
     def _commit_puts(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending.pop(loop)
+        batch = self._pending[loop]  # stays pending while locked out, so later puts join it
+        try:
+            self._write_puts(batch)
+        except Busy:
+            now = time.monotonic()
+            deadline, pause = self._locked_out.get(loop, (now + BUSY_TIMEOUT, 0.00025))
+            if now < deadline:
+                pause = min(pause * 2, 0.002)
+                self._locked_out[loop] = (deadline, pause)
+                loop.call_later(pause, self._commit_puts, loop)
+                return
+            log.warning("sqlite store unavailable: the database stayed locked for %.0f s", BUSY_TIMEOUT)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(StoreUnavailable())
+            batch.clear()
+        del self._pending[loop]
+        self._locked_out.pop(loop, None)
+
+    def _write_puts(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]]) -> None:
+        """Settles the batch's puts, removing each settled one; raises Busy with the rest left."""
         if len(batch) > 1:
             try:
-                with self._lock:
-                    db = self._conn()
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
-                        db.executemany(_PUT, [row for row, _ in batch])
-                        db.execute("COMMIT")
-                    except BaseException:
-                        db.execute("ROLLBACK")
-                        raise
+                self._transaction(lambda db: db.executemany(_PUT, [row for row, _ in batch]))
+            except Busy:
+                raise
             except Exception:
                 pass  # nothing was written: each put goes alone, so only a failing one fails
             else:
+                self._wrote(len(batch))
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
+                batch.clear()
                 return
-        for row, done in batch:
+        while batch:
+            row, done = batch[0]
             try:
                 self._run(_PUT, row)
+            except Busy:
+                raise
             except Exception as exc:
                 if not done.done():
                     done.set_exception(exc)
             else:
+                self._wrote(1)
                 if not done.done():
                     done.set_result(None)
+            del batch[0]
+
+    def _wrote(self, rows: int) -> None:
+        self._rows += rows
+        if self._rows >= NUDGE_AFTER and self._checkpointer is not None:
+            self._rows = 0
+            self._checkpointer.nudge()
 
     async def update_active(self, record: StoredResponse) -> bool:
-        cur = self._run(
+        cur = await self._sql(
             "UPDATE responses SET response = ?, status = ?, upstream_id = ?, lease_until = ?"
             f" WHERE id = ? AND {_ACTIVE}",
             (orjson.dumps(record.response), record.status, record.upstream_id, record.lease_until, record.id),
@@ -157,90 +231,84 @@ class SQLiteStore(SQLiteGateway):
         return cur.rowcount > 0
 
     async def get(self, response_id: str, owner: str | None = None) -> StoredResponse | None:
-        row = self._run(
-            f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND owner IS ?", (response_id, owner)
-        ).fetchone()
-        if row is None:
-            return None
-        return StoredResponse.from_row(row)
+        cur = await self._sql(f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
+        row = cur.fetchone()
+        return None if row is None else StoredResponse.from_row(row)
 
     async def delete(self, response_id: str, owner: str | None = None) -> bool:
-        cur = self._run("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
-        if cur.rowcount:
-            self._run("DELETE FROM response_events WHERE response_id = ?", (response_id,))
-        return cur.rowcount > 0
+        def work(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
+            if cur.rowcount:
+                db.execute("DELETE FROM response_events WHERE response_id = ?", (response_id,))
+            return cur.rowcount > 0
+
+        return await patiently(self._transaction, work)
 
     async def find(self, response_id: str) -> StoredResponse | None:
-        row = self._run(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,)).fetchone()
+        row = (await self._sql(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,))).fetchone()
         return None if row is None else StoredResponse.from_row(row)
 
     async def active(self, limit: int) -> list[StoredResponse]:
-        rows = self._run(
+        cur = await self._sql(
             f"SELECT {_COLUMNS} FROM responses WHERE {_ACTIVE}"
             " AND json_extract(CAST(response AS TEXT), '$.background') ORDER BY created_at DESC LIMIT ?",
             (limit,),
-        ).fetchall()
-        return [StoredResponse.from_row(r) for r in rows]
+        )
+        return [StoredResponse.from_row(r) for r in cur.fetchall()]
 
     async def renew_lease(self, response_id: str, until: int) -> None:
-        self._run("UPDATE responses SET lease_until = ? WHERE id = ?", (until, response_id))
+        await self._sql("UPDATE responses SET lease_until = ? WHERE id = ?", (until, response_id))
 
     async def append_events(self, response_id: str, events: list[Event]) -> None:
-        with self._lock:
-            self._conn().executemany(
-                "INSERT OR IGNORE INTO response_events (response_id, seq, type, data) VALUES (?, ?, ?, ?)",
-                [(response_id, seq, kind, data) for seq, kind, data in events],
-            )
+        rows = [(response_id, seq, kind, data) for seq, kind, data in events]
+        sql = "INSERT OR IGNORE INTO response_events (response_id, seq, type, data) VALUES (?, ?, ?, ?)"
+        await patiently(self._transaction, lambda db: db.executemany(sql, rows))
 
     async def events_after(self, response_id: str, after: int) -> list[Event]:
-        rows = self._run(
+        cur = await self._sql(
             "SELECT seq, type, data FROM response_events WHERE response_id = ? AND seq > ? ORDER BY seq",
             (response_id, after),
-        ).fetchall()
-        return [(seq, kind, bytes(data)) for seq, kind, data in rows]
+        )
+        return [(seq, kind, bytes(data)) for seq, kind, data in cur.fetchall()]
 
     # -- conversations -----------------------------------------------------------------------
 
     async def put_conversation(self, conversation: Conversation) -> None:
         c = conversation
-        self._run(
+        await self._sql(
             "INSERT INTO conversations (id, owner, created_at, metadata, items) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET metadata = excluded.metadata",
             (c.id, c.owner, c.created_at, orjson.dumps(c.metadata), orjson.dumps(c.items)),
         )
 
     async def get_conversation(self, conversation_id: str, owner: str | None = None) -> Conversation | None:
-        row = self._run(
+        cur = await self._sql(
             "SELECT id, owner, created_at, metadata, items FROM conversations WHERE id = ? AND owner IS ?",
             (conversation_id, owner),
-        ).fetchone()
+        )
+        row = cur.fetchone()
         if row is None:
             return None
         cid, own, created, metadata, items = row
         return Conversation(cid, created, orjson.loads(metadata), orjson.loads(items), own)
 
     async def delete_conversation(self, conversation_id: str, owner: str | None = None) -> bool:
-        cur = self._run("DELETE FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner))
+        cur = await self._sql("DELETE FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner))
         return cur.rowcount > 0
 
     async def set_conversation_items(
         self, conversation_id: str, items: list[Json], owner: str | None = None, *, append: bool = True
     ) -> bool:
-        with self._lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")  # read-modify-write, atomic across processes
-            try:
-                row = db.execute(
-                    "SELECT items FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner)
-                ).fetchone()
-                if row is not None:
-                    merged = (orjson.loads(row[0]) if append else []) + items
-                    db.execute(
-                        "UPDATE conversations SET items = ? WHERE id = ?", (orjson.dumps(merged), conversation_id)
-                    )
-            finally:
-                db.execute("COMMIT")
-        return row is not None
+        def work(db: sqlite3.Connection) -> bool:  # read-modify-write, atomic across processes
+            row = db.execute(
+                "SELECT items FROM conversations WHERE id = ? AND owner IS ?", (conversation_id, owner)
+            ).fetchone()
+            if row is not None:
+                merged = (orjson.loads(row[0]) if append else []) + items
+                db.execute("UPDATE conversations SET items = ? WHERE id = ?", (orjson.dumps(merged), conversation_id))
+            return row is not None
+
+        return await patiently(self._transaction, work)
 
     async def subscribe(self, callback: Callable[[str], None]) -> bool:
         return False  # one process (or workers polling the file): no channel
@@ -252,20 +320,16 @@ class SQLiteStore(SQLiteGateway):
         return None
 
     async def ping(self) -> None:
-        self._run("SELECT 1").fetchone()
+        (await self._sql("SELECT 1")).fetchone()
 
     async def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-
-def _unavailable(exc: sqlite3.OperationalError) -> bool:
-    """A file locked by another process past busy_timeout, a full disk, a failing disk: the
-    store is out of reach for now (a 503 to retry), not broken."""
-    text = str(exc).lower()
-    return any(words in text for words in ("locked", "busy", "disk is full", "disk i/o", "unable to open"))
 
 
 def _row(r: StoredResponse) -> tuple[Any, ...]:

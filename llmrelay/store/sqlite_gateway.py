@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from .base import SPEND_LOG_COLUMNS, Charge, Entity, Json, report
+from .sqlite_io import patiently
+
+T = TypeVar("T")
 
 MIGRATION = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -44,7 +48,9 @@ class SQLiteGateway:
 
     def _conn(self) -> sqlite3.Connection: ...
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor: ...
+    async def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor: ...
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def put_entity(self, entity: Entity, *, create: bool) -> bool:
         record = orjson.dumps(entity.record).decode()
@@ -53,55 +59,51 @@ class SQLiteGateway:
         else:
             sql = "UPDATE entities SET record = ? WHERE kind = ? AND id = ?"
         args = (record, entity.kind, entity.id)
-        return self._run(sql, args).rowcount > 0
+        return (await self._sql(sql, args)).rowcount > 0
 
     async def get_entity(self, kind: str, entity_id: str) -> Entity | None:
-        row = self._run(f"{_ENTITY} WHERE kind = ? AND id = ?", (kind, entity_id)).fetchone()
+        row = (await self._sql(f"{_ENTITY} WHERE kind = ? AND id = ?", (kind, entity_id))).fetchone()
         return None if row is None else _entity(row)
 
     async def list_entities(self, kind: str, *, where: Json, offset: int, limit: int) -> tuple[list[Entity], int]:
         cond = "".join(f" AND {_FIELD}" for _ in where)
         args: tuple[Any, ...] = (kind, *(x for kv in where.items() for x in kv))
-        total = self._run(f"SELECT count(*) FROM entities WHERE kind = ?{cond}", args).fetchone()[0]
-        rows = self._run(f"{_ENTITY} WHERE kind = ?{cond} ORDER BY rowid LIMIT ? OFFSET ?", (*args, limit, offset))
-        return [_entity(r) for r in rows.fetchall()], total
+        total = (await self._sql(f"SELECT count(*) FROM entities WHERE kind = ?{cond}", args)).fetchone()[0]
+        page = f"{_ENTITY} WHERE kind = ?{cond} ORDER BY rowid LIMIT ? OFFSET ?"
+        rows = (await self._sql(page, (*args, limit, offset))).fetchall()
+        return [_entity(r) for r in rows], total
 
     async def delete_entity(self, kind: str, entity_id: str) -> bool:
-        return self._run("DELETE FROM entities WHERE kind = ? AND id = ?", (kind, entity_id)).rowcount > 0
+        return (await self._sql("DELETE FROM entities WHERE kind = ? AND id = ?", (kind, entity_id))).rowcount > 0
 
     async def rename_entity(self, kind: str, old_id: str, new_id: str) -> bool:
-        return self._run("UPDATE entities SET id = ? WHERE kind = ? AND id = ?", (new_id, kind, old_id)).rowcount > 0
+        cur = await self._sql("UPDATE entities SET id = ? WHERE kind = ? AND id = ?", (new_id, kind, old_id))
+        return cur.rowcount > 0
 
     async def record_spend(self, charges: list[Charge], logs: list[Json]) -> None:
-        with self._lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "UPDATE entities SET spend = spend + ?4,"
-                    " window_spend = CASE WHEN window_start = ?3 THEN window_spend + ?4 ELSE ?4 END,"
-                    " window_start = ?3 WHERE kind = ?1 AND id = ?2",
-                    charges,
-                )
-                names = ", ".join(SPEND_LOG_COLUMNS)
-                marks = ", ".join("?" * len(SPEND_LOG_COLUMNS))
-                db.executemany(
-                    f"INSERT INTO spend_logs ({names}) VALUES ({marks})",
-                    [tuple(_cell(row.get(c)) for c in SPEND_LOG_COLUMNS) for row in logs],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        names = ", ".join(SPEND_LOG_COLUMNS)
+        marks = ", ".join("?" * len(SPEND_LOG_COLUMNS))
+        rows = [tuple(_cell(row.get(c)) for c in SPEND_LOG_COLUMNS) for row in logs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE entities SET spend = spend + ?4,"
+                " window_spend = CASE WHEN window_start = ?3 THEN window_spend + ?4 ELSE ?4 END,"
+                " window_start = ?3 WHERE kind = ?1 AND id = ?2",
+                charges,
+            )
+            db.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", rows)
+
+        await patiently(self._transaction, work)
 
     async def spend_logs(self, where: Json, *, start: float, end: float, limit: int) -> list[Json]:
         cond = "".join(f" AND {k} = ?" for k in where)  # column names come from SPEND_LOG_COLUMNS
-        rows = self._run(
+        cur = await self._sql(
             f"SELECT {', '.join(SPEND_LOG_COLUMNS)} FROM spend_logs WHERE start_time >= ? AND start_time < ?{cond}"
             " ORDER BY start_time DESC LIMIT ?",
             (start, end, *where.values(), limit),
-        ).fetchall()
-        out = [dict(zip(SPEND_LOG_COLUMNS, r, strict=True)) for r in rows]
+        )
+        out = [dict(zip(SPEND_LOG_COLUMNS, r, strict=True)) for r in cur.fetchall()]
         for row in out:
             if row["prompt"] is not None:
                 row["prompt"] = orjson.loads(row["prompt"])

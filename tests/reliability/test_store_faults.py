@@ -89,9 +89,13 @@ def test_a_sqlite_file_locked_by_another_process_is_a_503_then_works(tmp_path: P
     with start_proxy("demo", store=str(db)) as proxy:
         client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0, timeout=30)
         before = client.responses.create(model="demo", input="before")
-        with locked(db, 3 * BUSY):
+        with locked(db, 3 * BUSY), ThreadPoolExecutor(1) as pool:
             started = time.monotonic()
-            assert outcome(client) == "503"
+            waiting = pool.submit(outcome, client)
+            time.sleep(0.5)  # the create is waiting out the lock: the worker goes on serving meanwhile
+            assert client.responses.retrieve(before.id).status == "completed"
+            assert time.monotonic() - started < 1.5
+            assert waiting.result() == "503"
             assert time.monotonic() - started < BUSY + 3
             # a stream whose record cannot be written does not announce success
             assert outcome(client, stream=True) in ("failed", "503", "error")
