@@ -42,7 +42,17 @@ from .store.base import StoreUnavailable
 from .streaming.events import StreamEvent
 from .streaming.sse import SSEDecoder
 from .transport import Http, HttpRequest, upstream_failure
-from .upstream import Garbled, describe, frames, parsed, read_body, translate, translate_wire, upstream_error
+from .upstream import (
+    Garbled,
+    describe,
+    frames,
+    parsed,
+    read_body,
+    translate,
+    translate_frames,
+    translate_wire,
+    upstream_error,
+)
 
 log = logging.getLogger("llmrelay")
 Json = dict[str, Any]
@@ -441,6 +451,7 @@ class Relay(Lifecycle):
         # Runs only where nothing reads the events one by one (not a job's record, not an MCP round)
         runs = call.sse_runs and not call.job and call.mcp is None
         wire = runs and hasattr(translator, "feed_wire")  # native: plain frames never decoded
+        batched = runs and not wire and hasattr(translator, "feed_frames")  # a chunk's frames at once
         dep = call.deployment
         finished = False
         try:
@@ -449,6 +460,8 @@ class Relay(Lifecycle):
                     # generators: the events before a frame that cannot be read still go out
                     if wire:
                         batch: Iterable[StreamEvent] = translate_wire(translator, chunk, dep)
+                    elif batched:
+                        batch = translate_frames(translator, frames(dep, decoder.feed, chunk), dep)
                     else:
                         batch = (e for f in frames(dep, decoder.feed, chunk) for e in translate(translator, f, dep))
                     for event in in_runs(batch) if runs else batch:

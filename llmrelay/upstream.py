@@ -55,6 +55,16 @@ def translate_wire(translator: Any, chunk: bytes | None, dep: Deployment) -> Ite
         raise _garbled(dep) from exc
 
 
+def translate_frames(translator: Any, batch: list[Frame], dep: Deployment) -> Iterator[StreamEvent]:
+    """`translate` over a chunk's frames at once, for a translator that handles them so
+    (`feed_frames`, when the consumer writes SSE itself)."""
+    try:
+        yield from translator.feed_frames(batch)
+    except Exception as exc:
+        log.warning("%s sent an unreadable stream frame among %d: %s", describe(dep), len(batch), exc)
+        raise _garbled(dep) from exc
+
+
 def frames(dep: Deployment, decode: Callable[..., list[Frame]], *args: Any) -> list[Frame]:
     """A stream decoder's frames; bytes that break the protocol's framing (an event-stream CRC
     mismatch, a message cut short) fail the stream naming the deployment, the detail in the log."""

@@ -17,9 +17,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..providers.base import Call, usage
-from ..streaming.events import Run, StreamEvent
+from ..streaming.events import CHARS_PER_TOKEN, Run, StreamEvent
 
-CHARS_PER_TOKEN = 4
 # String fields that carry no text the model reads as tokens: ids, enums, binary payloads.
 _NOT_TEXT = frozenset({
     "type", "id", "call_id", "role", "status", "detail", "format", "mime_type",

@@ -38,13 +38,14 @@ block; stop_reason max_tokens and model_context_window_exceeded -> incomplete (m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 
 from .. import errors
-from ..streaming.events import StreamEvent
+from ..streaming.events import CHARS_PER_TOKEN, Run, StreamEvent
 from ..streaming.sse import Frame
 from ..transport import HttpRequest
 from . import computer, convert, prompt_cache, web_search
@@ -335,6 +336,36 @@ class Translator(BuilderTranslator):
     def feed(self, frame: Frame) -> list[StreamEvent]:
         return self.feed_event(orjson.loads(frame.data))
 
+    def feed_frames(self, frames: list[Frame]) -> Iterator[StreamEvent]:
+        """`feed` over a chunk's frames, for a consumer that writes SSE itself (`Call.sse_runs`):
+        a text delta of the open text goes straight to its event's bytes, each stretch of them
+        one Run; every other frame goes through `feed` (and `[DONE]` ends it, as `translate` does)."""
+        wire: list[bytes] = []
+        chars = 0
+        text_wire = self.builder.text_wire
+        for frame in frames:
+            event: Any = _UNREAD
+            if frame.event == "content_block_delta":
+                try:
+                    event = orjson.loads(frame.data)
+                except orjson.JSONDecodeError:
+                    event = _UNREAD  # `feed` below fails the stream, once the deltas before went out
+                delta = event.get("delta") if type(event) is dict else None
+                text = delta.get("text") if type(delta) is dict and delta.get("type") == "text_delta" else None
+                if type(text) is str and (sse := text_wire(text)) is not None:
+                    wire.append(sse)
+                    chars += len(text)
+                    continue
+            if wire:  # out before a frame that may fail the stream
+                yield Run(b"".join(wire), len(wire), chars / CHARS_PER_TOKEN)
+                wire, chars = [], 0
+            if event is not _UNREAD:
+                yield from self.feed_event(event)
+            else:
+                yield from self.finish() if frame.data == b"[DONE]" else self.feed(frame)
+        if wire:
+            yield Run(b"".join(wire), len(wire), chars / CHARS_PER_TOKEN)
+
     def feed_event(self, event: Json) -> list[StreamEvent]:
         kind = event.get("type")
         if kind == "message_start":
@@ -391,9 +422,9 @@ class Translator(BuilderTranslator):
     def _delta(self, delta: Json) -> list[StreamEvent]:
         kind = delta.get("type")
         if kind == "text_delta":
-            return self.builder.text(delta["text"])
+            return self.builder.text(_text(delta["text"]))
         if kind == "thinking_delta":
-            return self.builder.reasoning(delta["thinking"])
+            return self.builder.reasoning(_text(delta["thinking"]))
         if kind == "citations_delta" and self._block is not None:
             self._block.citations.append(delta.get("citation") or {})
             return []
@@ -448,3 +479,13 @@ def _user(p: Json) -> str | None:
             code="unsupported_parameter",
         )
     return safety or user
+
+
+_UNREAD = object()  # a frame not parsed yet
+
+
+def _text(value: object) -> str:
+    """A delta's text, which must be one (else the frame is not Anthropic's)."""
+    if not isinstance(value, str):
+        raise TypeError(f"a delta's text is {type(value).__name__}, not a string")
+    return value

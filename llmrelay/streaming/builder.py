@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import orjson
 from openai.types.responses.response_error import ResponseError
 
 from .events import StreamEvent
@@ -32,6 +33,8 @@ class _Open:
     index: int
     part: Json | None = None  # the content / summary part being streamed
     buf: list[str] = field(default_factory=list)
+    wire: bytes = b""  # the JSON of a text delta of `part` from its item_id to its "delta" key
+    wire_of: Json | None = None  # the part `wire` is for
 
 
 class ResponseBuilder:
@@ -86,6 +89,18 @@ class ResponseBuilder:
 
     def refusal(self, delta: str) -> list[StreamEvent]:
         return self._content_delta("refusal", delta)
+
+    def text_wire(self, delta: str) -> bytes | None:
+        """One more delta of the output text being streamed, as its event's SSE bytes (the bytes
+        `text` would come to, without the dict); None, having done nothing, if no text is open."""
+        o = self._open
+        if o is None or o.part is None or o.part["type"] != "output_text":
+            return None
+        o.buf.append(delta)
+        seq, self._seq = self._seq, self._seq + 1
+        if o.wire_of is not o.part:
+            o.wire_of, o.wire = o.part, _text_delta_where(o)
+        return b"".join((_TEXT_DELTA, b"%d" % seq, o.wire, orjson.dumps(delta), _TEXT_DELTA_END))
 
     def _content_delta(self, part_type: str, delta: str) -> list[StreamEvent]:
         o = self._open
@@ -310,6 +325,15 @@ class ResponseBuilder:
 
 _PREFIX = {"computer_call": "cu", "web_search_call": "ws", "file_search_call": "fs", "message": "msg",
            "mcp_approval_request": "mcpr"}  # fmt: skip
+
+
+_TEXT_DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+_TEXT_DELTA_END = b',"logprobs":[]}\n\n'
+
+
+def _text_delta_where(o: _Open) -> bytes:
+    where = orjson.dumps({"item_id": o.item["id"], "output_index": o.index, "content_index": len(o.item["content"])})
+    return b"," + where[1:-1] + b',"delta":'
 
 
 def _fresh(item: Json) -> Json:

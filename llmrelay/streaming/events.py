@@ -13,6 +13,7 @@ import orjson
 from .sse import encode
 
 RUN = "llmrelay.run"  # a Run's type: several events in one piece
+CHARS_PER_TOKEN = 4  # what a streamed delta counts for when a stream ends without its usage
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 LIFECYCLE = frozenset(
     {
