@@ -151,7 +151,10 @@ def test_a_budget_crossed_on_one_instance_binds_the_other_within_the_stated_lag(
     with start_proxy("--config", config, store=None) as a, start_proxy("--config", config, store=None) as b:
         key = ok(a, "/key/generate", {"max_budget": 0.002})["key"]
         on_a, on_b = (OpenAI(base_url=p.url, api_key=key, max_retries=0) for p in (a, b))
-        on_b.responses.create(model="claude", input="b knows the key now")  # cached on b, under budget
+        # b reads the key (under budget) without spending: a spend of b's own, flushed every 0.2 s,
+        # could reach the store before a reads the key, and a would refuse what it should cross with
+        with pytest.raises(openai.NotFoundError):
+            on_b.responses.retrieve("resp_none")
         on_a.responses.create(model="claude", input="a crosses the budget with this")
         assert _refused(on_a)  # at once where it was crossed
         time.sleep(SPEND_FLUSH + KEY_TTL + 0.3)
