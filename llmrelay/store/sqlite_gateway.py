@@ -83,7 +83,7 @@ class SQLiteGateway:
     async def record_spend(self, charges: list[Charge], logs: list[Json]) -> None:
         names = ", ".join(SPEND_LOG_COLUMNS)
         marks = ", ".join("?" * len(SPEND_LOG_COLUMNS))
-        rows = [tuple(_cell(row.get(c)) for c in SPEND_LOG_COLUMNS) for row in logs]
+        rows = [_cells(row) for row in logs]
 
         def work(db: sqlite3.Connection) -> None:
             db.executemany(
@@ -114,5 +114,13 @@ class SQLiteGateway:
         return report(rows)[group_by]
 
 
-def _cell(value: Any) -> Any:
-    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
+def _cells(row: Json) -> list[Any]:
+    """A spend log row's values in SPEND_LOG_COLUMNS' order; a JSON value (the prompt) as its text."""
+    cells = list(map(row.get, SPEND_LOG_COLUMNS))
+    for i in _JSON_CELLS:
+        if cells[i] is not None:
+            cells[i] = orjson.dumps(cells[i]).decode()
+    return cells
+
+
+_JSON_CELLS = (SPEND_LOG_COLUMNS.index("prompt"),)
