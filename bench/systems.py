@@ -17,7 +17,7 @@ from background import probe_background
 from canned import PIECES, TEXT
 from common import API_KEY, BENCH, CORES, DELTAS, HOST, MASTER_KEY, ROOT, Json
 from installs import litellm_venv, portkey_dir
-from procs import Proc, free_port, post, spawn, wait_for_200
+from procs import Proc, bytecode, free_port, post, spawn, wait_for_200
 from scenarios import SCENARIOS, Route, Scenario, responses_request
 
 PG_URL = os.environ.get("LLMRELAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/llmrelay_bench")
@@ -138,6 +138,7 @@ class LLMRelay(System):
         cfg = self.workdir / f"{tag}.json"  # JSON is YAML
         cfg.write_text(json.dumps(self.config(self.workdir / f"{tag}-store.db"), indent=2))
         argv = [*self.command(), "--config", str(cfg), "--host", HOST, "--port", str(port), "--workers", str(workers)]
+        bytecode(self.checkout / "llmrelay")
         return spawn(tag, argv, self.workdir, cwd=self.checkout)
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
