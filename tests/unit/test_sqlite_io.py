@@ -47,7 +47,7 @@ async def test_another_connections_lock_is_waited_out_without_blocking_the_loop(
     task = asyncio.ensure_future(call)
     asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")  # needs the loop to run
     started = time.monotonic()
-    assert await longest_gap(task) < 0.1
+    assert await longest_gap(task) < 0.2  # the old way: blocked until its busy timeout, 5 s
     await task
     assert 0.3 <= time.monotonic() - started < 1.0
     assert (await store.get("resp_old") is None) == (write == "delete")
