@@ -20,7 +20,7 @@ Request mapping
 | text.format json_schema            | output_config.format {type: json_schema, schema}                 |
 | text.format json_object            | output_config.format with schema {type: object}                  |
 | reasoning.effort                   | thinking {type: enabled, budget_tokens} by EFFORT_BUDGET; none: disabled |
-| max_output_tokens                  | max_tokens (default 4096, plus the thinking budget)              |
+| max_output_tokens                  | max_tokens (default 4096, plus the thinking budget); 1024 or less with reasoning on: 400 |
 | temperature, top_p                 | temperature, top_p                                               |
 | user, safety_identifier            | metadata.user_id                                                 |
 | (automatic prompt caching)         | cache_control marks on tools, system, earlier turns (prompt_cache.py) |
@@ -57,6 +57,7 @@ from .translator import BuilderTranslator
 NAME = "anthropic"
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING = 1024  # the least thinking budget Anthropic accepts
 EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 # encrypted_content carries the provider's own reasoning state, tagged so that only
 # Anthropic ever gets it back (another provider could not verify it).
@@ -111,10 +112,15 @@ class Anthropic:
             body["system"] = "\n\n".join(system)
         budget = _thinking(p, body)
         body["max_tokens"] = p.get("max_output_tokens") or DEFAULT_MAX_TOKENS + budget
-        if budget and body["max_tokens"] <= budget:
-            body["thinking"]["budget_tokens"] = max(1024, body["max_tokens"] - 1)
-            if body["max_tokens"] <= 1024:
-                body["thinking"] = {"type": "disabled"}
+        if budget and body["max_tokens"] <= budget:  # the budget must fit under max_tokens
+            if body["max_tokens"] <= MIN_THINKING:  # no room to think: refused, not thinking quietly dropped
+                raise errors.bad_request(
+                    f"Claude thinks in at least {MIN_THINKING} tokens, within max_output_tokens: with reasoning"
+                    f" on, give max_output_tokens above {MIN_THINKING} (got {body['max_tokens']}), or set"
+                    " reasoning.effort to 'none'.",
+                    param="max_output_tokens",
+                )
+            body["thinking"]["budget_tokens"] = body["max_tokens"] - 1
         for name in ("temperature", "top_p"):
             if p.get(name) is not None:
                 body[name] = p[name]

@@ -2,6 +2,7 @@
 
 import itertools
 
+import openai
 import orjson
 import pytest
 
@@ -46,6 +47,17 @@ def test_anthropic_summary_alone_turns_thinking_on_and_budget_fits_max_tokens() 
         "type": "enabled", "budget_tokens": 8192}  # fmt: skip
     tight = body(Anthropic(), "anthropic/claude-sonnet-4-5", reasoning={"effort": "high"}, max_output_tokens=3000)
     assert tight["max_tokens"] == 3000 and tight["thinking"]["budget_tokens"] == 2999
+    least = body(Anthropic(), "anthropic/claude-sonnet-4-5", reasoning={"effort": "low"}, max_output_tokens=1025)
+    assert least["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize("reasoning", [{"effort": "minimal"}, {"summary": "auto"}])
+def test_anthropic_reasoning_without_room_to_think_is_refused_not_dropped(reasoning: dict) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        body(Anthropic(), "anthropic/claude-sonnet-4-5", reasoning=reasoning, max_output_tokens=1024)
+    assert refused.value.param == "max_output_tokens" and "above 1024" in refused.value.message
+    assert body(Anthropic(), "anthropic/claude-sonnet-4-5", reasoning={"effort": "none"}, max_output_tokens=200)[
+        "thinking"] == {"type": "disabled"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
