@@ -35,6 +35,7 @@ CHECK = 2.0  # seconds between status checks / lease renewals of running jobs
 MIN_LEASE = 2 * CHECK  # a lease survives one late renewal
 FOLLOW_POLL = 0.5  # seconds between store reads when following another process's job
 DEAD = "The process running this background response stopped before it finished."
+SHUT_DOWN = "The llmrelay instance running this background response shut down before it finished; create it again."
 
 
 def lease_seconds(raw: str | None = None) -> int:
@@ -72,6 +73,7 @@ class Jobs:
         self._subscribed: bool | None = None  # None: not asked yet
         self._recheck = False  # read the stored status of every job at the next check
         self._wakeups: dict[str, set[asyncio.Event]] = {}  # followers of other instances' jobs
+        self._closing = False  # shutting down: a job stopped now failed for that, not cancelled
 
     async def _subscribe(self) -> bool:
         if self._subscribed is None:
@@ -137,7 +139,8 @@ class Jobs:
             if job.final is not None:
                 await self.store.update_active(job.final)
         except asyncio.CancelledError:
-            pass
+            if self._closing:  # said at once, not after the lease runs out (a cancel stored first still wins)
+                await self._fail(job, record, SHUT_DOWN)
         except Exception as exc:  # the upstream refused or failed, or the store went away
             if not isinstance(exc, openai.APIError):
                 log.exception("background response %s failed", job.call.id)
@@ -255,8 +258,14 @@ class Jobs:
                 await asyncio.wait_for(wakeup.wait(), timeout)
 
     async def aclose(self) -> None:
+        """Stop: jobs still running (the HTTP drain let them run on) are stopped, and recorded as
+        failed for the shutdown at once rather than once their lease runs out."""
+        tasks = [job.task for job in self._jobs.values() if job.task is not None]
+        self._closing = True
         for response_id in list(self._jobs):
             self.stop(response_id)
+        if tasks:
+            await asyncio.wait(tasks)
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

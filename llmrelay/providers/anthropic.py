@@ -20,7 +20,7 @@ Request mapping
 | text.format json_schema            | output_config.format {type: json_schema, schema}                 |
 | text.format json_object            | output_config.format with schema {type: object}                  |
 | reasoning.effort                   | thinking {type: enabled, budget_tokens} by EFFORT_BUDGET; none: disabled |
-| max_output_tokens                  | max_tokens (default 4096, plus the thinking budget); 1024 or less with reasoning on: 400 |
+| max_output_tokens                  | max_tokens (default 4096 + thinking budget); reasoning on: over 1024 or a 400 |
 | temperature, top_p                 | temperature, top_p                                               |
 | user, safety_identifier            | metadata.user_id                                                 |
 | (automatic prompt caching)         | cache_control marks on tools, system, earlier turns (prompt_cache.py) |

@@ -134,6 +134,28 @@ def test_a_killed_process_leaves_no_response_in_progress(
         assert [e.type for e in again_resumed] == [e.type for e in resumed]
 
 
+def test_a_stopped_instance_records_its_running_jobs_failed_at_once(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    anthropic_fake.reset()
+    cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
+    store = str(tmp_path / "jobs.db")
+    env = {"LLMRELAY_JOB_LEASE": "600"}  # nothing here waits for a lease to run out
+    proxy = start_proxy("--config", str(cfg), store=store, env=env)
+    anthropic_fake.enqueue({"delta_delay": 1.0})
+    client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+    job = client.responses.create(model="claude", input="a b c d e f g h", background=True)
+    wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "in_progress")
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(timeout=15) == 0
+    with start_proxy("--config", str(cfg), store=store, env=env) as again:
+        client = OpenAI(base_url=again.url, api_key="k", max_retries=0)
+        got = client.responses.retrieve(job.id)
+        assert got.status == "failed" and "shut down" in got.error.message
+        events = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        assert events[-1].type == "response.failed" and "shut down" in events[-1].response.error.message
+
+
 @pytest.mark.parametrize("lease", ["3", "ten"])
 def test_a_job_lease_the_renewal_loop_cannot_keep_alive_is_a_startup_error(
     lease: str, anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
