@@ -10,7 +10,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from .. import errors
@@ -37,7 +38,7 @@ from .access_log import MODEL, AccessLog
 from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
-from .hot_route import WATCH_AFTER, HotApp
+from .hot_route import WATCH_AFTER, HotApp, Rest
 from .openapi import document
 from .request_id import REQUEST_ID, TRACE
 from .ui_routes import ui_routes
@@ -101,20 +102,30 @@ class Proxy:
         if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             raise _too_large(self.max_body)
         chunks, size = [], 0
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > self.max_body:
-                        raise _too_large(self.max_body)
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise errors.status_error(
-                408,
-                f"The request body did not arrive within {self.body_timeout:g} seconds.",
-                code="request_timeout",
-                headers=CLOSE,
-            ) from None
+        receive, deadline = request.receive, None
+        while True:
+            pending: Awaitable[Message] | None = receive()
+            if isinstance(pending, Coroutine):
+                try:  # a body that is all in (most are) is read at once, without a timer
+                    blocked = pending.send(None)
+                except StopIteration as ready:
+                    message = ready.value
+                    pending = None
+                else:
+                    pending = Rest(pending, blocked)
+            if pending is not None:
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + self.body_timeout
+                message = await self._body_within(pending, deadline)
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _too_large(self.max_body)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
         try:
             body = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
@@ -125,6 +136,18 @@ class Proxy:
             raise errors.bad_request("The request body must be a JSON object.", code="invalid_json")
         request.scope[MODEL] = body.get("model")  # for the access log
         return body
+
+    async def _body_within(self, message: Awaitable[Message], deadline: float) -> Message:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await message
+        except TimeoutError:
+            raise errors.status_error(
+                408,
+                f"The request body did not arrive within {self.body_timeout:g} seconds.",
+                code="request_timeout",
+                headers=CLOSE,
+            ) from None
 
     # -- routes ------------------------------------------------------------------------------
 

@@ -129,13 +129,13 @@ async def _pump(body: AsyncIterator[Any], writer: _Writer) -> bytes:
             writer.write(b"".join(run))
             run = []
         try:
-            run.append(await _Rest(step, blocked))
+            run.append(await Rest(step, blocked))
         except StopAsyncIteration:
             break
     return b"".join(run)
 
 
-class _Rest:
+class Rest:
     """Awaiting this awaits the rest of a coroutine stepped once already (what `yield from`
     would do had it made that first step): results and exceptions pass through both ways."""
 
@@ -187,7 +187,7 @@ class _Writer:
         self.task = asyncio.ensure_future(self._finish(coro, pending))  # type: ignore[arg-type]
 
     async def _finish(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        await _Rest(coro, pending)
+        await Rest(coro, pending)
         while self.queue:
             data = b"".join(self.queue)
             self.queue.clear()
