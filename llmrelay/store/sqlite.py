@@ -139,8 +139,8 @@ class SQLiteStore(SQLiteGateway):
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` in one write transaction, now; raises Busy while another connection writes."""
         with self._lock:
-            db = self._conn()
             try:
+                db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     done = work(db)

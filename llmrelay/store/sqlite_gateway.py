@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,10 +43,6 @@ def _entity(row: Any) -> Entity:
 
 
 class SQLiteGateway:
-    _lock: threading.Lock
-
-    def _conn(self) -> sqlite3.Connection: ...
-
     async def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor: ...
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
