@@ -156,28 +156,16 @@ class Proxy:
         body = await self.json_body(request)
         refuse_call_options(body)
         dropped: list[str] = []
-        headers = {}
         meta = _meta(request)
         if body.get("stream") is True:
             events = await self.relay.stream(body, owner=owner, dropped=dropped, meta=meta, sse=True)
-            if dropped:
-                headers[DROPPED_HEADER] = ", ".join(dropped)
-            if deployment := meta.get("deployment"):
-                headers[DEPLOYMENT_HEADER] = deployment
-            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+            headers = {**_reply_headers(dropped, meta), "cache-control": "no-cache", "x-accel-buffering": "no"}
             return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
         work = self.relay.create(body, owner=owner, dropped=dropped, meta=meta)
         created = await _unless_client_leaves(request, work)
         if created is None:
             return Response(status_code=499)  # nobody reads it
-        response = _json(created)
-        if dropped:
-            response.headers[DROPPED_HEADER] = ", ".join(dropped)
-        if (cost := meta.get("cost")) is not None:  # a background job is charged when it ends
-            response.headers[COST_HEADER] = repr(cost)
-        if deployment := meta.get("deployment"):
-            response.headers[DEPLOYMENT_HEADER] = deployment
-        return response
+        return Response(orjson.dumps(created), media_type="application/json", headers=_reply_headers(dropped, meta))
 
     async def compact(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -404,6 +392,19 @@ def _meta(request: Request) -> dict[str, Any]:
     """What the stages read about a call's caller: its key, its request id, its trace headers."""
     scope = request.scope
     return {"caller": caller_of(request), "request_id": scope.get(REQUEST_ID), "trace": scope.get(TRACE)}
+
+
+def _reply_headers(dropped: list[str], meta: dict[str, Any]) -> dict[str, str]:
+    """What a create's reply tells of the call: the params dropped, its cost (known once it ended;
+    a background job is charged when it ends), the deployment that answered."""
+    headers = {}
+    if dropped:
+        headers[DROPPED_HEADER] = ", ".join(dropped)
+    if (cost := meta.get("cost")) is not None:
+        headers[COST_HEADER] = repr(cost)
+    if deployment := meta.get("deployment"):
+        headers[DEPLOYMENT_HEADER] = deployment
+    return headers
 
 
 def _guard(handler: Handler) -> Handler:
