@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +68,33 @@ def test_a_long_frame_in_small_pieces_is_read_as_it_comes() -> None:
     payload = b"data: " + b"x" * 200_000 + b"\n\n"
     frames = [f for i in range(0, len(payload), 1000) for f in decoder.feed(payload[i : i + 1000])]
     assert frames == [Frame(None, b"x" * 200_000)]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b": hi\ndata: {}\n\n",
+        b"id: 3\ndata: {}\n\n",
+        b"data: a\ndata: b\n\n",
+        b"event: a\nevent: b\n\n",
+        b"event: a\ndata: {}\nid: 1\n",  # no blank line: the frame goes on
+    ],
+)
+def test_frames_of_three_lines_that_are_not_event_and_data_read_as_the_grammar_says(odd: bytes) -> None:
+    plain = b'event: a\ndata: {"x":1}\n\n'
+    for wire in (odd, plain * 3 + odd + plain * 3, odd * 8, plain * 7 + odd):  # six frames and more: read at once
+        decoder = SSEDecoder()
+        assert decoder.feed(wire) + decoder.finish() == _reference(wire)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(
+    frames=st.lists(st.sampled_from([b"event: a\ndata: {}\n\n", b"event:b\ndata: \n\n"]), min_size=6, max_size=40),
+    odd=st.lists(st.tuples(st.integers(0, 40), LINES), max_size=2),
+)
+def test_big_chunks_of_whole_frames_read_as_the_grammar_says(frames: list[bytes], odd: list[tuple[int, bytes]]) -> None:
+    for at, line in odd:
+        frames.insert(at, line + b"\n")
+    wire = b"".join(frames)
+    decoder = SSEDecoder()
+    assert decoder.feed(wire) + decoder.finish() == _reference(wire)
