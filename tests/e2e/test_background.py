@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
@@ -13,7 +14,7 @@ from openai import OpenAI
 
 import llmrelay
 from llmrelay import Relay
-from tests.e2e.proxy_process import run_cli, start_proxy, write_config
+from tests.e2e.proxy_process import ProxyProcess, run_cli, start_proxy, write_config
 from tests.e2e.waits import wait_for
 from tests.fakes.process import FakeServer
 
@@ -108,51 +109,52 @@ def test_starting_after_out_of_range_is_a_400(
             assert exc.value.body["param"] == "starting_after" and str(after) in exc.value.message
 
 
-def test_a_killed_process_leaves_no_response_in_progress(
-    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
-) -> None:
+def running_job(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path, lease: str
+) -> tuple[ProxyProcess, str, Callable[[], ProxyProcess]]:
+    """A proxy on a SQLite file running a background job that streams slowly: the proxy, the
+    job's id, and how to start another proxy on the same file."""
     anthropic_fake.reset()
     cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
-    store = str(tmp_path / "jobs.db")
-    env = {"LLMRELAY_JOB_LEASE": "4"}
+    store, env = str(tmp_path / "jobs.db"), {"LLMRELAY_JOB_LEASE": lease}
     proxy = start_proxy("--config", str(cfg), store=store, env=env)
     anthropic_fake.enqueue({"delta_delay": 1.0})
     client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
     job = client.responses.create(model="claude", input="a b c d e f g h", background=True)
     wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "in_progress")
+    return proxy, job.id, lambda: start_proxy("--config", str(cfg), store=store, env=env)
+
+
+def test_a_killed_process_leaves_no_response_in_progress(
+    anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
+) -> None:
+    proxy, job_id, restart = running_job(anthropic_fake, openai_fake, tmp_path, lease="4")
     proxy.process.send_signal(signal.SIGKILL)
     proxy.process.wait()
-    with start_proxy("--config", str(cfg), store=store, env=env) as again:
+    with restart() as again:
         client = OpenAI(base_url=again.url, api_key="k", max_retries=0)
         # a stream resumed while the dead job still looks alive ends, once its lease is out, as failed
-        resumed = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        resumed = list(client.responses.retrieve(job_id, stream=True, starting_after=0))
         assert resumed[-1].type == "response.failed" and "stopped" in resumed[-1].response.error.message
         assert [e.sequence_number for e in resumed] == list(range(1, 1 + len(resumed)))
-        got = client.responses.retrieve(job.id)
+        got = client.responses.retrieve(job_id)
         assert got.status == "failed" and "stopped" in got.error.message
-        again_resumed = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        again_resumed = list(client.responses.retrieve(job_id, stream=True, starting_after=0))
         assert [e.type for e in again_resumed] == [e.type for e in resumed]
 
 
 def test_a_stopped_instance_records_its_running_jobs_failed_at_once(
     anthropic_fake: FakeServer, openai_fake: FakeServer, tmp_path: Path
 ) -> None:
-    anthropic_fake.reset()
-    cfg = write_config(config(anthropic_fake, openai_fake), tmp_path)
-    store = str(tmp_path / "jobs.db")
-    env = {"LLMRELAY_JOB_LEASE": "600"}  # nothing here waits for a lease to run out
-    proxy = start_proxy("--config", str(cfg), store=store, env=env)
-    anthropic_fake.enqueue({"delta_delay": 1.0})
-    client = OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
-    job = client.responses.create(model="claude", input="a b c d e f g h", background=True)
-    wait_for(lambda: client.responses.retrieve(job.id), lambda r: r.status == "in_progress")
+    # a lease of 10 minutes: nothing here waits for one to run out
+    proxy, job_id, restart = running_job(anthropic_fake, openai_fake, tmp_path, lease="600")
     proxy.process.send_signal(signal.SIGTERM)
     assert proxy.process.wait(timeout=15) == 0
-    with start_proxy("--config", str(cfg), store=store, env=env) as again:
+    with restart() as again:
         client = OpenAI(base_url=again.url, api_key="k", max_retries=0)
-        got = client.responses.retrieve(job.id)
+        got = client.responses.retrieve(job_id)
         assert got.status == "failed" and "shut down" in got.error.message
-        events = list(client.responses.retrieve(job.id, stream=True, starting_after=0))
+        events = list(client.responses.retrieve(job_id, stream=True, starting_after=0))
         assert events[-1].type == "response.failed" and "shut down" in events[-1].response.error.message
 
 
