@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +102,7 @@ class SQLiteStore(SQLiteGateway):
                         raise
                     time.sleep(0.01)
             self._checkpointer = Checkpointer(self.path)
+            weakref.finalize(self, self._checkpointer.close)  # a store dropped unclosed stops its thread
             self._db = db
         return self._db
 

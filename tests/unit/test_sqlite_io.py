@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +93,17 @@ async def test_checkpoints_run_off_the_loop(tmp_path: Path) -> None:
     await store.close()
     with contextlib.closing(sqlite3.connect(db)) as other:
         assert other.execute("SELECT count(*) FROM responses").fetchone()[0] == 400
+
+
+async def test_a_store_dropped_without_closing_stops_its_checkpointer(tmp_path: Path) -> None:
+    def checkpointers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "llmrelay-sqlite-checkpoint"}
+
+    before = checkpointers()
+    store = SQLiteStore(tmp_path / "d.db")
+    await store.ping()
+    (thread,) = checkpointers() - before
+    del store
+    gc.collect()
+    thread.join(3)  # it sees the store gone at its next round, within a second
+    assert not thread.is_alive()
