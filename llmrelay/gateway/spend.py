@@ -42,6 +42,9 @@ class SpendLog:
         self._writing: dict[tuple[str, str, int], float] = {}  # the batch being stored
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One write at a time: a flush that finds another writing waits for it, so whoever asked
+        # for a flush (GET /key/info) reads what every charge before it stored.
+        self._flushing = asyncio.Lock()
 
     def pending(self, kind: str, entity_id: str, window: int) -> float:
         """Spend charged here and not stored yet (the budget check counts it)."""
@@ -73,6 +76,10 @@ class SpendLog:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._rows and not self._charges:
             return
         rows, charges = self._rows, self._charges
