@@ -38,7 +38,7 @@ from .access_log import MODEL, AccessLog
 from .admin_responses import response_routes
 from .admin_routes import admin_routes
 from .auth import Auth, caller_of, refuse_call_options
-from .hot_route import WATCH_AFTER, HotApp, Rest
+from .hot_route import WATCH_AFTER, HotApp, at_once
 from .openapi import document
 from .request_id import REQUEST_ID, TRACE
 from .ui_routes import ui_routes
@@ -105,14 +105,8 @@ class Proxy:
         receive, deadline = request.receive, None
         while True:
             pending: Awaitable[Message] | None = receive()
-            if isinstance(pending, Coroutine):
-                try:  # a body that is all in (most are) is read at once, without a timer
-                    blocked = pending.send(None)
-                except StopIteration as ready:
-                    message = ready.value
-                    pending = None
-                else:
-                    pending = Rest(pending, blocked)
+            if isinstance(pending, Coroutine):  # a body that is all in (most are) is read at once, without a timer
+                message, pending = at_once(pending)
             if pending is not None:
                 if deadline is None:
                     deadline = asyncio.get_running_loop().time() + self.body_timeout

@@ -116,23 +116,32 @@ async def _pump(body: AsyncIterator[Any], writer: _Writer) -> bytes:
     while True:
         if writer.task is not None:
             await writer.drain()  # a slow reader: stop pulling the upstream until it catches up
-        step: Coroutine[Any, Any, Any] = it.__anext__()  # type: ignore[assignment]
         try:
-            blocked = step.send(None)
-        except StopIteration as ready:  # there without waiting: part of this run
-            run.append(ready.value)
-            continue
+            value, rest = at_once(it.__anext__())  # type: ignore[arg-type]
         except StopAsyncIteration:
             break
+        if rest is None:  # there without waiting: part of this run
+            run.append(value)
+            continue
         # The next chunk waits on the upstream: what is ready goes out now, then wait.
         if run:
             writer.write(b"".join(run))
             run = []
         try:
-            run.append(await Rest(step, blocked))
+            run.append(await rest)
         except StopAsyncIteration:
             break
     return b"".join(run)
+
+
+def at_once(coro: Coroutine[Any, Any, Any]) -> tuple[Any, Rest | None]:
+    """Step `coro` once: (its result, None) when it finished without waiting, else (None, the rest
+    of it to await). What it raises at once is raised here."""
+    try:
+        pending = coro.send(None)
+    except StopIteration as done:
+        return done.value, None
+    return None, Rest(coro, pending)
 
 
 class Rest:
@@ -179,15 +188,12 @@ class _Writer:
         if self.task is not None:
             self.queue.append(data)
             return
-        coro = self.send({"type": "http.response.body", "body": data, "more_body": True})
-        try:
-            pending = coro.send(None)  # type: ignore[attr-defined]
-        except StopIteration:
-            return
-        self.task = asyncio.ensure_future(self._finish(coro, pending))  # type: ignore[arg-type]
+        _, rest = at_once(self.send({"type": "http.response.body", "body": data, "more_body": True}))  # type: ignore[arg-type]
+        if rest is not None:
+            self.task = asyncio.ensure_future(self._finish(rest))
 
-    async def _finish(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        await Rest(coro, pending)
+    async def _finish(self, rest: Rest) -> None:
+        await rest
         while self.queue:
             data = b"".join(self.queue)
             self.queue.clear()
