@@ -93,21 +93,26 @@ class ResponseBuilder:
     def text_wire(self, delta: str) -> bytes | None:
         """One more delta of the output text being streamed, as its event's SSE bytes (the bytes
         `text` would come to, without the dict); None, having done nothing, if no text is open."""
+        if (more := self._more_text(delta)) is None:
+            return None
+        o, seq = more
+        if o.wire_of is not o.part:
+            o.wire_of, o.wire = o.part, _text_delta_where(o)
+        return b"".join((_TEXT_DELTA, b"%d" % seq, o.wire, orjson.dumps(delta), _TEXT_DELTA_END))
+
+    def _more_text(self, delta: str) -> tuple[_Open, int] | None:
+        """`delta` added to the output text being streamed, if one is: its item and sequence number."""
         o = self._open
         if o is None or o.part is None or o.part["type"] != "output_text":
             return None
         o.buf.append(delta)
         seq, self._seq = self._seq, self._seq + 1
-        if o.wire_of is not o.part:
-            o.wire_of, o.wire = o.part, _text_delta_where(o)
-        return b"".join((_TEXT_DELTA, b"%d" % seq, o.wire, orjson.dumps(delta), _TEXT_DELTA_END))
+        return o, seq
 
     def _content_delta(self, part_type: str, delta: str) -> list[StreamEvent]:
-        o = self._open
-        if part_type == "output_text" and o is not None and o.part is not None and o.part["type"] == part_type:
+        if part_type == "output_text" and (more := self._more_text(delta)) is not None:
             # The common case, one more delta of the text being streamed: the event built as below, at once
-            o.buf.append(delta)
-            seq, self._seq = self._seq, self._seq + 1
+            o, seq = more
             data = {
                 "type": "response.output_text.delta",
                 "sequence_number": seq,
