@@ -25,7 +25,7 @@ import orjson
 
 from .base import ACTIVE, Conversation, Event, Json, StoredResponse, StoreUnavailable
 from .sqlite_gateway import MIGRATION, SQLiteGateway
-from .sqlite_io import BUSY_TIMEOUT, Busy, Checkpointer, failure, patiently
+from .sqlite_io import BUSY_TIMEOUT, FIRST_PAUSE, Busy, Checkpointer, failure, next_pause, patiently, warn_locked_out
 
 _MIGRATIONS = [
     """
@@ -173,13 +173,13 @@ class SQLiteStore(SQLiteGateway):
             self._write_puts(batch)
         except Busy:
             now = time.monotonic()
-            deadline, pause = self._locked_out.get(loop, (now + BUSY_TIMEOUT, 0.00025))
+            deadline, pause = self._locked_out.get(loop, (now + BUSY_TIMEOUT, 0.0))
             if now < deadline:
-                pause = min(pause * 2, 0.002)
+                pause = next_pause(pause) if pause else FIRST_PAUSE
                 self._locked_out[loop] = (deadline, pause)
                 loop.call_later(pause, self._commit_puts, loop)
                 return
-            log.warning("sqlite store unavailable: the database stayed locked for %.0f s", BUSY_TIMEOUT)
+            warn_locked_out()
             for _, done in batch:
                 if not done.done():
                     done.set_exception(StoreUnavailable())

@@ -27,6 +27,7 @@ from .base import StoreUnavailable
 
 T = TypeVar("T")
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another connection's lock before the store is unavailable
+FIRST_PAUSE, LAST_PAUSE = 0.0005, 0.002  # the pauses between tries: the holder may only be waiting for a core
 CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's rounds when no commit asks for one sooner
 log = logging.getLogger("llmrelay")
 
@@ -49,23 +50,30 @@ def failure(exc: sqlite3.OperationalError) -> Exception:
 
 async def patiently(call: Callable[..., T], *args: object) -> T:
     """`call(*args)` now, or, while it meets another connection's lock, again after a pause that
-    grows from 0.5 to 2 ms (short: the holder may only be waiting for a core); after
-    BUSY_TIMEOUT the store is unavailable."""
+    grows from FIRST_PAUSE to LAST_PAUSE; after BUSY_TIMEOUT the store is unavailable."""
     try:
         return call(*args)
     except Busy:
         pass
     deadline = time.monotonic() + BUSY_TIMEOUT
-    pause = 0.0005
+    pause = FIRST_PAUSE
     while True:
         await asyncio.sleep(pause)
         try:
             return call(*args)
         except Busy:
             if time.monotonic() >= deadline:
-                log.warning("sqlite store unavailable: the database stayed locked for %.0f s", BUSY_TIMEOUT)
+                warn_locked_out()
                 raise StoreUnavailable() from None
-            pause = min(pause * 2, 0.002)
+            pause = next_pause(pause)
+
+
+def next_pause(pause: float) -> float:
+    return min(pause * 2, LAST_PAUSE)
+
+
+def warn_locked_out() -> None:
+    log.warning("sqlite store unavailable: the database stayed locked for %.0f s", BUSY_TIMEOUT)
 
 
 class Checkpointer:
