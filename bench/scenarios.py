@@ -14,6 +14,7 @@ class Scenario:
     stream: bool
     chain: bool = False  # previous_response_id of a stored response on every request
     background: bool = False  # `background: true`, then GET /v1/responses/{id} until it ends
+    stored: bool = True  # False: `store: false`, so llmrelay keeps no record of the response
 
     @property
     def model(self) -> str:
@@ -42,6 +43,11 @@ SCENARIOS = {
         Scenario("background", "responses", False, background=True),
         Scenario("chat", "chat", False),
         Scenario("chat-stream", "chat", True),
+        # The same requests with `store: false`: llmrelay's CPU without the store's commit on the
+        # request path (each stored response is committed before it is answered).
+        Scenario("native-unstored", "responses", False, stored=False),
+        Scenario("native-stream-unstored", "responses", True, stored=False),
+        Scenario("anthropic-stream-unstored", "messages", True, stored=False),
     )
 }
 DEFAULT_SCENARIOS = [
@@ -57,9 +63,16 @@ QUICK_SCENARIOS = ["native", "native-stream"]
 
 
 def responses_request(
-    model: str, stream: bool, previous: str | None = None, text: str = "Say hello.", background: bool = False
+    model: str,
+    stream: bool,
+    previous: str | None = None,
+    text: str = "Say hello.",
+    background: bool = False,
+    stored: bool = True,
 ) -> Json:
     body: Json = {"model": model, "input": text, "max_output_tokens": 256}
+    if not stored:
+        body["store"] = False
     if stream:
         body["stream"] = True
     if background:

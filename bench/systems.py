@@ -142,7 +142,7 @@ class LLMRelay(System):
         return spawn(tag, argv, self.workdir, cwd=self.checkout)
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
-        body = responses_request(s.model, s.stream, previous, background=s.background)
+        body = responses_request(s.model, s.stream, previous, background=s.background, stored=s.stored)
         return Route("/v1/responses", {"authorization": f"Bearer {MASTER_KEY}"}, body)
 
 
@@ -192,7 +192,7 @@ class LiteLLM(System):
         return spawn(f"litellm-{port}", argv, self.workdir, env=env, cwd=self.workdir)
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
-        if s.chain or s.api == "chat":
+        if s.chain or s.api == "chat" or not s.stored:  # stores nothing either way
             return None
         body = responses_request(s.model, s.stream, background=s.background)
         return Route("/v1/responses", {"authorization": f"Bearer {MASTER_KEY}"}, body)
@@ -210,7 +210,7 @@ class Portkey(System):
         return spawn(f"portkey-{port}", argv, self.workdir, env={"NODE_ENV": "production"}, cwd=self.workdir)
 
     def route(self, s: Scenario, previous: str | None = None) -> Route | None:
-        if s.chain or s.api == "chat":
+        if s.chain or s.api == "chat" or not s.stored:  # stores nothing either way
             return None
         root = self.upstream + s.upstream_root
         headers = {"authorization": f"Bearer {API_KEY}", "x-portkey-custom-host": root}
@@ -304,11 +304,18 @@ class LLMRelayBaseline(LLMRelay):
         return tree
 
 
+class LLMRelayBaselinePostgres(LLMRelayBaseline, LLMRelayPostgres):
+    """The baseline commit with its store on Postgres (`--baseline REV --systems llmrelay-pg,baseline-pg`)."""
+
+    name = "baseline-pg"
+
+
 SYSTEM_CLASSES: dict[str, type[System]] = {
     "llmrelay": LLMRelay,
     "floor": Floor,
     "floor-lean": FloorLean,
     "baseline": LLMRelayBaseline,
+    "baseline-pg": LLMRelayBaselinePostgres,
     "llmrelay-nodelay": LLMRelayNoDelay,
     "llmrelay-vkey": LLMRelayVirtualKey,
     "llmrelay-pg": LLMRelayPostgres,
