@@ -3,7 +3,8 @@ loop), responses parsed by httptools (llhttp, the parser uvicorn serves with).
 
 aiohttp's client spends about 90 µs of CPU on each request it sends (request and response
 objects, a timer per read, tracing and cookie hooks); this one about 25 (bench/http_client.py).
-It does only what llmrelay asks of an upstream: no redirects, cookies, proxies or HTTP/2.
+It does only what llmrelay asks of an upstream: no redirects, cookies or HTTP/2; an HTTP proxy
+when the environment names one (http_proxy.py).
 Its failures are aiohttp's exception types, so callers catch one family (`aiohttp.ClientError`,
 `TimeoutError`) whichever client sent the request.
 """
@@ -22,6 +23,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from . import http_proxy
+from .http_proxy import Proxy
 
 IDLE_SECONDS = 30.0  # an idle connection is closed after this long
 HIGH_WATER = 1 << 18  # body bytes held unread before the socket stops being read
@@ -313,13 +317,14 @@ class Pool:
         self.idle: dict[Origin, list[Connection]] = {}
         self.open: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        self._targets: dict[str, tuple[Origin, str, str]] = {}
+        self._targets: dict[str, tuple[Origin, str, str, str | None]] = {}
+        self._proxies: dict[Origin, Proxy | None] = {}  # what the environment says for each origin
 
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float, connect: float
     ) -> Response:
-        origin, target, host = self._target(url)
-        data = _head(method, target, host, headers, body)
+        origin, target, host, proxy_authorization = self._target(url)
+        data = _head(method, target, host, headers, body, proxy_authorization)
         if body:
             data += body
         conn = self._take(origin)
@@ -337,7 +342,8 @@ class Pool:
                 conn.abandon()
                 raise
 
-    def _target(self, url: str) -> tuple[Origin, str, str]:
+    def _target(self, url: str) -> tuple[Origin, str, str, str | None]:
+        """(origin, request target, Host header, Proxy-Authorization for a proxied plain-http request)."""
         known = self._targets.get(url)
         if known is not None:
             return known
@@ -348,7 +354,14 @@ class Pool:
         port = parts.port or (443 if scheme == "https" else 80)
         host = parts.netloc.rpartition("@")[2]
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        known = ((scheme, parts.hostname, port), target, host)
+        origin = (scheme, parts.hostname, port)
+        proxy_authorization = None
+        if origin not in self._proxies:
+            self._proxies[origin] = http_proxy.from_environment(scheme, parts.hostname, port)
+        if (proxy := self._proxies[origin]) is not None and scheme == "http":  # asked of the proxy, in absolute form
+            target = f"http://{host}{target}"
+            proxy_authorization = proxy.authorization
+        known = (origin, target, host, proxy_authorization)
         if len(self._targets) < 4096:  # response ids in paths make the URLs unbounded
             self._targets[url] = known
         return known
@@ -365,15 +378,22 @@ class Pool:
     async def _connect(self, origin: Origin, timeout: float) -> Connection:
         scheme, host, port = origin
         tls = _tls_context() if scheme == "https" else None
+        proxy = self._proxies.get(origin)
+        where = f"{host}:{port}" if proxy is None else f"{host}:{port} through the proxy {proxy.shown}"
+        conn = Connection(self, origin)
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: Connection(self, origin), host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                if proxy is None:
+                    hint = host if tls else None
+                    await self.loop.create_connection(lambda: conn, host, port, ssl=tls, server_hostname=hint)
+                elif tls is None:  # plain http: requests go to the proxy itself
+                    await self.loop.create_connection(lambda: conn, proxy.host, proxy.port)
+                else:
+                    await http_proxy.tunnel(self.loop, proxy, host, port, tls, conn)
         except TimeoutError:
-            raise aiohttp.ConnectionTimeoutError(f"Connecting to {host}:{port} took over {timeout:g} s") from None
+            raise aiohttp.ConnectionTimeoutError(f"Connecting to {where} took over {timeout:g} s") from None
         except OSError as exc:
-            raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to {host}:{port}: {exc}") from exc
+            raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to {where}: {exc}") from exc
         self.open.add(conn)
         return conn
 
@@ -413,7 +433,14 @@ class Pool:
         self.idle.clear()
 
 
-def _head(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
+def _head(
+    method: str,
+    target: str,
+    host: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    proxy_authorization: str | None = None,
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1"]
     named = set()
     for name, value in headers.items():
@@ -425,6 +452,8 @@ def _head(method: str, target: str, host: str, headers: Mapping[str, str], body:
         lines.append(f"Host: {host}")
     if "accept-encoding" not in named:
         lines.append("Accept-Encoding: gzip, deflate")
+    if proxy_authorization is not None:
+        lines.append(f"Proxy-Authorization: {proxy_authorization}")
     if body is not None or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body or b'')}")
     lines.append("\r\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,11 @@ import pytest
 import llmrelay
 from llmrelay import Relay
 from tests.fakes.process import FakeServer, start_fake
+
+# Every server the tests talk to is on this machine: a proxy the environment names (for package
+# registries, say) is not asked for them, by this process or the proxies it starts.
+for _name in ("no_proxy", "NO_PROXY"):
+    os.environ[_name] = ",".join(filter(None, [os.environ.get(_name), "127.0.0.1", "localhost"]))
 
 
 @pytest.fixture(scope="session")

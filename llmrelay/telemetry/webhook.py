@@ -83,7 +83,7 @@ class Webhook:
         body = orjson.dumps(batch)
         headers = {"content-type": "application/json", **self.target.headers}
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT), trust_env=True)
         for attempt in range(ATTEMPTS):
             try:
                 async with self._session.post(self.target.url, data=body, headers=headers) as resp:
