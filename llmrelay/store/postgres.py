@@ -20,13 +20,14 @@ import functools
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
 
 from .base import Conversation, Event, Json, StoredResponse, StoreUnavailable
+from .postgres_batches import LOST, Batch, Batcher
 from .postgres_gateway import MIGRATION, PostgresGateway
 
 log = logging.getLogger("llmrelay.store")
@@ -34,22 +35,6 @@ CHANNEL = "llmrelay"
 RESYNC = "resync"  # what subscribers hear after the channel was down: messages may have been lost
 CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 2.0  # seconds between attempts to re-open a lost LISTEN connection
-# What a lost or unreachable database raises; anything else is a bug and stays a 500.
-_LOST = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InsufficientResourcesError,
-    # a connection broken under a query: the pool's reset on release finds it mid-operation
-    asyncpg.InternalClientError,
-)
-# a loop's batch of (item, the future its caller awaits), and what runs it
-Batches = dict[asyncio.AbstractEventLoop, list[tuple[Any, asyncio.Future[Any]]]]
-BatchRun = Callable[[list[Any]], Coroutine[Any, Any, None]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -61,7 +46,7 @@ def _available(
     async def guarded(self: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
-        except _LOST as exc:
+        except LOST as exc:
             log.warning("postgres store unavailable in %s: %s: %s", method.__name__, type(exc).__name__, exc)
             raise StoreUnavailable() from exc
 
@@ -193,10 +178,8 @@ class PostgresStore(PostgresGateway):
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = weakref.WeakKeyDictionary()
         self._migrated = False
         self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = weakref.WeakKeyDictionary()
-        # Puts waiting for their loop's next turn, to be written together (group commit).
-        self._puts: dict[asyncio.AbstractEventLoop, list[tuple[StoredResponse, asyncio.Future[None]]]] = {}
-        self._gets: dict[asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[Any]]]] = {}
-        self._batches: set[asyncio.Task[None]] = set()  # the batches' tasks, held until done
+        self._puts = Batcher(self._commit_puts, self._pool)  # group commit
+        self._gets = Batcher(self._fetch_gets, self._pool)
 
     async def _pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
@@ -229,49 +212,30 @@ class PostgresStore(PostgresGateway):
     async def put(self, record: StoredResponse) -> None:
         """Group commit: the puts of one loop turn (concurrent requests finishing together) go
         in one statement, one round trip; each put returns once its row is committed."""
-        await self._batched(self._puts, self._commit_puts, record)
+        await self._puts.add(record)
 
-    def _batched(self, batches: Batches, run: BatchRun, item: Any) -> asyncio.Future[Any]:
-        """`item` joins its loop's batch for `run`, which starts on the loop's next turn; the
-        future is what `run` answers for it."""
-        loop = asyncio.get_running_loop()
-        batch = batches.get(loop)
-        if batch is None:
-            batch = batches[loop] = []
-            loop.call_soon(self._start_batch, loop, batches, run)
-        done = loop.create_future()
-        batch.append((item, done))
-        return done
-
-    def _start_batch(self, loop: asyncio.AbstractEventLoop, batches: Batches, run: BatchRun) -> None:
-        task = loop.create_task(run(batches.pop(loop)))
-        self._batches.add(task)  # held until done: a task nobody references may vanish
-        task.add_done_callback(self._batches.discard)
-
-    async def _commit_puts(self, batch: list[tuple[StoredResponse, asyncio.Future[None]]]) -> None:
+    async def _commit_puts(self, conn: asyncpg.Connection, batch: Batch) -> None:
         try:
             rows = {record.id: _put_row(record) for record, _ in batch}  # one row per id: the last put wins
-            pool = await self._pool()
             if len(rows) == 1:
-                await pool.execute(_PUT_ONE, *next(iter(rows.values())))
+                await conn.execute(_PUT_ONE, *next(iter(rows.values())))
             else:
-                await pool.execute(_PUT_MANY, *zip(*rows.values(), strict=True))
-        except asyncio.CancelledError:
-            for _, done in batch:
-                done.cancel()
-            raise
+                await conn.execute(_PUT_MANY, *zip(*rows.values(), strict=True))
         except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, _LOST):
-                # nothing was written: each put goes alone, so only a failing one fails
-                await asyncio.gather(*(self._commit_puts([entry]) for entry in batch))
-                return
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-        else:
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            if len(batch) == 1 or isinstance(exc, LOST):
+                raise
+            for entry in batch:  # nothing was written: each put goes alone, so only a failing one fails
+                try:
+                    await self._commit_puts(conn, [entry])
+                except LOST:
+                    raise
+                except Exception as alone:
+                    if not entry[1].done():
+                        entry[1].set_exception(alone)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     @_available
     async def update_active(self, record: StoredResponse) -> bool:
@@ -374,31 +338,20 @@ class PostgresStore(PostgresGateway):
         """The gets of one loop turn are read in one query (one round trip), as puts are written."""
         if "\0" in response_id:
             return None
-        row = await self._batched(self._gets, self._fetch_gets, response_id)
+        row = await self._gets.add(response_id)
         # each caller gets a record of its own: callers change them
         return None if row is None or row["owner"] != owner else _record(row)
 
-    async def _fetch_gets(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        try:
-            pool = await self._pool()
-            if len(batch) == 1:
-                rows = await pool.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1", batch[0][0])
-            else:
-                ids = list({rid: None for rid, _ in batch})
-                rows = await pool.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = ANY($1::text[])", ids)
-        except asyncio.CancelledError:
-            for _, found in batch:
-                found.cancel()
-            raise
-        except Exception as exc:
-            for _, found in batch:
-                if not found.done():
-                    found.set_exception(exc)
+    async def _fetch_gets(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        if len(batch) == 1:
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = $1", batch[0][0])
         else:
-            by_id = {row["id"]: row for row in rows}
-            for rid, found in batch:
-                if not found.done():
-                    found.set_result(by_id.get(rid))
+            ids = list({rid: None for rid, _ in batch})
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM llmrelay_responses WHERE id = ANY($1::text[])", ids)
+        by_id = {row["id"]: row for row in rows}
+        for rid, found in batch:
+            if not found.done():
+                found.set_result(by_id.get(rid))
 
     @_available
     async def find(self, response_id: str) -> StoredResponse | None:
@@ -458,6 +411,8 @@ class PostgresStore(PostgresGateway):
         await pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        await self._puts.close()  # their kept connections back first: closing waits for them
+        await self._gets.close()
         loop = asyncio.get_running_loop()
         pool = self._pools.pop(loop, None)
         if pool is not None:
@@ -512,7 +467,7 @@ class _Listener:
         while not self._closed:
             try:
                 await self.open()
-            except _LOST as exc:
+            except LOST as exc:
                 log.debug("postgres LISTEN connection not re-opened yet: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
@@ -528,5 +483,5 @@ class _Listener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reopen
         if self._conn is not None:
-            with contextlib.suppress(*_LOST):
+            with contextlib.suppress(*LOST):
                 await self._conn.close(timeout=CONNECT_TIMEOUT)

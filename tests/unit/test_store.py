@@ -1,8 +1,10 @@
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,3 +174,45 @@ async def test_concurrent_gets_each_see_their_own_record_and_owner(store) -> Non
     assert mine.id == rid and again.id == rid and theirs is None and missing is None
     mine.response["status"] = "changed"  # a caller's record is its own
     assert again.response["status"] == "completed"
+
+
+async def test_postgres_batches_go_one_at_a_time_on_one_kept_connection() -> None:
+    """Puts that come while a batch is under way go together in the next one, in order, on the
+    same connection; a kept connection the database dropped costs one 503 and is replaced."""
+    pg = PostgresStore(PG_URL)
+    await pg.ping()
+    tag = os.urandom(6).hex()
+
+    def record(i: int, status: str = "completed") -> StoredResponse:
+        rid = f"resp_{tag}_{i}"
+        return StoredResponse(id=rid, response={"id": rid, "status": status}, owner="k1", deployment="dep")
+
+    runs: list[tuple[str, int]] = []
+    run = pg._puts._run
+
+    async def counted(conn: Any, batch: list[Any]) -> None:
+        runs.append(("start", len(batch)))
+        await run(conn, batch)
+        runs.append(("end", len(batch)))
+
+    pg._puts._run = counted
+    try:
+        first = asyncio.ensure_future(pg.put(record(0, "in_progress")))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # its batch is under way
+        later = [pg.put(record(i)) for i in range(1, 10)] + [pg.put(record(0, "completed"))]
+        await asyncio.gather(first, *later)
+        assert runs == [("start", 1), ("end", 1), ("start", 10), ("end", 10)]
+        assert (await pg.get(f"resp_{tag}_0", "k1")).status == "completed"  # type: ignore[union-attr]
+        kept = pg._puts._loops[asyncio.get_running_loop()].conn
+        await pg.put(record(11))
+        assert pg._puts._loops[asyncio.get_running_loop()].conn is kept
+
+        pool = await pg._pool()
+        await pool.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+        with contextlib.suppress(StoreUnavailable):
+            await pg.put(record(12))  # the connection died under it, or was found closed first
+        await pg.put(record(13))
+        assert await pg.get(f"resp_{tag}_13", "k1") is not None
+    finally:
+        await pg.close()
