@@ -27,6 +27,7 @@ from .. import errors
 from ..providers.base import Call
 from .directory import Caller
 from .entities import LIMITS
+from .redis_calls import commands
 from .stage import Outcome
 
 log = logging.getLogger("llmrelay.gateway")
@@ -172,7 +173,11 @@ class RedisCounters:
 
         self.client = redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
         self._errors = (redis.RedisError, OSError)
-        self._script = self.client.register_script(_ACQUIRE)
+        from redis.exceptions import NoScriptError
+
+        self._no_script = NoScriptError
+        self._sha = self.client.register_script(_ACQUIRE).sha
+        self._calls = commands(self.client)
         self._releases: list[tuple[list[Check], int, float]] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -186,7 +191,10 @@ class RedisCounters:
             keys += self._keys(name, now)
             args += [rpm, tpm, par]
         try:
-            result = await self._script(keys=keys, args=args)
+            try:
+                result = await self._calls.add(("EVALSHA", self._sha, len(keys), *keys, *args))
+            except self._no_script:  # a restarted or flushed Redis: EVAL loads it again
+                result = await self._calls.add(("EVAL", _ACQUIRE, len(keys), *keys, *args))
         except self._errors as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
         if int(result[0]) < 0:
@@ -230,6 +238,7 @@ class RedisCounters:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
         await self.send()
+        await self._calls.close()
         await self.client.aclose()
 
 

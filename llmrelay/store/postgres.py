@@ -26,8 +26,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import orjson
 
+from ..batching import Batch
 from .base import Conversation, Event, Json, StoredResponse, StoreUnavailable
-from .postgres_batches import LOST, Batch, Batcher
+from .postgres_batches import LOST, batcher
 from .postgres_gateway import MIGRATION, PostgresGateway
 
 log = logging.getLogger("llmrelay.store")
@@ -178,8 +179,8 @@ class PostgresStore(PostgresGateway):
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = weakref.WeakKeyDictionary()
         self._migrated = False
         self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = weakref.WeakKeyDictionary()
-        self._puts = Batcher(self._commit_puts, self._pool)  # group commit
-        self._gets = Batcher(self._fetch_gets, self._pool)
+        self._puts = batcher(self._commit_puts, self._pool)  # group commit
+        self._gets = batcher(self._fetch_gets, self._pool)
 
     async def _pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
