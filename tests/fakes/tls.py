@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import ssl
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from llmrelay import http_client
 
 
 def certificates(tmp: Path, name: str) -> tuple[Path, Path, Path]:
@@ -35,3 +42,22 @@ def certificates(tmp: Path, name: str) -> tuple[Path, Path, Path]:
     paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))  # fmt: skip
     return paths
+
+
+async def trusted_https_server(tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Server:
+    """An https server on 127.0.0.1 with a certificate for `name`, from a CA llmrelay's client is
+    told to trust (SSL_CERT_FILE); it answers every request on a connection with "secret"."""
+    ca, cert, key = certificates(tmp, name)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setattr(http_client, "_tls", None)  # the client's context, made again with that CA
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret")
+                await writer.drain()
+
+    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)

@@ -5,18 +5,15 @@ upstream breaks off, silence, and a reader slower than the upstream."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from llmrelay import http_client
 from llmrelay.http_client import HIGH_WATER, Pool
-from tests.fakes.tls import certificates
+from tests.fakes.tls import trusted_https_server
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -317,20 +314,7 @@ async def test_tls_upstreams_are_verified_against_the_trusted_cas(
 ) -> None:
     """HTTPS with the system's trust store, which SSL_CERT_FILE replaces (as for aiohttp and
     the openai SDK): a certificate for the host it was asked for passes; any other fails."""
-    ca, cert, key = certificates(tmp_path, name)
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    monkeypatch.setattr(http_client, "_tls", None)
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    served.load_cert_chain(cert, key)
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(ok(b"secret"))
-            await writer.drain()
-            await reader.read()
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
+    server = await trusted_https_server(tmp_path, monkeypatch, name)
     port = server.sockets[0].getsockname()[1]
     try:
         if name == "localhost":

@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from llmrelay import http_client, http_proxy
+from llmrelay import http_proxy
 from llmrelay.http_client import Pool
 from tests.fakes.forward_proxy import ForwardProxy
-from tests.fakes.tls import certificates
+from tests.fakes.tls import trusted_https_server
 
 PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
 
@@ -62,55 +61,26 @@ async def pool() -> AsyncIterator[Pool]:
     p.close()
 
 
-async def _tls_upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Server:
-    """An https server with a certificate for `name`, from a CA the client is told to trust."""
-    ca, cert, key = certificates(tmp_path, name)
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    monkeypatch.setattr(http_client, "_tls", None)
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    served.load_cert_chain(cert, key)
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret")
-                await writer.drain()
-
-    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
-
-
+@pytest.mark.parametrize("name", ["localhost", "someone-else.example"])
 async def test_https_goes_through_a_connect_tunnel_with_tls_to_the_upstream(
-    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    upstream = await _tls_upstream(tmp_path, monkeypatch, "localhost")
+    """The tunnel carries TLS end to end: the upstream's certificate is checked against the host
+    asked for (a certificate for another name fails), and the proxy sees the host and port only."""
+    upstream = await trusted_https_server(tmp_path, monkeypatch, name)
     port = upstream.sockets[0].getsockname()[1]
     proxy = await ForwardProxy(credentials=("alice", "s3cret")).start()
     monkeypatch.setenv("HTTPS_PROXY", proxy.url())
     try:
-        for _ in range(2):
-            resp = await pool.request("POST", f"https://localhost:{port}/v1/responses", {}, b"{}", 5, 5)
-            assert (resp.status, await resp.read()) == (200, b"secret")
-        # one tunnel, kept alive for the second request; the proxy saw the host and port only
-        assert [(s.line, s.authorization) for s in proxy.seen] == [
-            (f"CONNECT localhost:{port} HTTP/1.1", basic("alice", "s3cret"))
-        ]
-    finally:
-        await proxy.stop()
-        upstream.close()
-
-
-async def test_the_upstream_certificate_is_checked_through_the_tunnel(
-    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    upstream = await _tls_upstream(tmp_path, monkeypatch, "someone-else.example")
-    port = upstream.sockets[0].getsockname()[1]
-    proxy = await ForwardProxy().start()
-    monkeypatch.setenv("HTTPS_PROXY", proxy.url())
-    try:
-        with pytest.raises(aiohttp.ClientOSError, match="certificate"):
-            await pool.request("GET", f"https://localhost:{port}/", {}, None, 5, 5)
-        assert len(proxy.seen) == 1
+        if name == "localhost":
+            for _ in range(2):  # one tunnel, kept alive for the second request
+                resp = await pool.request("POST", f"https://localhost:{port}/v1/responses", {}, b"{}", 5, 5)
+                assert (resp.status, await resp.read()) == (200, b"secret")
+        else:
+            with pytest.raises(aiohttp.ClientOSError, match="certificate"):
+                await pool.request("GET", f"https://localhost:{port}/", {}, None, 5, 5)
+        connect = (f"CONNECT localhost:{port} HTTP/1.1", basic("alice", "s3cret"))
+        assert [(s.line, s.authorization) for s in proxy.seen] == [connect]
     finally:
         await proxy.stop()
         upstream.close()
