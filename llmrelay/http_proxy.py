@@ -49,14 +49,18 @@ def parse(url: str) -> Proxy:
     if "://" not in url:
         url = f"http://{url}"  # `HTTPS_PROXY=proxy:3128`, as curl takes it
     parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:
+        raise aiohttp.InvalidURL(f"The proxy {parts.scheme}://{parts.hostname} has no valid port") from None
+    shown = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise aiohttp.InvalidURL(f"Unsupported proxy {shown}: llmrelay speaks to HTTP proxies (http://host:port) only")
     authorization = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-    return Proxy(parts.hostname, parts.port or 80, authorization, shown)
+    return Proxy(parts.hostname, port or 80, authorization, shown)
 
 
 class _Tunnel(asyncio.Protocol):

@@ -48,9 +48,12 @@ def test_which_origins_go_through_which_proxy(monkeypatch: pytest.MonkeyPatch) -
     assert http_proxy.from_environment("https", "api.openai.com", 443).host == "lower"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("url", ["socks5://egress:1080", "https://egress:3129"])
-def test_a_proxy_that_is_not_plain_http_is_refused_by_name(url: str) -> None:
-    with pytest.raises(aiohttp.InvalidURL, match="HTTP proxies"):
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("socks5://egress:1080", "HTTP proxies"), ("https://egress:3129", "HTTP proxies"), ("egress:31x8", "valid port")],
+)
+def test_a_proxy_that_is_not_plain_http_is_refused_by_name(url: str, why: str) -> None:
+    with pytest.raises(aiohttp.InvalidURL, match=why):
         http_proxy.parse(url)
 
 
