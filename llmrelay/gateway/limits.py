@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from .. import errors
 from ..providers.base import Call
+from ..redis_calls import Script, commands
 from .directory import Caller
 from .entities import LIMITS
-from .redis_calls import commands
 from .stage import Outcome
 
 log = logging.getLogger("llmrelay.gateway")
@@ -127,7 +127,7 @@ class LocalCounters:
 
 # KEYS: per check, its request log, its token bucket (this minute) and its running count.
 # ARGV: now (ms), window (ms), member, then per check rpm, tpm, parallel (-1: none).
-_ACQUIRE = """
+_ACQUIRE = Script("""
 local now, window, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local n = #KEYS / 3
 local minute_end = (math.floor(now / window) + 1) * window
@@ -161,7 +161,7 @@ for i = 0, n - 1 do
   end
 end
 return {-1}
-"""
+""")
 
 
 class RedisCounters:
@@ -173,10 +173,6 @@ class RedisCounters:
 
         self.client = redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
         self._errors = (redis.RedisError, OSError)
-        from redis.exceptions import NoScriptError
-
-        self._no_script = NoScriptError
-        self._sha = self.client.register_script(_ACQUIRE).sha
         self._calls = commands(self.client)
         self._releases: list[tuple[list[Check], int, float]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -191,10 +187,7 @@ class RedisCounters:
             keys += self._keys(name, now)
             args += [rpm, tpm, par]
         try:
-            try:
-                result = await self._calls.add(("EVALSHA", self._sha, len(keys), *keys, *args))
-            except self._no_script:  # a restarted or flushed Redis: EVAL loads it again
-                result = await self._calls.add(("EVAL", _ACQUIRE, len(keys), *keys, *args))
+            result = await _ACQUIRE(self._calls, keys, args)
         except self._errors as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
         if int(result[0]) < 0:

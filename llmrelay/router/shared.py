@@ -17,12 +17,26 @@ import logging
 import time
 from typing import Any
 
+from ..redis_calls import Script, commands
 from .cooldown import WINDOW, Cooldowns
 
 log = logging.getLogger("llmrelay")
 PREFIX = "llmrelay:"
 CHANNEL = PREFIX + "cooldowns"
 RECONNECT_DELAY = 1.0
+# KEYS: rpm key, tpm key; ARGV: rpm, tpm (-1: none), ttl. 1 and the request counted, or 0 and nothing.
+_TAKE = Script("""
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+if tpm >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then return 0 end
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if rpm >= 0 and count > rpm then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+""")
+_ADD = Script("redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], ARGV[2]) return 1")
 
 
 def connect(url: str) -> Any:
@@ -35,6 +49,7 @@ class Shared:
     def __init__(self, client: Any, cooldowns: Cooldowns) -> None:
         self.client = client
         self.cooldowns = cooldowns
+        self._calls = commands(client)  # the per-request counts: one write per loop turn, a kept connection
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
 
@@ -53,26 +68,15 @@ class Shared:
 
     async def take_request(self, dep_id: str, rpm: int | None, tpm: int | None) -> bool:
         """Count a request against the deployment's rpm this minute, for every instance; False
-        (and nothing counted) when it is at its rpm or tpm already."""
+        (and nothing counted) when it is at its rpm or tpm already. One script, one round trip."""
         minute = int(time.time() // 60)
-        rpm_key, tpm_key = f"{PREFIX}rpm:{dep_id}:{minute}", f"{PREFIX}tpm:{dep_id}:{minute}"
-        if tpm is not None and int(await self.client.get(tpm_key) or 0) >= tpm:
-            return False
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incr(rpm_key)
-            pipe.expire(rpm_key, 2 * int(WINDOW))
-            count, _ = await pipe.execute()
-        if rpm is not None and int(count) > rpm:
-            await self.client.decr(rpm_key)
-            return False
-        return True
+        keys = [f"{PREFIX}rpm:{dep_id}:{minute}", f"{PREFIX}tpm:{dep_id}:{minute}"]
+        args = [-1 if rpm is None else rpm, -1 if tpm is None else tpm, 2 * int(WINDOW)]
+        return int(await _TAKE(self._calls, keys, args)) == 1
 
     async def add_tokens(self, dep_id: str, tokens: int) -> None:
         key = f"{PREFIX}tpm:{dep_id}:{int(time.time() // 60)}"
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incrby(key, tokens)
-            pipe.expire(key, 2 * int(WINDOW))
-            await pipe.execute()
+        await _ADD(self._calls, [key], [tokens, 2 * int(WINDOW)])
 
     async def start(self) -> None:
         """Subscribe, then read the cooldowns already running; returns once both are done (or
@@ -120,4 +124,5 @@ class Shared:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
+            await self._calls.close()
             await self.client.aclose()

@@ -4,9 +4,10 @@ command, about 50 µs of CPU, as much as the command itself."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from ..batching import Batch, Batcher
+from .batching import Batch, Batcher
 
 
 class _Keeper:
@@ -43,3 +44,20 @@ def commands(client: Any) -> Batcher:
                 done.set_result(reply)
 
     return Batcher(run, _Keeper(client), (redis.ConnectionError, redis.TimeoutError, OSError))
+
+
+class Script:
+    """A Lua script run by its SHA on a `commands` batcher, sent whole when Redis does not know
+    it (restarted, or its scripts flushed): EVAL loads it again."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, calls: Batcher, keys: list[str], args: list[Any]) -> Any:
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await calls.add(("EVALSHA", self.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            return await calls.add(("EVAL", self.source, len(keys), *keys, *args))
