@@ -84,18 +84,17 @@ class Batcher:
             if state.conn is None:
                 state.conn = await self._keeper.take()
             await self._run(state.conn, batch)
-        except BaseException as exc:
-            if not isinstance(exc, Exception) or isinstance(exc, self._lost):  # cancelled mid-request, or lost
+        except Exception as exc:
+            if isinstance(exc, self._lost):
                 await self._give_back(state, broken=True)
             for _, done in batch:
-                if done.done():
-                    continue
-                if isinstance(exc, Exception):
+                if not done.done():
                     done.set_exception(exc)
-                else:
-                    done.cancel()
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException:  # cancelled mid-request: what the connection holds is unknown
+            await self._give_back(state, broken=True)
+            for _, done in batch:
+                done.cancel()
+            raise
 
     async def _give_back(self, state: _OnLoop, *, broken: bool) -> None:
         conn, state.conn = state.conn, None
